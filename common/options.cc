@@ -1,0 +1,358 @@
+#include "common/options.h"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <map>
+
+namespace common {
+
+namespace {
+
+std::string trim(const std::string& s) {
+    const char* ws = " \t\r\n";
+    auto b = s.find_first_not_of(ws);
+    if (b == std::string::npos) return "";
+    auto e = s.find_last_not_of(ws);
+    return s.substr(b, e - b + 1);
+}
+
+// Splits on every comma, trims each piece and drops empty ones.
+std::vector<std::string> split_commas(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        auto comma = s.find(',', start);
+        if (comma == std::string::npos) comma = s.size();
+        auto item = trim(s.substr(start, comma - start));
+        if (!item.empty()) out.push_back(item);
+        start = comma + 1;
+    }
+    return out;
+}
+
+// Non-negative decimal integer, the whole string, within int range.
+bool parse_int(const std::string& s, int& out) {
+    if (s.empty()) return false;
+    int v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v < 0) return false;
+    out = v;
+    return true;
+}
+
+Status bad_value(const std::string& flag, const std::string& v) {
+    return Status::error("invalid value for " + flag + ": '" + v + "'");
+}
+
+void apply_timing(TimingProfile& t, int level) {
+    // Roughly nmap's templates; T0/T1 delays are shortened so they stay usable.
+    static const TimingProfile table[6] = {
+        {0, 5.0, 2, 1, 5.0},     // paranoid
+        {1, 3.0, 2, 1, 1.0},     // sneaky
+        {2, 1.0, 2, 10, 0.4},    // polite
+        {3, 1.0, 2, 512, 0.0},   // normal
+        {4, 0.5, 1, 1024, 0.0},  // aggressive
+        {5, 0.25, 1, 2048, 0.0}, // insane
+    };
+    t = table[level];
+}
+
+// "-T4", "-Tinsane", ... → level, or -1.
+int timing_level(const std::string& v) {
+    static const char* names[] = {"paranoid", "sneaky", "polite", "normal", "aggressive", "insane"};
+    if (v.size() == 1 && v[0] >= '0' && v[0] <= '5') return v[0] - '0';
+    for (int i = 0; i < 6; ++i)
+        if (v == names[i]) return i;
+    return -1;
+}
+
+// "-v", "-vv", "-v3" style counters (letter c). Returns false when malformed.
+bool parse_level(const std::string& arg, char c, int& out) {
+    std::string rest = arg.substr(2);
+    if (rest.empty()) {
+        out += 1;
+        return true;
+    }
+    if (rest.find_first_not_of(c) == std::string::npos) {
+        out += 1 + static_cast<int>(rest.size());
+        return true;
+    }
+    int n;
+    if (!parse_int(rest, n)) return false;
+    out = n;
+    return true;
+}
+
+}  // namespace
+
+Result<double> parse_time_spec(const std::string& s) {
+    std::size_t i = 0;
+    bool digits = false;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, digits = true;
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, digits = true;
+    }
+    if (!digits) return Status::error("invalid time specification: '" + s + "'");
+    double v = std::strtod(s.substr(0, i).c_str(), nullptr);
+    std::string unit = s.substr(i);
+    double mult;
+    if (unit.empty() || unit == "s") mult = 1;
+    else if (unit == "ms") mult = 0.001;
+    else if (unit == "m") mult = 60;
+    else if (unit == "h") mult = 3600;
+    else return Status::error("invalid time specification: '" + s + "'");
+    v *= mult;
+    if (!std::isfinite(v)) return Status::error("invalid time specification: '" + s + "'");
+    return v;
+}
+
+Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
+    ScanOptions o;
+    o.command_line = "nsefleet scan";
+    for (const auto& a : args) o.command_line += " " + a;
+
+    bool script_timeout_set = false, host_timeout_set = false;
+
+    // Long options that take a value; the handler stores it or reports the bad value.
+    using Handler = std::function<Status(const std::string& flag, const std::string& v)>;
+    auto time_opt = [](double& dst, bool* seen) -> Handler {
+        return [&dst, seen](const std::string& flag, const std::string& v) {
+            auto t = parse_time_spec(v);
+            if (!t) return bad_value(flag, v);
+            dst = *t;
+            if (seen) *seen = true;
+            return Status::ok();
+        };
+    };
+    auto int_opt = [](int& dst, int min) -> Handler {
+        return [&dst, min](const std::string& flag, const std::string& v) {
+            int n;
+            if (!parse_int(v, n) || n < min) return bad_value(flag, v);
+            dst = n;
+            return Status::ok();
+        };
+    };
+    auto list_opt = [](std::vector<std::string>& dst) -> Handler {
+        return [&dst](const std::string& flag, const std::string& v) {
+            auto items = split_commas(v);
+            if (items.empty()) return bad_value(flag, v);
+            dst.insert(dst.end(), items.begin(), items.end());
+            return Status::ok();
+        };
+    };
+    auto str_opt = [](std::string& dst) -> Handler {
+        return [&dst](const std::string& flag, const std::string& v) {
+            if (v.empty()) return bad_value(flag, v);
+            dst = v;
+            return Status::ok();
+        };
+    };
+    std::map<std::string, Handler> with_value = {
+        {"--exclude", list_opt(o.excludes)},
+        {"--excludefile", [&](const std::string& f, const std::string& v) {
+             if (v.empty()) return bad_value(f, v);
+             o.exclude_files.push_back(v);
+             return Status::ok();
+         }},
+        {"--top-ports", int_opt(o.top_ports, 1)},
+        {"--script", list_opt(o.scripts)},
+        {"--script-args", [&](const std::string&, const std::string& v) {
+             if (!o.script_args.empty() && !v.empty()) o.script_args += ",";
+             o.script_args += v;
+             return Status::ok();
+         }},
+        {"--script-args-file", str_opt(o.script_args_file)},
+        {"--script-timeout", time_opt(o.script_timeout, &script_timeout_set)},
+        {"--host-timeout", time_opt(o.host_timeout, &host_timeout_set)},
+        {"--min-hostgroup", int_opt(o.min_hostgroup, 1)},
+        {"--max-hostgroup", int_opt(o.max_hostgroup, 1)},
+        {"--datadir", str_opt(o.datadir)},
+        {"--max-parallelism", int_opt(o.max_parallelism, 1)},
+        {"--stats-every", time_opt(o.stats_every, nullptr)},
+        {"--workers", int_opt(o.workers, 0)},
+    };
+    // Short options that take the next argument as their value.
+    std::map<std::string, Handler> short_value = {
+        {"-iL", [&](const std::string& f, const std::string& v) {
+             if (v.empty()) return bad_value(f, v);
+             o.input_files.push_back(v);
+             return Status::ok();
+         }},
+        {"-oN", str_opt(o.out_normal)},
+        {"-oX", str_opt(o.out_xml)},
+        {"-oG", str_opt(o.out_grepable)},
+        {"-oJ", str_opt(o.out_json)},
+        {"-oA", [&](const std::string& f, const std::string& v) {
+             if (v.empty() || v == "-") return bad_value(f, v);  // three files cannot share stdout
+             o.out_normal = v + ".nmap";
+             o.out_xml = v + ".xml";
+             o.out_grepable = v + ".gnmap";
+             return Status::ok();
+         }},
+        {"-p", [&](const std::string& f, const std::string& v) {
+             if (trim(v).empty()) return bad_value(f, v);
+             o.port_spec = v;
+             return Status::ok();
+         }},
+    };
+
+    bool only_targets = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (only_targets || a.empty() || a[0] != '-' || a == "-") {
+            o.targets.push_back(a);
+            continue;
+        }
+        if (a == "--") {
+            only_targets = true;
+            continue;
+        }
+        auto next_value = [&](const std::string& flag, std::string& v) -> Status {
+            if (i + 1 >= args.size()) return Status::error("option " + flag + " requires a value");
+            v = args[++i];
+            return Status::ok();
+        };
+
+        if (a.rfind("--", 0) == 0) {
+            auto eq = a.find('=');
+            std::string name = a.substr(0, eq);
+            if (auto h = with_value.find(name); h != with_value.end()) {
+                std::string v;
+                if (eq != std::string::npos) v = a.substr(eq + 1);
+                else if (auto st = next_value(name, v); !st) return st;
+                if (auto st = h->second(name, v); !st) return st;
+                continue;
+            }
+            if (eq != std::string::npos) return Status::error("unknown option '" + a + "'");
+            if (a == "--open") o.open_only = true;
+            else if (a == "--reason") o.reason = true;
+            else if (a == "--help") o.help = true;
+            else return Status::error("unknown option '" + a + "'");
+            continue;
+        }
+
+        // Short options.
+        if (auto h = short_value.find(a); h != short_value.end()) {
+            std::string v;
+            if (auto st = next_value(a, v); !st) return st;
+            if (auto st = h->second(a, v); !st) return st;
+            continue;
+        }
+        if (a.rfind("-p", 0) == 0) {  // attached form: -p22, -p-
+            if (auto st = short_value["-p"]("-p", a.substr(2)); !st) return st;
+            continue;
+        }
+        if (a.size() > 3 && (a.rfind("-o", 0) == 0 || a.rfind("-iL", 0) == 0)) {
+            std::string flag = a.substr(0, 3);
+            if (auto h = short_value.find(flag); h != short_value.end()) {
+                if (auto st = h->second(flag, a.substr(3)); !st) return st;
+                continue;
+            }
+        }
+        if (a.rfind("-T", 0) == 0) {
+            int lvl = timing_level(a.substr(2));
+            if (lvl < 0) return Status::error("invalid timing template: '" + a + "'");
+            apply_timing(o.timing, lvl);
+            continue;
+        }
+        if (a.rfind("-v", 0) == 0) {
+            if (!parse_level(a, 'v', o.verbosity)) return Status::error("unknown option '" + a + "'");
+            continue;
+        }
+        if (a.rfind("-d", 0) == 0) {
+            if (!parse_level(a, 'd', o.debugging)) return Status::error("unknown option '" + a + "'");
+            continue;
+        }
+        if (a.size() > 2 && a.rfind("-s", 0) == 0) {
+            // -s takes a set of scan-type letters, as in -sTC or -sCT.
+            for (char c : a.substr(2)) {
+                if (c == 'T') o.connect_scan = true;
+                else if (c == 'C') o.default_scripts = true;
+                else if (c == 'n') o.ping_only = true;
+                else return Status::error("unknown option '" + a + "'");
+            }
+            continue;
+        }
+        if (a == "-Pn") o.skip_discovery = true;
+        else if (a == "-n") o.no_dns = true;
+        else if (a == "-6") o.ipv6 = true;
+        else if (a == "-F") o.fast = true;
+        else if (a == "-h") o.help = true;
+        else return Status::error("unknown option '" + a + "'");
+    }
+
+    if (o.help) return o;
+    if (o.timing.level == 5) {
+        if (!script_timeout_set) o.script_timeout = 600;
+        if (!host_timeout_set) o.host_timeout = 900;
+    }
+    if (o.min_hostgroup && o.max_hostgroup && o.min_hostgroup > o.max_hostgroup)
+        return Status::error("--min-hostgroup (" + std::to_string(o.min_hostgroup) +
+                             ") is greater than --max-hostgroup (" +
+                             std::to_string(o.max_hostgroup) + ")");
+    if (o.targets.empty() && o.input_files.empty()) return Status::error("no targets specified");
+    return o;
+}
+
+std::string scan_usage() {
+    return R"(Usage: nsefleet scan [Options] {target specification}
+TARGET SPECIFICATION:
+  Can pass hostnames, IP addresses, networks, etc.
+  Ex: localhost, 127.0.0.1, 127.0.0.0/24, 127.0.1-3.1-254, ::1 (with -6)
+  -iL <inputfilename>: Input from list of hosts/networks ('-' = stdin)
+  --exclude <host1[,host2][,host3],...>: Exclude hosts/networks
+  --excludefile <exclude_file>: Exclude list from file
+HOST DISCOVERY:
+  -sn: Ping Scan - disable port scan
+  -Pn: Treat all hosts as online -- skip host discovery
+  -n: Never do DNS resolution
+SCAN TECHNIQUES:
+  -sT: TCP connect scan (the default and only port scan)
+PORT SPECIFICATION AND SCAN ORDER:
+  -p <port ranges>: Only scan specified ports
+    Ex: -p22; -p1-65535; -p-; -p U:53,T:21-25,80; -p http*
+  -F: Fast mode - Scan fewer ports than the default scan (top 100)
+  --top-ports <number>: Scan <number> most common ports
+SCRIPT SCAN:
+  -sC: equivalent to --script=default
+  --script=<Lua scripts>: <Lua scripts> is a comma separated list of
+           directories, script-files or script-categories
+  --script-args=<n1=v1,[n2=v2,...]>: provide arguments to scripts
+  --script-args-file=filename: provide NSE script args in a file
+  --script-timeout <time>: Stop scripts that run longer than <time>
+TIMING AND PERFORMANCE:
+  Options which take <time> are in seconds, or append 'ms' (milliseconds),
+  's' (seconds), 'm' (minutes), or 'h' (hours) to the value (e.g. 30m).
+  -T<0-5>: Set timing template (higher is faster); also -T<name>:
+           paranoid, sneaky, polite, normal, aggressive, insane
+  --min-hostgroup/max-hostgroup <size>: Parallel host scan group sizes
+  --max-parallelism <numprobes>: Concurrent script threads per engine
+  --host-timeout <time>: Give up on target after this long
+  --stats-every <time>: Print progress at this interval
+  --workers <number>: Number of scan engines (default: one per core)
+OUTPUT:
+  -oN/-oX/-oG/-oJ <file>: Output scan in normal, XML, grepable or JSON
+     format to the given filename ('-' = stdout)
+  -oA <basename>: Output in the three major formats at once
+     (<basename>.nmap, <basename>.xml, <basename>.gnmap)
+  -v: Increase verbosity level (use -vv, or -v<level>, for more effect)
+  -d: Increase debugging level (use -dd, or -d<level>, for more effect)
+  --reason: Display the reason a port is in a particular state
+  --open: Only show open (or possibly open) ports
+MISC:
+  -6: Enable IPv6 scanning
+  --datadir <dirname>: Specify custom Nmap data file location
+  -h, --help: Print this help summary page.
+EXAMPLES:
+  nsefleet scan -v -sC localhost
+  nsefleet scan -p 22,80 --script http-title,ssh-hostkey 127.0.0.1
+  nsefleet scan -T4 -F --script "default" -oA out 127.0.0.0/28
+All `--option value` forms also accept `--option=value`.
+)";
+}
+
+}  // namespace common

@@ -1,0 +1,85 @@
+#pragma once
+// Everything the command line can say about a scan (nmap's flags and meanings).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace common {
+
+struct PortSpec {
+    std::uint16_t number;
+    char proto;  // 't' tcp, 'u' udp
+    bool operator==(const PortSpec&) const = default;
+};
+
+struct TimingProfile {
+    int level = 3;                   // -T0..-T5
+    double connect_timeout = 1.0;    // seconds for one connect probe before retrying
+    int max_retries = 2;             // retries for a filtered (silent) port
+    int max_parallel_connects = 512; // per engine, connect probes in flight
+    double scan_delay = 0.0;         // seconds between probes (T0/T1)
+};
+
+struct ScanOptions {
+    std::string command_line;  // argv joined, for output headers
+
+    // Targets
+    std::vector<std::string> targets;       // as given (addresses, names, CIDR, ranges)
+    std::vector<std::string> input_files;   // -iL
+    std::vector<std::string> excludes;      // --exclude (comma lists already split)
+    std::vector<std::string> exclude_files; // --excludefile
+
+    // Ports
+    std::string port_spec;       // -p as given ("" = default top 1000)
+    bool fast = false;           // -F (top 100)
+    int top_ports = 0;           // --top-ports N (0 = unset)
+    std::vector<PortSpec> ports; // resolved, sorted, unique (filled by resolve_ports)
+
+    // Scan kinds
+    bool connect_scan = true;    // -sT (the only port scan here for now)
+    bool skip_discovery = false; // -Pn
+    bool ping_only = false;      // -sn
+    bool no_dns = false;         // -n
+    bool ipv6 = false;           // -6
+
+    // Scripts
+    std::vector<std::string> scripts;  // --script items in order (split on commas)
+    bool default_scripts = false;      // -sC
+    std::string script_args;           // --script-args (joined with ',' when repeated)
+    std::string script_args_file;      // --script-args-file
+    double script_timeout = 0;         // seconds, 0 = none
+    double host_timeout = 0;           // seconds, 0 = none
+    int max_parallelism = 0;           // --max-parallelism: concurrent script threads per engine (0 = default)
+
+    TimingProfile timing;
+    int verbosity = 0;  // -v count (or -vN)
+    int debugging = 0;  // -d count (or -dN)
+    double stats_every = 0;  // --stats-every seconds, 0 = off
+
+    // Output
+    std::string out_normal, out_xml, out_grepable, out_json;  // "-" = stdout
+    bool open_only = false;  // --open
+    bool reason = false;     // --reason
+
+    int min_hostgroup = 0, max_hostgroup = 0;  // 0 = automatic
+    std::string datadir;                        // --datadir
+    int workers = 0;                            // --workers: engines (0 = one per core)
+    bool help = false;                          // --help / -h: caller prints scan_usage()
+    bool scripts_requested() const { return default_scripts || !scripts.empty(); }
+};
+
+// Parses `nsefleet scan` arguments (argv after the "scan" word). On error the message names
+// the bad token, e.g. "invalid port specification: 'x-1'". With --help/-h the result is ok,
+// has help set, and is otherwise unchecked (no "no targets specified" error).
+Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args);
+
+// nmap's time syntax: "30" (seconds), "30s", "500ms", "5m", "2h". Error on anything else.
+Result<double> parse_time_spec(const std::string& s);
+
+// Text printed by `nsefleet scan --help`.
+std::string scan_usage();
+
+}  // namespace common

@@ -1,0 +1,313 @@
+#include "common/targets.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <bitset>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <unordered_set>
+
+namespace common {
+
+namespace {
+
+// One parsed target expression. IPv4 octet ranges and CIDR blocks of either family; a plain
+// address is a /32 or /128 block.
+struct Spec {
+    enum Kind { V4Octets, V4Cidr, V6Cidr } kind = V4Cidr;
+    std::array<std::bitset<256>, 4> octets;  // V4Octets
+    std::uint32_t v4 = 0;                    // V4Cidr, host order
+    std::array<std::uint8_t, 16> v6{};       // V6Cidr
+    int prefix = 32;
+    std::string targetname;  // the host name when the user typed one
+
+    // Host count, saturated at 2^63.
+    std::uint64_t count() const {
+        if (kind == V4Octets) {
+            std::uint64_t n = 1;
+            for (const auto& o : octets) n *= o.count();
+            return n;
+        }
+        int bits = (kind == V4Cidr ? 32 : 128) - prefix;
+        return bits >= 63 ? (std::uint64_t(1) << 63) : (std::uint64_t(1) << bits);
+    }
+
+    bool contains_v4(std::uint32_t a) const {
+        if (kind == V4Octets) {
+            for (int i = 0; i < 4; ++i)
+                if (!octets[i].test((a >> (24 - 8 * i)) & 0xff)) return false;
+            return true;
+        }
+        if (kind != V4Cidr) return false;
+        std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t(0) << (32 - prefix);
+        return (a & mask) == (v4 & mask);
+    }
+
+    bool contains_v6(const std::array<std::uint8_t, 16>& a) const {
+        if (kind != V6Cidr) return false;
+        for (int bit = 0; bit < prefix; bit += 8) {
+            int n = std::min(8, prefix - bit);
+            std::uint8_t mask = static_cast<std::uint8_t>(0xff << (8 - n));
+            if ((a[bit / 8] & mask) != (v6[bit / 8] & mask)) return false;
+        }
+        return true;
+    }
+};
+
+Status invalid(const std::string& tok) {
+    return Status::error("invalid target specification: '" + tok + "'");
+}
+
+bool parse_uint(const std::string& s, int max, int& out) {
+    if (s.empty() || s.size() > 3) return false;
+    int v = 0;
+    for (char c : s) {
+        if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+        v = v * 10 + (c - '0');
+        if (v > max) return false;
+    }
+    out = v;
+    return true;
+}
+
+// One octet field: comma list of N, N-M, -M, N-, or "-".
+bool parse_octet(const std::string& field, std::bitset<256>& set) {
+    std::size_t start = 0;
+    while (true) {
+        auto comma = field.find(',', start);
+        std::string item = field.substr(start, comma == std::string::npos ? std::string::npos
+                                                                          : comma - start);
+        if (item.empty()) return false;
+        int lo = 0, hi = 255;
+        auto dash = item.find('-');
+        if (dash == std::string::npos) {
+            if (!parse_uint(item, 255, lo)) return false;
+            hi = lo;
+        } else {
+            std::string a = item.substr(0, dash), b = item.substr(dash + 1);
+            if (!a.empty() && !parse_uint(a, 255, lo)) return false;
+            if (!b.empty() && !parse_uint(b, 255, hi)) return false;
+            if (lo > hi) return false;
+        }
+        for (int i = lo; i <= hi; ++i) set.set(i);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return true;
+}
+
+bool looks_like_v4_range(const std::string& s) {
+    return !s.empty() && s.find_first_not_of("0123456789.,-") == std::string::npos;
+}
+
+bool valid_hostname(const std::string& s) {
+    if (s.empty() || s.size() > 253 || s.front() == '.' || s.front() == '-') return false;
+    for (char c : s)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
+            return false;
+    return s.find("..") == std::string::npos;
+}
+
+// Resolves a host name to its first address of the wanted family.
+Result<std::string> resolve(const std::string& name, bool ipv6) {
+    addrinfo hints{};
+    hints.ai_family = ipv6 ? AF_INET6 : AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(name.c_str(), nullptr, &hints, &res);
+    if (rc != 0 || !res) return Status::error("failed to resolve '" + name + "'");
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (ipv6)
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr, buf,
+                  sizeof buf);
+    else
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf,
+                  sizeof buf);
+    freeaddrinfo(res);
+    return std::string(buf);
+}
+
+// Parses one expression. `ipv6` is -6; for excludes (`any_family`) both families parse.
+Result<Spec> parse_spec(const std::string& tok, bool ipv6, bool any_family) {
+    Spec s;
+    std::string host = tok;
+    int prefix = -1;
+    if (auto slash = tok.find('/'); slash != std::string::npos) {
+        host = tok.substr(0, slash);
+        if (!parse_uint(tok.substr(slash + 1), 128, prefix)) return invalid(tok);
+    }
+    if (host.empty()) return invalid(tok);
+
+    if (host.find(':') != std::string::npos) {  // IPv6 literal
+        in6_addr a6;
+        if (inet_pton(AF_INET6, host.c_str(), &a6) != 1) return invalid(tok);
+        if (!ipv6 && !any_family) return Status::error("IPv6 target '" + tok + "' requires -6");
+        if (prefix > 128) return invalid(tok);
+        s.kind = Spec::V6Cidr;
+        std::memcpy(s.v6.data(), &a6, 16);
+        s.prefix = prefix < 0 ? 128 : prefix;
+        return s;
+    }
+
+    if (looks_like_v4_range(host)) {
+        std::vector<std::string> fields;
+        std::stringstream ss(host);
+        for (std::string f; std::getline(ss, f, '.');) fields.push_back(f);
+        if (fields.size() != 4 || host.back() == '.') return invalid(tok);
+        for (int i = 0; i < 4; ++i)
+            if (!parse_octet(fields[i], s.octets[i])) return invalid(tok);
+        if (ipv6 && !any_family)
+            return Status::error("IPv4 target '" + tok + "' cannot be scanned with -6");
+        bool plain = true;
+        for (const auto& o : s.octets) plain = plain && o.count() == 1;
+        if (!plain) {
+            if (prefix >= 0) return invalid(tok);  // ranges and netmask do not combine
+            s.kind = Spec::V4Octets;
+            return s;
+        }
+        if (prefix > 32) return invalid(tok);
+        s.kind = Spec::V4Cidr;
+        for (int i = 0; i < 4; ++i) {
+            int v = 0;
+            while (!s.octets[i].test(v)) ++v;
+            s.v4 = (s.v4 << 8) | std::uint32_t(v);
+        }
+        s.prefix = prefix < 0 ? 32 : prefix;
+        return s;
+    }
+
+    if (!valid_hostname(host)) return invalid(tok);
+    auto addr = resolve(host, ipv6);
+    if (!addr) return addr.status();
+    auto parsed = parse_spec(*addr + (prefix >= 0 ? "/" + std::to_string(prefix) : ""), ipv6,
+                             true);
+    if (!parsed) return invalid(tok);  // e.g. a /33 after a v4 name
+    Spec r = *parsed;
+    if (r.count() == 1) r.targetname = host;
+    return r;
+}
+
+Status read_spec_file(const std::string& path, const std::string& what,
+                      std::vector<std::string>& out) {
+    std::ifstream f;
+    std::istream* in = &std::cin;
+    if (path != "-") {
+        f.open(path);
+        if (!f) return Status::error("cannot read " + what + " file '" + path + "': " +
+                                     std::strerror(errno));
+        in = &f;
+    }
+    for (std::string line; std::getline(*in, line);) {
+        if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+        std::istringstream ls(line);
+        for (std::string tok; ls >> tok;) out.push_back(tok);
+    }
+    if (in->bad()) return Status::error("cannot read " + what + " file '" + path + "'");
+    return Status::ok();
+}
+
+std::string v4_string(std::uint32_t a) {
+    return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xff) + "." +
+           std::to_string((a >> 8) & 0xff) + "." + std::to_string(a & 0xff);
+}
+
+}  // namespace
+
+Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs,
+                                           const std::vector<std::string>& input_files,
+                                           const std::vector<std::string>& excludes,
+                                           const std::vector<std::string>& exclude_files,
+                                           bool ipv6, std::size_t limit) {
+    std::vector<std::string> all = specs;
+    for (const auto& f : input_files)
+        if (auto st = read_spec_file(f, "target", all); !st) return st;
+    std::vector<std::string> ex_tokens = excludes;
+    for (const auto& f : exclude_files)
+        if (auto st = read_spec_file(f, "exclude", ex_tokens); !st) return st;
+
+    std::vector<Spec> ex;
+    for (const auto& tok : ex_tokens) {
+        auto s = parse_spec(tok, ipv6, true);
+        if (!s) return s.status();
+        ex.push_back(*s);
+    }
+    auto excluded4 = [&](std::uint32_t a) {
+        for (const auto& e : ex)
+            if (e.contains_v4(a)) return true;
+        return false;
+    };
+    auto excluded6 = [&](const std::array<std::uint8_t, 16>& a) {
+        for (const auto& e : ex)
+            if (e.contains_v6(a)) return true;
+        return false;
+    };
+
+    std::vector<Target> out;
+    std::unordered_set<std::string> seen;  // raw address bytes
+    auto too_many = [&](const std::string& tok) {
+        return Status::error("target expansion exceeds " + std::to_string(limit) +
+                             " hosts: '" + tok + "'");
+    };
+    auto add4 = [&](std::uint32_t a, const std::string& name) {
+        if (excluded4(a)) return;
+        std::string key(reinterpret_cast<const char*>(&a), 4);
+        if (!seen.insert(key).second) return;
+        out.push_back(Target{v4_string(a), false, name});
+    };
+
+    for (const auto& tok : all) {
+        auto r = parse_spec(tok, ipv6, false);
+        if (!r) return r.status();
+        const Spec& s = *r;
+        std::uint64_t n = s.count();
+        // Checked before expanding so that a huge block fails fast instead of allocating;
+        // conservative when the block overlaps hosts already listed.
+        if (n > limit - std::min<std::size_t>(limit, out.size())) return too_many(tok);
+        if (s.kind == Spec::V4Octets) {
+            for (int a = 0; a < 256; ++a) {
+                if (!s.octets[0].test(a)) continue;
+                for (int b = 0; b < 256; ++b) {
+                    if (!s.octets[1].test(b)) continue;
+                    for (int c = 0; c < 256; ++c) {
+                        if (!s.octets[2].test(c)) continue;
+                        for (int d = 0; d < 256; ++d)
+                            if (s.octets[3].test(d))
+                                add4(std::uint32_t(a) << 24 | std::uint32_t(b) << 16 |
+                                         std::uint32_t(c) << 8 | std::uint32_t(d),
+                                     "");
+                    }
+                }
+            }
+        } else if (s.kind == Spec::V4Cidr) {
+            std::uint32_t mask = s.prefix == 0 ? 0 : ~std::uint32_t(0) << (32 - s.prefix);
+            std::uint32_t first = s.v4 & mask;
+            for (std::uint64_t i = 0; i < n; ++i) add4(first + std::uint32_t(i), s.targetname);
+        } else {
+            std::array<std::uint8_t, 16> a = s.v6;
+            for (int bit = s.prefix; bit < 128; ++bit)  // network-align
+                a[bit / 8] &= static_cast<std::uint8_t>(~(0x80 >> (bit % 8)));
+            for (std::uint64_t i = 0; i < n; ++i) {
+                if (!excluded6(a)) {
+                    std::string key(reinterpret_cast<const char*>(a.data()), 16);
+                    if (seen.insert(key).second) {
+                        char buf[INET6_ADDRSTRLEN] = {};
+                        inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
+                        out.push_back(Target{buf, true, s.targetname});
+                    }
+                }
+                for (int k = 15; k >= 0 && ++a[k] == 0; --k) {  // 128-bit increment
+                }
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace common

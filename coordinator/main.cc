@@ -1,0 +1,53 @@
+// nsefleet: the Nmap Scripting Engine across a fleet. `nsefleet scan` runs the embedded
+// coordinator with local worker engines.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/options.h"
+#include "coordinator/embedded.h"
+
+namespace {
+
+void usage(FILE* f) {
+    std::fprintf(f,
+                 "Usage: nsefleet scan [options] targets...\n"
+                 "       nsefleet scan --help     (every scan option)\n"
+                 "       nsefleet --version\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    std::string cmd = argv[1];
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+        usage(stdout);
+        std::fputs(common::scan_usage().c_str(), stdout);
+        return 0;
+    }
+    if (cmd == "--version" || cmd == "version") {
+        std::puts("nsefleet 0.1.0");
+        return 0;
+    }
+    if (cmd != "scan") {
+        std::fprintf(stderr, "nsefleet: unknown command '%s' (try 'nsefleet scan --help')\n",
+                     cmd.c_str());
+        return 2;
+    }
+    std::vector<std::string> args(argv + 2, argv + argc);
+    auto opts = common::parse_scan_args(args);
+    if (!opts) {
+        std::fprintf(stderr, "nsefleet: %s\n", opts.message().c_str());
+        return 2;
+    }
+    if (opts->help) {
+        std::fputs(common::scan_usage().c_str(), stdout);
+        return 0;
+    }
+    return coordinator::run_embedded(std::move(*opts));
+}

@@ -1,0 +1,824 @@
+// The NSE engine: Lua state, scheduler, yield/resume doors, timeouts and memory cap.
+#include "nse/engine.h"
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+#include "nse/lib/nmap.h"
+#include "nse/lib/openssl.h"
+#include "nse/lib/zlib.h"
+#include "nse/lua_sources.h"
+#include "nse/runtime.h"
+#include "nse/value_bridge.h"
+
+namespace nse {
+
+namespace {
+
+double steady_now() {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// How often (in VM instructions) the hook looks at the clock.
+constexpr int kHookCount = 1000;
+
+const char* const kDriverKey = "nsefleet.driver";
+const char* const kMarkKey = "nsefleet.mark";
+
+struct ThreadRec {
+    ThreadInfo info;
+    int ref = LUA_NOREF;  // registry reference anchoring the coroutine
+    bool started = false;
+    int nargs = 0;
+    bool waiting = false;
+    std::uint64_t gen = 0;
+    std::function<int(lua_State*)> push;  // values to deliver at the next resume
+    double deadline = 0;                  // steady clock, 0 = none
+    bool killed = false;
+    std::string rtype;                    // prerule/hostrule/portrule/postrule, "" for workers
+    std::map<CleanupId, std::function<void()>> cleanups;
+};
+
+class EngineImpl final : public Engine, public Runtime {
+public:
+    EngineImpl(const EngineConfig& cfg, Embedder& emb, SharedState& shared)
+        : cfg_(cfg), emb_(emb), shared_(shared), files_(cfg.datadir) {}
+
+    ~EngineImpl() override {
+        kill_all();
+        if (L_) lua_close(L_);
+    }
+
+    common::Status init();
+
+    // Engine
+    bool has_scripts() const override { return !scripts_.empty(); }
+    bool has_prerule() const override { return any_rule(&Script::prerule); }
+    bool has_postrule() const override { return any_rule(&Script::postrule); }
+    common::Status run_prerule(std::vector<common::ScriptResult>& out) override {
+        return run_prepost(true, out);
+    }
+    common::Status run_postrule(std::vector<common::ScriptResult>& out) override {
+        return run_prepost(false, out);
+    }
+    common::Status run_scan(std::vector<common::HostResult>& hosts) override;
+    common::Value registry_export() override;
+    void registry_import(const common::Value& v) override;
+    asio::io_context& io() override { return io_; }
+
+    // Runtime
+    Embedder& embedder() override { return emb_; }
+    SharedState& shared() override { return shared_; }
+    std::uint64_t engine_id() const override { return cfg_.engine_id; }
+    const common::DataFiles& datafiles() const override { return files_; }
+    int verbosity() const override { return cfg_.verbosity; }
+    int debugging() const override { return cfg_.debugging; }
+    int timing_level() const override { return cfg_.timing_level; }
+    bool ipv6() const override { return cfg_.ipv6; }
+    const ThreadInfo* current() const override { return current_ ? &current_->info : nullptr; }
+    std::uint64_t coroutine_id(lua_State* co) override;
+    Waker prepare_wait(lua_State* L) override;
+    CleanupId add_cleanup(lua_State* L, std::function<void()> fn) override;
+    void remove_cleanup(CleanupId id) override;
+    common::HostResult* host(std::size_t index) override {
+        return hosts_ && index < hosts_->size() ? &(*hosts_)[index] : nullptr;
+    }
+    common::HostResult* find_host(const std::string& key) override;
+    void spawn_worker(lua_State* L, int nargs) override;
+    void deliver(std::uint64_t thread, std::uint64_t gen,
+                 std::function<int(lua_State*)> push) override;
+
+    // For the Lua-facing helpers below.
+    ThreadRec* current_rec() { return current_; }
+    bool over_deadline(const ThreadRec& t) const {
+        return t.killed || (t.deadline > 0 && steady_now() > t.deadline) || emb_.cancelled();
+    }
+    std::size_t mem_used = 0;
+    std::size_t mem_limit = 0;
+
+private:
+    struct Script {
+        std::string id;
+        int runlevel = 1;
+        bool prerule = false, hostrule = false, portrule = false, postrule = false;
+        bool by_name = false;
+    };
+    bool any_rule(bool Script::*r) const {
+        for (const auto& s : scripts_)
+            if (s.*r) return true;
+        return false;
+    }
+    std::vector<int> runlevels() const;
+
+    // Creates an instance thread of script `i` (1-based in Lua) with the rule type; the host
+    // and port tables are pushed by `push_args` onto the new coroutine.
+    void spawn_instance(std::size_t i, const char* rtype, int host, const common::PortResult* port);
+    void resume(ThreadRec& t);
+    void finish(ThreadRec& t, int status, int nres);
+    void kill(ThreadRec& t, const char* why);
+    void kill_all();
+    void run_cleanups(ThreadRec& t);
+    void record_result(ThreadRec& t, std::string text, std::optional<common::Value> tree);
+    // Runs every thread to completion, starting new instances from `next` while below the
+    // thread cap. `next` returns false when it has nothing more to start.
+    void run_threads(const std::function<bool()>& next);
+    common::Status run_prepost(bool pre, std::vector<common::ScriptResult>& out);
+    std::string target_name(const ThreadRec& t) const;
+    void debug(int level, const std::string& msg) {
+        if (cfg_.debugging >= level) emb_.write(true, "NSE: " + msg + "\n");
+    }
+
+    EngineConfig cfg_;
+    Embedder& emb_;
+    SharedState& shared_;
+    common::DataFiles files_;
+    asio::io_context io_;
+    lua_State* L_ = nullptr;
+    std::vector<Script> scripts_;
+
+    std::unordered_map<std::uint64_t, std::unique_ptr<ThreadRec>> threads_;
+    std::unordered_map<lua_State*, std::uint64_t> by_co_;  // base coroutine → thread id
+    std::deque<std::uint64_t> ready_;
+    std::uint64_t next_thread_ = 1;
+    std::uint64_t next_cleanup_ = 1;
+    std::unordered_map<CleanupId, std::uint64_t> cleanup_owner_;
+    ThreadRec* current_ = nullptr;
+    std::size_t instances_alive_ = 0;
+
+    // Phase state.
+    std::vector<common::HostResult>* hosts_ = nullptr;
+    std::vector<int> host_registry_;  // registry refs of each host's `registry` table
+    std::vector<common::ScriptResult>* prepost_out_ = nullptr;
+};
+
+EngineImpl& impl_of(lua_State* L) {
+    return **static_cast<EngineImpl**>(lua_getextraspace(L));
+}
+
+void* counting_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+    auto* e = static_cast<EngineImpl*>(ud);
+    std::size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        e->mem_used -= old;
+        std::free(ptr);
+        return nullptr;
+    }
+    if (nsize > old && e->mem_limit && e->mem_used + (nsize - old) > e->mem_limit) return nullptr;
+    void* p = std::realloc(ptr, nsize);
+    if (p) e->mem_used = e->mem_used - old + nsize;
+    return p;
+}
+
+// Enforces --script-timeout and cancellation even on code that never yields. Once a thread
+// is condemned the hook fires on every instruction, so a pcall in the script cannot keep
+// it alive.
+void count_hook(lua_State* L, lua_Debug*) {
+    auto& e = impl_of(L);
+    ThreadRec* t = e.current_rec();
+    if (!t || !e.over_deadline(*t)) return;
+    t->killed = true;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "script timed out");
+}
+
+// ---- functions of the E table handed to the Lua driver
+
+int e_fetchfile(lua_State* L) {
+    auto p = impl_of(L).datafiles().find_file(luaL_checkstring(L, 1));
+    if (p)
+        lua_pushlstring(L, p->data(), p->size());
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+int e_source(lua_State* L) {
+    const char* name = luaL_checkstring(L, 1);
+    for (const LuaSource* s = kLuaSources; s->name; ++s) {
+        if (std::strcmp(s->name, name) == 0) {
+            lua_pushlstring(L, s->text, s->size);
+            return 1;
+        }
+    }
+    return luaL_error(L, "no embedded Lua source '%s'", name);
+}
+
+int e_current(lua_State* L) {
+    const ThreadInfo* t = impl_of(L).current();
+    if (!t) return 0;
+    lua_pushthread(t->co);
+    lua_xmove(t->co, L, 1);
+    return 1;
+}
+
+int e_spawn(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    impl_of(L).spawn_worker(L, lua_gettop(L) - 1);
+    return 1;
+}
+
+int e_write(lua_State* L) {
+    std::size_t n;
+    const char* s = luaL_checklstring(L, 2, &n);
+    impl_of(L).embedder().write(std::strcmp(luaL_checkstring(L, 1), "stderr") == 0,
+                                std::string(s, n));
+    return 0;
+}
+
+// [-0, +1] pushes the driver table D.
+void push_driver(lua_State* L) { lua_getfield(L, LUA_REGISTRYINDEX, kDriverKey); }
+
+// Calls D[fn] with `nargs` arguments already pushed (above nothing else of ours) in protected
+// mode with a traceback; [-nargs, +nres] on success. On error returns the message.
+std::optional<std::string> call_driver(lua_State* L, const char* fn, int nargs, int nres) {
+    push_driver(L);
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_insert(L, -(nargs + 1));
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, [](lua_State* l) -> int {
+        const char* msg = lua_tostring(l, 1);
+        if (!msg) msg = luaL_tolstring(l, 1, nullptr);
+        luaL_traceback(l, l, msg, 1);
+        return 1;
+    });
+    lua_insert(L, base);
+    int st = lua_pcall(L, nargs, nres, base);
+    lua_remove(L, base);
+    if (st == LUA_OK) return std::nullopt;
+    std::string msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "unknown error";
+    lua_pop(L, 1);
+    return msg;
+}
+
+std::string first_line(const std::string& s) {
+    auto nl = s.find('\n');
+    return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+}  // namespace
+
+Runtime& runtime(lua_State* L) { return impl_of(L); }
+
+void Waker::wake(std::function<int(lua_State*)> push) const {
+    if (rt_) rt_->deliver(thread_, gen_, std::move(push));
+}
+
+void Waker::wake() const {
+    wake([](lua_State*) { return 0; });
+}
+
+namespace {
+int return_delivered(lua_State* L, int, lua_KContext ctx) {
+    return lua_gettop(L) - static_cast<int>(ctx);
+}
+}  // namespace
+
+int yield(lua_State* L, lua_KContext ctx, lua_KFunction k) {
+    if (!k) {
+        ctx = lua_gettop(L);
+        k = return_delivered;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, kMarkKey);
+    return lua_yieldk(L, 1, ctx, k);
+}
+
+common::Status EngineImpl::init() {
+    mem_limit = cfg_.memory_limit;
+    L_ = lua_newstate(counting_alloc, this);
+    if (!L_) return common::Status::error("cannot create Lua state");
+    *static_cast<EngineImpl**>(lua_getextraspace(L_)) = this;
+    luaL_openlibs(L_);
+    lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookCount);
+
+    // C modules nselib requires.
+    luaL_getsubtable(L_, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L_, lib::luaopen_nmap);
+    lua_setfield(L_, -2, "nmap");
+    lua_pushcfunction(L_, lib::luaopen_openssl);
+    lua_setfield(L_, -2, "openssl");
+    lua_pushcfunction(L_, lib::luaopen_zlib);
+    lua_setfield(L_, -2, "zlib");
+    lua_pop(L_, 1);
+
+    // The yield marker: a unique table.
+    lua_newtable(L_);
+    lua_setfield(L_, LUA_REGISTRYINDEX, kMarkKey);
+
+    // E: what the driver may call.
+    lua_newtable(L_);
+    const luaL_Reg efuncs[] = {{"fetchfile", e_fetchfile}, {"source", e_source},
+                               {"current", e_current},     {"spawn", e_spawn},
+                               {"write", e_write},         {nullptr, nullptr}};
+    luaL_setfuncs(L_, efuncs, 0);
+    lua_getfield(L_, LUA_REGISTRYINDEX, kMarkKey);
+    lua_setfield(L_, -2, "MARK");
+    lua_newtable(L_);  // E.config
+    lua_createtable(L_, static_cast<int>(cfg_.scripts.size()), 0);
+    for (std::size_t i = 0; i < cfg_.scripts.size(); ++i) {
+        lua_pushstring(L_, cfg_.scripts[i].c_str());
+        lua_rawseti(L_, -2, static_cast<lua_Integer>(i + 1));
+    }
+    lua_setfield(L_, -2, "scripts");
+    lua_pushboolean(L_, cfg_.default_scripts);
+    lua_setfield(L_, -2, "default");
+    lua_pushstring(L_, cfg_.script_args.c_str());
+    lua_setfield(L_, -2, "script_args");
+    lua_pushstring(L_, cfg_.script_args_file.c_str());
+    lua_setfield(L_, -2, "args_file");
+    lua_pushinteger(L_, cfg_.debugging);
+    lua_setfield(L_, -2, "debugging");
+    lua_pushinteger(L_, cfg_.verbosity);
+    lua_setfield(L_, -2, "verbosity");
+    lua_setfield(L_, -2, "config");
+
+    const LuaSource* drv = nullptr;
+    for (const LuaSource* s = kLuaSources; s->name; ++s)
+        if (std::strcmp(s->name, "driver") == 0) drv = s;
+    if (!drv) return common::Status::error("driver source missing from the binary");
+    if (luaL_loadbufferx(L_, drv->text, drv->size, "=driver", "t") != LUA_OK) {
+        std::string m = lua_tostring(L_, -1);
+        return common::Status::error("driver does not compile: " + m);
+    }
+    lua_insert(L_, -2);
+    if (lua_pcall(L_, 1, 1, 0) != LUA_OK) {
+        std::string m = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
+        return common::Status::error("driver failed: " + m);
+    }
+    lua_setfield(L_, LUA_REGISTRYINDEX, kDriverKey);
+
+    if (auto err = call_driver(L_, "init", 0, 1)) return common::Status::error(first_line(*err));
+    auto n = static_cast<int>(lua_tointeger(L_, -1));
+    lua_pop(L_, 1);
+    for (int i = 1; i <= n; ++i) {
+        lua_pushinteger(L_, i);
+        if (auto err = call_driver(L_, "script_info", 1, 7))
+            return common::Status::error(first_line(*err));
+        Script s;
+        s.id = lua_tostring(L_, -7);
+        s.runlevel = static_cast<int>(lua_tointeger(L_, -6));
+        s.prerule = lua_toboolean(L_, -5);
+        s.hostrule = lua_toboolean(L_, -4);
+        s.portrule = lua_toboolean(L_, -3);
+        s.postrule = lua_toboolean(L_, -2);
+        s.by_name = lua_toboolean(L_, -1);
+        lua_pop(L_, 7);
+        scripts_.push_back(std::move(s));
+    }
+    return common::Status::ok();
+}
+
+std::vector<int> EngineImpl::runlevels() const {
+    std::vector<int> lv;
+    for (const auto& s : scripts_)
+        if (std::find(lv.begin(), lv.end(), s.runlevel) == lv.end()) lv.push_back(s.runlevel);
+    std::sort(lv.begin(), lv.end());
+    return lv;
+}
+
+std::uint64_t EngineImpl::coroutine_id(lua_State* co) {
+    // Ids live in a weak-keyed table so a collected coroutine's id is never reused for
+    // another one by address.
+    static const char* const kIds = "nsefleet.coids";
+    if (luaL_getsubtable(co, LUA_REGISTRYINDEX, kIds) == 0) {
+        lua_createtable(co, 0, 1);
+        lua_pushliteral(co, "k");
+        lua_setfield(co, -2, "__mode");
+        lua_setmetatable(co, -2);
+    }
+    lua_pushthread(co);
+    lua_rawget(co, -2);
+    std::uint64_t id;
+    if (lua_isinteger(co, -1)) {
+        id = static_cast<std::uint64_t>(lua_tointeger(co, -1));
+        lua_pop(co, 2);
+        return id;
+    }
+    lua_pop(co, 1);
+    static std::uint64_t next = 1;  // per process: unique across engines in one process too
+    id = next++;
+    lua_pushthread(co);
+    lua_pushinteger(co, static_cast<lua_Integer>(id));
+    lua_rawset(co, -3);
+    lua_pop(co, 1);
+    // And the way back (nmap.mutex "running" returns the owner coroutine).
+    if (luaL_getsubtable(co, LUA_REGISTRYINDEX, kCoroutinesById) == 0) {
+        lua_createtable(co, 0, 1);
+        lua_pushliteral(co, "v");
+        lua_setfield(co, -2, "__mode");
+        lua_setmetatable(co, -2);
+    }
+    lua_pushthread(co);
+    lua_rawseti(co, -2, static_cast<lua_Integer>(id));
+    lua_pop(co, 1);
+    return id;
+}
+
+Waker EngineImpl::prepare_wait(lua_State* L) {
+    if (!current_) luaL_error(L, "this operation can only be used from a running script");
+    ++current_->gen;
+    current_->waiting = true;
+    return make_waker(this, current_->info.id, current_->gen);
+}
+
+void EngineImpl::deliver(std::uint64_t thread, std::uint64_t gen,
+                         std::function<int(lua_State*)> push) {
+    auto it = threads_.find(thread);
+    if (it == threads_.end()) return;
+    ThreadRec& t = *it->second;
+    if (!t.waiting || t.gen != gen) return;
+    t.waiting = false;
+    t.push = std::move(push);
+    ready_.push_back(thread);
+}
+
+CleanupId EngineImpl::add_cleanup(lua_State* L, std::function<void()> fn) {
+    if (!current_) luaL_error(L, "this operation can only be used from a running script");
+    CleanupId id = next_cleanup_++;
+    current_->cleanups.emplace(id, std::move(fn));
+    cleanup_owner_[id] = current_->info.id;
+    return id;
+}
+
+void EngineImpl::remove_cleanup(CleanupId id) {
+    auto it = cleanup_owner_.find(id);
+    if (it == cleanup_owner_.end()) return;
+    auto t = threads_.find(it->second);
+    if (t != threads_.end()) t->second->cleanups.erase(id);
+    cleanup_owner_.erase(it);
+}
+
+common::HostResult* EngineImpl::find_host(const std::string& key) {
+    if (!hosts_) return nullptr;
+    for (auto& h : *hosts_)
+        if (h.address == key || (!h.targetname.empty() && h.targetname == key)) return &h;
+    return nullptr;
+}
+
+void EngineImpl::spawn_worker(lua_State* L, int nargs) {
+    if (!current_) luaL_error(L, "stdnse.new_thread can only be run from an active script");
+    auto rec = std::make_unique<ThreadRec>();
+    lua_State* co = lua_newthread(L_);
+    rec->ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    lua_xmove(L, co, nargs + 1);  // function and arguments
+    rec->nargs = nargs;
+    rec->info = current_->info;
+    rec->info.worker = true;
+    rec->info.parent = current_->info.worker ? current_->info.parent : current_->info.id;
+    rec->info.id = next_thread_++;
+    rec->info.co = co;
+    rec->deadline = current_->deadline;
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    by_co_[co] = rec->info.id;
+    ready_.push_back(rec->info.id);
+    threads_.emplace(rec->info.id, std::move(rec));
+}
+
+void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
+                                const common::PortResult* port) {
+    auto rec = std::make_unique<ThreadRec>();
+    lua_State* co = lua_newthread(L_);
+    rec->ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    push_driver(co);
+    lua_getfield(co, -1, "run_instance");
+    lua_remove(co, -2);
+    lua_pushinteger(co, static_cast<lua_Integer>(i + 1));
+    lua_pushstring(co, rtype);
+    if (host >= 0) {
+        lua_rawgeti(co, LUA_REGISTRYINDEX, host_registry_[host]);
+        lib::push_host(co, (*hosts_)[host], lua_gettop(co));
+        lua_remove(co, -2);
+    } else {
+        lua_pushnil(co);
+    }
+    if (port)
+        lib::push_port(co, *port);
+    else
+        lua_pushnil(co);
+    rec->nargs = 4;
+    rec->rtype = rtype;
+    rec->info.id = next_thread_++;
+    rec->info.co = co;
+    rec->info.script_id = scripts_[i].id;
+    rec->info.by_name = scripts_[i].by_name;
+    rec->info.host = host;
+    if (port) {
+        rec->info.port = port->number;
+        rec->info.proto = port->protocol;
+    }
+    if (cfg_.script_timeout > 0) rec->deadline = steady_now() + cfg_.script_timeout;
+    by_co_[co] = rec->info.id;
+    ready_.push_back(rec->info.id);
+    threads_.emplace(rec->info.id, std::move(rec));
+    ++instances_alive_;
+}
+
+std::string EngineImpl::target_name(const ThreadRec& t) const {
+    if (t.info.host < 0 || !hosts_) return "";
+    const auto& h = (*hosts_)[static_cast<std::size_t>(t.info.host)];
+    std::string s = h.address;
+    if (t.info.port >= 0) s += ":" + std::to_string(t.info.port);
+    return s;
+}
+
+void EngineImpl::resume(ThreadRec& t) {
+    lua_State* co = t.info.co;
+    int nargs;
+    if (!t.started) {
+        t.started = true;
+        nargs = t.nargs;
+    } else {
+        nargs = t.push ? t.push(co) : 0;
+        t.push = nullptr;
+    }
+    current_ = &t;
+    int nres = 0;
+    int st = lua_resume(co, nullptr, nargs, &nres);
+    current_ = nullptr;
+    if (st == LUA_YIELD) {
+        lua_getfield(co, LUA_REGISTRYINDEX, kMarkKey);
+        bool marker = nres == 1 && lua_rawequal(co, -1, -2);
+        lua_pop(co, 1 + nres);
+        if (marker && t.waiting) return;
+        debug(1, t.info.script_id + " yielded unexpectedly and cannot be resumed");
+        finish(t, LUA_ERRRUN, -1);
+        return;
+    }
+    finish(t, st, st == LUA_OK ? nres : 0);
+}
+
+void EngineImpl::record_result(ThreadRec& t, std::string text, std::optional<common::Value> tree) {
+    common::ScriptResult r{t.info.script_id, std::move(text), std::move(tree)};
+    if (t.info.host < 0) {
+        if (prepost_out_) prepost_out_->push_back(std::move(r));
+        return;
+    }
+    auto& h = (*hosts_)[static_cast<std::size_t>(t.info.host)];
+    if (t.info.port < 0) {
+        h.hostscripts.push_back(std::move(r));
+        return;
+    }
+    for (auto& p : h.ports) {
+        if (p.number == t.info.port && p.protocol == t.info.proto) {
+            p.scripts.push_back(std::move(r));
+            return;
+        }
+    }
+}
+
+void EngineImpl::finish(ThreadRec& t, int status, int nres) {
+    lua_State* co = t.info.co;
+    if (status == LUA_OK) {
+        if (!t.info.worker && nres >= 1 && lua_type(co, -nres) == LUA_TSTRING) {
+            std::string text = lua_tostring(co, -nres);
+            std::optional<common::Value> tree;
+            if (nres >= 2 && lua_istable(co, -nres + 1)) tree = tree_to_value(co, -nres + 1);
+            record_result(t, std::move(text), std::move(tree));
+        }
+        lua_settop(co, 0);
+    } else if (nres >= 0) {
+        // Error: the error object is on top of the dead coroutine.
+        bool quiet_try = false;
+        if (lua_istable(co, -1)) {
+            lua_getfield(co, -1, "errtype");
+            quiet_try = lua_isstring(co, -1) && std::strcmp(lua_tostring(co, -1), "nmap.new_try") == 0;
+            lua_pop(co, 1);
+        }
+        std::string msg;
+        if (lua_type(co, -1) == LUA_TSTRING) {
+            msg = lua_tostring(co, -1);
+        } else if (quiet_try) {
+            lua_getfield(co, -1, "message");
+            msg = lua_isstring(co, -1) ? lua_tostring(co, -1) : "";
+            lua_pop(co, 1);
+        } else {
+            msg = luaL_tolstring(co, -1, nullptr);
+            lua_pop(co, 1);
+        }
+        std::string who = t.info.script_id;
+        std::string target = target_name(t);
+        if (!target.empty()) who += " against " + target;
+        if (t.killed) {
+            debug(1, who + " timed out");
+        } else if (quiet_try) {
+            debug(1, "Finished " + who + ". Reason: " + msg);
+        } else if (t.info.worker) {
+            luaL_traceback(L_, co, msg.c_str(), 0);
+            std::string tb = lua_tostring(L_, -1);
+            lua_pop(L_, 1);
+            debug(1, "worker of " + who + " threw an error!\n" + tb);
+            push_driver(L_);
+            lua_getfield(L_, -1, "worker_failed");
+            lua_pushthread(co);
+            lua_xmove(co, L_, 1);
+            lua_pushstring(L_, msg.c_str());
+            lua_pcall(L_, 2, 0, 0);
+            lua_pop(L_, 1);
+        } else {
+            if (cfg_.debugging > 0) {
+                luaL_traceback(L_, co, msg.c_str(), 0);
+                std::string tb = lua_tostring(L_, -1);
+                lua_pop(L_, 1);
+                emb_.write(true, "NSE: " + who + " threw an error!\n" + tb + "\n");
+            } else {
+                record_result(t, "ERROR: Script execution failed (use -d to debug)", std::nullopt);
+            }
+        }
+        lua_settop(co, 0);
+    }
+    run_cleanups(t);
+    if (!t.info.worker) --instances_alive_;
+    by_co_.erase(co);
+    luaL_unref(L_, LUA_REGISTRYINDEX, t.ref);
+    threads_.erase(t.info.id);  // t is gone from here on
+}
+
+void EngineImpl::run_cleanups(ThreadRec& t) {
+    // A cleanup may add or remove others (e.g. a wake that re-arms): take them one by one.
+    while (!t.cleanups.empty()) {
+        auto it = t.cleanups.begin();
+        auto fn = std::move(it->second);
+        cleanup_owner_.erase(it->first);
+        t.cleanups.erase(it);
+        fn();
+    }
+}
+
+void EngineImpl::kill(ThreadRec& t, const char* why) {
+    std::string who = t.info.script_id;
+    std::string target = target_name(t);
+    if (!target.empty()) who += " against " + target;
+    debug(1, who + " " + why);
+    t.killed = true;
+    finish(t, LUA_ERRRUN, -1);
+}
+
+void EngineImpl::kill_all() {
+    while (!threads_.empty()) kill(*threads_.begin()->second, "abandoned");
+    ready_.clear();
+}
+
+void EngineImpl::run_threads(const std::function<bool()>& next) {
+    auto guard = asio::make_work_guard(io_);
+    std::size_t cap = cfg_.max_threads > 0 ? static_cast<std::size_t>(cfg_.max_threads) : 4096;
+    bool exhausted = false;
+    double last_gc = steady_now();
+    for (;;) {
+        while (!exhausted && instances_alive_ < cap) {
+            if (!next()) exhausted = true;
+        }
+        if (threads_.empty() && exhausted) break;
+        if (exhausted && instances_alive_ == 0) {
+            // Only workers are left and nothing will wait for them: abandon them.
+            kill_all();
+            break;
+        }
+        if (ready_.empty()) io_.run_one_for(std::chrono::milliseconds(100));
+        io_.poll();
+        while (!ready_.empty()) {
+            auto id = ready_.front();
+            ready_.pop_front();
+            auto it = threads_.find(id);
+            if (it != threads_.end()) resume(*it->second);
+            io_.poll();
+        }
+        // Timeouts and cancellation of blocked threads.
+        double now = steady_now();
+        std::vector<std::uint64_t> expired;
+        for (auto& [id, t] : threads_)
+            if (t->waiting && (t->killed || (t->deadline > 0 && now > t->deadline) || emb_.cancelled()))
+                expired.push_back(id);
+        for (auto id : expired) {
+            auto it = threads_.find(id);
+            if (it != threads_.end()) kill(*it->second, "timed out");
+        }
+        if (now - last_gc > 0.5) {
+            lua_gc(L_, LUA_GCSTEP, 0);
+            last_gc = now;
+        }
+    }
+    io_.poll();
+    lua_gc(L_, LUA_GCCOLLECT);
+}
+
+common::Status EngineImpl::run_prepost(bool pre, std::vector<common::ScriptResult>& out) {
+    prepost_out_ = &out;
+    for (int lv : runlevels()) {
+        std::size_t i = 0;
+        run_threads([&]() {
+            while (i < scripts_.size()) {
+                const auto& s = scripts_[i++];
+                if (s.runlevel == lv && (pre ? s.prerule : s.postrule)) {
+                    spawn_instance(i - 1, pre ? "prerule" : "postrule", -1, nullptr);
+                    return true;
+                }
+            }
+            return false;
+        });
+    }
+    prepost_out_ = nullptr;
+    return common::Status::ok();
+}
+
+namespace {
+bool eligible(const common::PortResult& p) {
+    return p.state == "open" || p.state == "open|filtered" || p.state == "unfiltered";
+}
+}  // namespace
+
+common::Status EngineImpl::run_scan(std::vector<common::HostResult>& hosts) {
+    hosts_ = &hosts;
+    host_registry_.clear();
+    for (std::size_t h = 0; h < hosts.size(); ++h) {
+        lua_newtable(L_);
+        host_registry_.push_back(luaL_ref(L_, LUA_REGISTRYINDEX));
+    }
+    for (int lv : runlevels()) {
+        // Lazy walk: host → hostrule scripts, then each eligible port → portrule scripts.
+        std::size_t h = 0, s = 0, p = 0;
+        bool in_ports = false;
+        run_threads([&]() {
+            while (h < hosts.size()) {
+                auto& host = hosts[h];
+                if (host.status != "up" || host.timed_out) {
+                    ++h;
+                    continue;
+                }
+                if (!in_ports) {
+                    while (s < scripts_.size()) {
+                        const auto& sc = scripts_[s++];
+                        if (sc.runlevel == lv && sc.hostrule) {
+                            spawn_instance(s - 1, "hostrule", static_cast<int>(h), nullptr);
+                            return true;
+                        }
+                    }
+                    in_ports = true;
+                    s = 0;
+                    p = 0;
+                }
+                while (p < host.ports.size()) {
+                    if (!eligible(host.ports[p])) {
+                        ++p;
+                        s = 0;
+                        continue;
+                    }
+                    while (s < scripts_.size()) {
+                        const auto& sc = scripts_[s++];
+                        if (sc.runlevel == lv && sc.portrule) {
+                            spawn_instance(s - 1, "portrule", static_cast<int>(h), &host.ports[p]);
+                            return true;
+                        }
+                    }
+                    ++p;
+                    s = 0;
+                }
+                ++h;
+                in_ports = false;
+                s = 0;
+            }
+            return false;
+        });
+    }
+    for (int ref : host_registry_) luaL_unref(L_, LUA_REGISTRYINDEX, ref);
+    host_registry_.clear();
+    for (auto& host : hosts) {
+        for (auto& port : host.ports)
+            std::sort(port.scripts.begin(), port.scripts.end(),
+                      [](const auto& a, const auto& b) { return a.id < b.id; });
+        std::sort(host.hostscripts.begin(), host.hostscripts.end(),
+                  [](const auto& a, const auto& b) { return a.id < b.id; });
+    }
+    hosts_ = nullptr;
+    return common::Status::ok();
+}
+
+common::Value EngineImpl::registry_export() {
+    lua_getglobal(L_, "nmap");
+    lua_getfield(L_, -1, "registry");
+    common::Value v = registry_to_value(L_, -1);
+    lua_pop(L_, 2);
+    return v;
+}
+
+void EngineImpl::registry_import(const common::Value& v) {
+    lua_getglobal(L_, "nmap");
+    lua_getfield(L_, -1, "registry");
+    merge_into_table(L_, -1, v);
+    lua_pop(L_, 2);
+}
+
+common::Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg, Embedder& emb,
+                                                       SharedState& shared) {
+    auto e = std::make_unique<EngineImpl>(cfg, emb, shared);
+    auto st = e->init();
+    if (!st) return st;
+    return std::unique_ptr<Engine>(std::move(e));
+}
+
+}  // namespace nse

@@ -1,0 +1,61 @@
+#pragma once
+// One NSE engine: a lua_State, an event loop and a script scheduler, driven by one thread.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/datafiles.h"
+#include "common/result.h"
+#include "common/status.h"
+#include "nse/embedder.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace nse {
+
+struct EngineConfig {
+    std::uint64_t engine_id = 1;
+    std::vector<std::string> scripts;  // --script items (already split on commas)
+    bool default_scripts = false;      // -sC
+    std::string script_args;           // --script-args text
+    std::string script_args_file;      // --script-args-file path
+    double script_timeout = 0;         // seconds, 0 = none
+    double host_timeout = 0;           // seconds, 0 = none
+    int verbosity = 0, debugging = 0, timing_level = 3;
+    int max_threads = 0;               // concurrent script threads (0 = 4096)
+    std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State
+    std::string datadir;               // --datadir
+    bool ipv6 = false;
+};
+
+class Engine {
+public:
+    // Creates the Lua state, loads the nselib driver pieces and selects the scripts.
+    // Errors (unknown script, script syntax error, bad script args) carry one line naming
+    // the bad token.
+    static common::Result<std::unique_ptr<Engine>> create(const EngineConfig& cfg,
+                                                          Embedder& embedder,
+                                                          SharedState& shared);
+    virtual ~Engine() = default;
+
+    virtual bool has_scripts() const = 0;
+    virtual bool has_prerule() const = 0;
+    virtual bool has_postrule() const = 0;
+
+    // Runs the pre-scan / post-scan phase; results are appended to `out`.
+    virtual common::Status run_prerule(std::vector<common::ScriptResult>& out) = 0;
+    virtual common::Status run_postrule(std::vector<common::ScriptResult>& out) = 0;
+    // Runs hostrule/portrule scripts on a group of hosts. Scripts may change port states and
+    // services; results land in the hosts' ports and hostscripts.
+    virtual common::Status run_scan(std::vector<common::HostResult>& hosts) = 0;
+
+    // nmap.registry as plain data, and loading a merged one back.
+    virtual common::Value registry_export() = 0;
+    virtual void registry_import(const common::Value& v) = 0;
+
+    virtual asio::io_context& io() = 0;
+};
+
+}  // namespace nse

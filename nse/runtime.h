@@ -1,0 +1,133 @@
+#pragma once
+// What the engine offers its Lua modules (nmap, socket, ...): the event loop, the one yield
+// door and the one resume door, per-thread cleanups, and the host data of the running phase.
+#include <lua.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/datafiles.h"
+#include "common/result.h"
+#include "nse/embedder.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace nse {
+
+class Runtime;
+
+// A promise to resume one waiting script thread. Cheap to copy; firing it more than once,
+// or after the thread died or was resumed for another reason, does nothing.
+class Waker {
+public:
+    Waker() = default;
+    // Delivers values: `push` runs later, on the resumed thread's stack, and returns how
+    // many values it pushed. Those values become the results of the yield.
+    void wake(std::function<int(lua_State*)> push) const;
+    // Convenience: deliver nothing.
+    void wake() const;
+    bool valid() const { return rt_ != nullptr; }
+
+private:
+    friend class Runtime;
+    Runtime* rt_ = nullptr;
+    std::uint64_t thread_ = 0;  // base thread id
+    std::uint64_t gen_ = 0;     // wait generation: stale wakes are dropped
+};
+
+using CleanupId = std::uint64_t;
+
+// Per-base-thread facts modules need.
+struct ThreadInfo {
+    std::uint64_t id = 0;          // base thread id (unique in the engine)
+    std::string script_id;         // "http-title"
+    bool worker = false;           // stdnse.new_thread worker
+    bool by_name = false;          // selected by name/path (verbosity +1)
+    int host = -1;                 // index into the phase's hosts, -1 for pre/post
+    int port = -1;                 // port number for portrule instances
+    std::string proto;             // port protocol
+    lua_State* co = nullptr;       // the base coroutine
+    std::uint64_t parent = 0;      // for workers: the instance they belong to
+};
+
+class Runtime {
+public:
+    virtual ~Runtime() = default;
+    virtual asio::io_context& io() = 0;
+    virtual Embedder& embedder() = 0;
+    virtual SharedState& shared() = 0;
+    virtual std::uint64_t engine_id() const = 0;
+    virtual const common::DataFiles& datafiles() const = 0;
+    virtual int verbosity() const = 0;   // -v level (without the by-name boost)
+    virtual int debugging() const = 0;
+    virtual int timing_level() const = 0;
+    virtual bool ipv6() const = 0;
+
+    // The base thread being resumed now, or nullptr (module load, driver code).
+    virtual const ThreadInfo* current() const = 0;
+    // Stable id for a coroutine (mutex owner, socket owner checks).
+    virtual std::uint64_t coroutine_id(lua_State* co) = 0;
+
+    // Starts a wait for the current base thread (raises a Lua error outside script threads).
+    // Pair it with `return nse::yield(L, ...)`.
+    virtual Waker prepare_wait(lua_State* L) = 0;
+
+    // Runs `fn` once when the current base thread ends for any reason (finished, error,
+    // timeout, engine shutdown). Raises outside script threads.
+    virtual CleanupId add_cleanup(lua_State* L, std::function<void()> fn) = 0;
+    virtual void remove_cleanup(CleanupId id) = 0;
+
+    // Host and port data of the running scan phase (nullptr when unknown / not in a phase).
+    virtual common::HostResult* host(std::size_t index) = 0;
+    virtual common::HostResult* find_host(const std::string& ip_or_name) = 0;
+
+    // Creates a worker base thread running the function at stack index `fn` with `nargs`
+    // arguments above it, inheriting the current thread's identity. [-(nargs+1), +1]: pushes
+    // the new coroutine.
+    virtual void spawn_worker(lua_State* L, int nargs) = 0;
+
+    // Delivery from a Waker (the one resume door).
+    virtual void deliver(std::uint64_t thread, std::uint64_t gen,
+                         std::function<int(lua_State*)> push) = 0;
+
+protected:
+    static Waker make_waker(Runtime* rt, std::uint64_t thread, std::uint64_t gen) {
+        Waker w;
+        w.rt_ = rt;
+        w.thread_ = thread;
+        w.gen_ = gen;
+        return w;
+    }
+};
+
+// Registry table (weak values) mapping coroutine_id() numbers back to coroutines.
+inline constexpr const char* kCoroutinesById = "nsefleet.cobyid";
+
+// [-0, +0] The runtime that owns L (any thread of the state).
+Runtime& runtime(lua_State* L);
+
+// The one yield door. [-0, +?] Suspends the current script thread until its Waker fires.
+// With k == nullptr, the C function then returns exactly the delivered values; otherwise k
+// runs with them on top of the stack (its `ctx` is what was passed here, the values are the
+// topmost lua_gettop(L) - (top at yield) slots). Use as `return nse::yield(L, ...)`.
+int yield(lua_State* L, lua_KContext ctx = 0, lua_KFunction k = nullptr);
+
+// Wraps a lua_CFunction so that C++ exceptions of ours become Lua errors with their message
+// (Lua errors and yields are not std::exceptions and pass through). Register `guard<f>`.
+template <int (*F)(lua_State*)>
+int guard(lua_State* L) {
+    std::string msg;
+    try {
+        return F(L);
+    } catch (const std::exception& e) {
+        msg = e.what();
+    }
+    lua_pushlstring(L, msg.data(), msg.size());
+    return lua_error(L);
+}
+
+}  // namespace nse

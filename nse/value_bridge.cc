@@ -1,0 +1,170 @@
+#include "nse/value_bridge.h"
+
+#include <set>
+#include <string>
+
+namespace nse {
+
+common::Value tree_to_value(lua_State* L, int idx) {
+    idx = lua_absindex(L, idx);
+    common::Value out;
+    luaL_checkstack(L, 4, "tree too deep");
+    lua_getfield(L, idx, "kind");
+    bool table = lua_isstring(L, -1) && std::string(lua_tostring(L, -1)) == "table";
+    lua_pop(L, 1);
+    if (!table) {
+        lua_getfield(L, idx, "value");
+        std::size_t n = 0;
+        const char* s = lua_tolstring(L, -1, &n);
+        out.v = std::string(s ? s : "", n);
+        lua_pop(L, 1);
+        return out;
+    }
+    common::Table t;
+    lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, idx));
+    for (lua_Integer i = 1; i <= n; ++i) {
+        lua_rawgeti(L, idx, i);
+        common::Entry e;
+        lua_getfield(L, -1, "key");
+        if (lua_isstring(L, -1)) {
+            e.key = lua_tostring(L, -1);
+        } else {
+            e.indexed = true;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "value");
+        if (lua_istable(L, -1)) e.value = tree_to_value(L, -1);
+        lua_pop(L, 2);
+        t.entries.push_back(std::move(e));
+    }
+    out.v = std::move(t);
+    return out;
+}
+
+namespace {
+
+common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool top) {
+    idx = lua_absindex(L, idx);
+    common::Value out;
+    switch (lua_type(L, idx)) {
+        case LUA_TBOOLEAN:
+            out.v = static_cast<bool>(lua_toboolean(L, idx));
+            break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, idx))
+                out.v = static_cast<std::int64_t>(lua_tointeger(L, idx));
+            else
+                out.v = static_cast<double>(lua_tonumber(L, idx));
+            break;
+        case LUA_TSTRING: {
+            std::size_t n;
+            const char* s = lua_tolstring(L, idx, &n);
+            out.v = std::string(s, n);
+            break;
+        }
+        case LUA_TTABLE: {
+            const void* p = lua_topointer(L, idx);
+            if (seen.count(p)) break;
+            seen.insert(p);
+            luaL_checkstack(L, 4, "registry too deep");
+            common::Table t;
+            lua_pushnil(L);
+            while (lua_next(L, idx)) {
+                int kt = lua_type(L, -2);
+                common::Entry e;
+                if (kt == LUA_TSTRING) {
+                    e.key = lua_tostring(L, -2);
+                    if (top && e.key == "args") {
+                        lua_pop(L, 1);
+                        continue;
+                    }
+                } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
+                    e.indexed = true;
+                    e.key = std::to_string(lua_tointeger(L, -2));
+                } else {
+                    lua_pop(L, 1);
+                    continue;
+                }
+                int vt = lua_type(L, -1);
+                if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD ||
+                    vt == LUA_TLIGHTUSERDATA) {
+                    lua_pop(L, 1);
+                    continue;
+                }
+                e.value = to_value(L, -1, seen, false);
+                lua_pop(L, 1);
+                t.entries.push_back(std::move(e));
+            }
+            seen.erase(p);
+            out.v = std::move(t);
+            break;
+        }
+        default:
+            break;
+    }
+    return out;
+}
+
+// [-0, +1] key of an entry: integer keys for indexed entries (stored as decimal text).
+void push_key(lua_State* L, const common::Entry& e) {
+    if (e.indexed)
+        lua_pushinteger(L, std::stoll(e.key));
+    else
+        lua_pushlstring(L, e.key.data(), e.key.size());
+}
+
+}  // namespace
+
+common::Value registry_to_value(lua_State* L, int idx) {
+    std::set<const void*> seen;
+    return to_value(L, idx, seen, true);
+}
+
+void push_value(lua_State* L, const common::Value& v) {
+    luaL_checkstack(L, 4, "value too deep");
+    std::visit(
+        [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::monostate>)
+                lua_pushnil(L);
+            else if constexpr (std::is_same_v<T, bool>)
+                lua_pushboolean(L, x);
+            else if constexpr (std::is_same_v<T, std::int64_t>)
+                lua_pushinteger(L, static_cast<lua_Integer>(x));
+            else if constexpr (std::is_same_v<T, double>)
+                lua_pushnumber(L, x);
+            else if constexpr (std::is_same_v<T, std::string>)
+                lua_pushlstring(L, x.data(), x.size());
+            else {
+                lua_createtable(L, 0, static_cast<int>(x.entries.size()));
+                for (const auto& e : x.entries) {
+                    push_key(L, e);
+                    push_value(L, e.value);
+                    lua_rawset(L, -3);
+                }
+            }
+        },
+        v.v);
+}
+
+void merge_into_table(lua_State* L, int idx, const common::Value& v) {
+    if (!v.is_table()) return;
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 4, "registry too deep");
+    for (const auto& e : v.table().entries) {
+        push_key(L, e);
+        lua_rawget(L, idx);
+        bool both_tables = lua_istable(L, -1) && e.value.is_table();
+        if (both_tables) {
+            merge_into_table(L, -1, e.value);
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pop(L, 1);
+        push_key(L, e);
+        push_value(L, e.value);
+        lua_rawset(L, idx);
+    }
+}
+
+}  // namespace nse

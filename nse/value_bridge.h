@@ -1,0 +1,25 @@
+#pragma once
+// Conversions between Lua values and common::Value (results, registry snapshots).
+#include <lua.hpp>
+
+#include "common/value.h"
+
+namespace nse {
+
+// [-0, +0] Converts format.lua's canonical tree ({kind="table", {key=, value=}...} or
+// {kind="string", value=}) at `idx` into a Value.
+common::Value tree_to_value(lua_State* L, int idx);
+
+// [-0, +0] Plain data at `idx` (strings, numbers, booleans, nested tables) as a Value.
+// Functions, userdata, threads and cycles are skipped; the "args" key of the top level is
+// skipped too (each engine sets its own).
+common::Value registry_to_value(lua_State* L, int idx);
+
+// [-0, +0] Merges `v` (a table Value) into the Lua table at `idx`: nested tables merge,
+// other values replace.
+void merge_into_table(lua_State* L, int idx, const common::Value& v);
+
+// [-0, +1] Pushes a Value as a plain Lua value.
+void push_value(lua_State* L, const common::Value& v);
+
+}  // namespace nse

@@ -1,0 +1,226 @@
+#!/bin/bash
+# The project's service lab: nginx (80/443), sshd (22), vsftpd (21, anonymous), redis (6379)
+# and memcached (11211), all inside a network namespace this script creates with only `lo`
+# up, so the standard ports never collide with anything on the machine and every address
+# in 127.0.0.0/8 (e.g. the 256 "hosts" of 127.0.1.0/24) reaches the same services.
+#
+# Usage: lab.sh start | stop | status | exec CMD [ARGS...]
+# Env:   NSEFLEET_LAB_NS   namespace name (default nsefleet-lab); use one per caller
+#        NSEFLEET_LAB_DIR  parent dir for the lab's files (default ${TMPDIR:-/tmp});
+#                          the lab works in $NSEFLEET_LAB_DIR/lab.$NSEFLEET_LAB_NS
+#        NSEFLEET_LAB_WAIT seconds to wait for all ports (default 20)
+#        NSEFLEET_LAB_KEYS optional dir keeping the TLS certificate and ssh host keys across
+#                          labs (created and filled on first use)
+# Needs root (ip netns). `stop` is idempotent.
+set -uo pipefail
+
+NS=${NSEFLEET_LAB_NS:-nsefleet-lab}
+case "$NS" in *[!A-Za-z0-9_.-]*|'') echo "lab: bad namespace name '$NS'" >&2; exit 2;; esac
+L=${NSEFLEET_LAB_DIR:-${TMPDIR:-/tmp}}/lab.$NS
+WAIT=${NSEFLEET_LAB_WAIT:-20}
+PORTS="21 22 80 443 6379 11211"
+
+die() { echo "lab: $*" >&2; exit 1; }
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$NS"; }
+nsx() { ip netns exec "$NS" "$@"; }
+# Scanners and servers both need many descriptors for 256-host runs.
+raise_nofile() { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; }
+
+service_of() {
+  case "$1" in 21) echo vsftpd;; 22) echo sshd;; 80|443) echo nginx;; 6379) echo redis-server;;
+    11211) echo memcached;; *) echo "port $1";; esac
+}
+
+# True when a TCP connect to 127.0.0.1:$1 inside the namespace succeeds.
+port_answers() { nsx timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+do_stop() {  # do_stop [keep]: "keep" leaves the lab's files (logs) in place
+  local pids p i
+  if ns_exists; then
+    # Every process in the namespace was started by this lab (daemons and their children).
+    pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
+    if [ -n "${pids// /}" ]; then
+      kill $pids 2>/dev/null
+      for i in $(seq 50); do
+        pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
+        [ -z "${pids// /}" ] && break
+        sleep 0.1
+      done
+      [ -n "${pids// /}" ] && kill -9 $pids 2>/dev/null
+      for i in $(seq 20); do
+        [ -z "$(ip netns pids "$NS" 2>/dev/null)" ] && break
+        sleep 0.1
+      done
+    fi
+    ip netns del "$NS" 2>/dev/null || die "could not delete namespace $NS"
+  fi
+  # Pid files cover a daemon that somehow left the namespace's pid list (never expected).
+  if [ -d "$L/run" ]; then
+    for p in "$L"/run/*.pid; do
+      [ -f "$p" ] || continue
+      i=$(cat "$p" 2>/dev/null)
+      [[ "$i" =~ ^[0-9]+$ ]] && kill "$i" 2>/dev/null
+      rm -f "$p"
+    done
+  fi
+  [ "${1:-}" != keep ] && [ -d "$L" ] && [ -f "$L/.nsefleet-lab" ] && rm -rf "$L"
+  ns_exists && die "namespace $NS still exists after stop"
+  return 0
+}
+
+KEYFILES="key.pem cert.pem ssh_host_ed25519_key ssh_host_ed25519_key.pub ssh_host_rsa_key ssh_host_rsa_key.pub"
+
+# Certificate and host keys; reused from $NSEFLEET_LAB_KEYS when set (so results cached from
+# an earlier lab, e.g. by tools/bench, carry the same fingerprints), else fresh per start.
+make_keys() {
+  local K=${NSEFLEET_LAB_KEYS:-} f have=1
+  if [ -n "$K" ]; then
+    for f in $KEYFILES; do [ -f "$K/$f" ] || have=0; done
+    # Regenerate a certificate that expires within a day.
+    [ $have = 1 ] && ! openssl x509 -checkend 86400 -noout -in "$K/cert.pem" >/dev/null 2>&1 && have=0
+    if [ $have = 1 ]; then
+      for f in $KEYFILES; do cp "$K/$f" "$L/$f" || die "cannot copy $K/$f"; done
+      chmod 600 "$L/key.pem" "$L/ssh_host_ed25519_key" "$L/ssh_host_rsa_key"
+      return 0
+    fi
+  fi
+  rm -f "$L/ssh_host_ed25519_key"* "$L/ssh_host_rsa_key"*
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$L/key.pem" -out "$L/cert.pem" -days 365 \
+    -subj "/CN=lab.example/O=Lab Org/C=US" 2>/dev/null || die "openssl could not make the lab certificate"
+  ssh-keygen -q -t ed25519 -N '' -f "$L/ssh_host_ed25519_key" || die "ssh-keygen failed"
+  ssh-keygen -q -t rsa -b 2048 -N '' -f "$L/ssh_host_rsa_key" || die "ssh-keygen failed"
+  if [ -n "$K" ]; then
+    mkdir -p "$K" && for f in $KEYFILES; do cp "$L/$f" "$K/$f"; done
+  fi
+}
+
+write_files() {
+  mkdir -p "$L/www/admin" "$L/ftp/pub" "$L/run" "$L/nginx-tmp" || die "cannot create $L"
+  touch "$L/.nsefleet-lab"
+  chmod 755 "$L" "$L/www" "$L/www/admin" "$L/ftp" "$L/ftp/pub"
+  echo '<html><head><title>Lab Title Page</title></head><body>hi</body></html>' > "$L/www/index.html"
+  printf 'User-agent: *\nDisallow: /secret/\nDisallow: /admin/\n' > "$L/www/robots.txt"
+  echo '<html><head><title>Admin</title></head><!-- admin comment --></html>' > "$L/www/admin/index.html"
+  head -c 1150 /dev/urandom > "$L/www/favicon.ico"
+  echo 'lab ftp file' > "$L/ftp/README.txt"
+  echo 'pub file' > "$L/ftp/pub/data.txt"
+  # Fixed mtimes so ftp-anon listings and http-headers' Last-Modified/ETag do not depend on
+  # when the lab started.
+  touch -d '2024-01-02 03:04:05' "$L/ftp/README.txt" "$L/ftp/pub/data.txt" "$L/ftp/pub" \
+    "$L/www/index.html" "$L/www/robots.txt" "$L/www/admin/index.html" "$L/www/favicon.ico"
+  make_keys
+
+  cat > "$L/nginx.conf" <<NG
+user root;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+daemon on;
+pid $L/run/nginx.pid;
+error_log $L/nginx.err;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log off;
+  server_tokens on;
+  client_body_temp_path $L/nginx-tmp/body;
+  proxy_temp_path $L/nginx-tmp/proxy;
+  fastcgi_temp_path $L/nginx-tmp/fastcgi;
+  uwsgi_temp_path $L/nginx-tmp/uwsgi;
+  scgi_temp_path $L/nginx-tmp/scgi;
+  server { listen 80; root $L/www; }
+  server { listen 443 ssl; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
+}
+NG
+
+  cat > "$L/sshd_config" <<SS
+Port 22
+ListenAddress 0.0.0.0
+HostKey $L/ssh_host_ed25519_key
+HostKey $L/ssh_host_rsa_key
+PidFile $L/run/sshd.pid
+MaxStartups 1000
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PermitRootLogin no
+LogLevel QUIET
+SS
+
+  cat > "$L/vsftpd.conf" <<VS
+listen=YES
+listen_port=21
+listen_ipv6=NO
+anonymous_enable=YES
+local_enable=NO
+write_enable=NO
+anon_root=$L/ftp
+no_anon_password=YES
+background=YES
+ftpd_banner=Lab FTP ready
+secure_chroot_dir=/var/run/vsftpd/empty
+max_clients=1000
+max_per_ip=1000
+seccomp_sandbox=NO
+xferlog_enable=NO
+vsftpd_log_file=$L/vsftpd.log
+VS
+}
+
+do_start() {
+  [ "$(id -u)" = 0 ] || die "must run as root (ip netns)"
+  do_stop
+  write_files
+  ip netns add "$NS" || die "could not create namespace $NS"
+  nsx ip link set lo up || { do_stop; die "could not bring up lo in $NS"; }
+  raise_nofile
+
+  mkdir -p /run/sshd /var/run/vsftpd/empty
+  local fail=""
+  nsx nginx -e "$L/nginx.err" -c "$L/nginx.conf" || fail="nginx"
+  nsx /usr/sbin/sshd -f "$L/sshd_config" || fail="$fail sshd"
+  nsx vsftpd "$L/vsftpd.conf" || fail="$fail vsftpd"
+  nsx redis-server --port 6379 --bind 0.0.0.0 --dir "$L" --daemonize yes --pidfile "$L/run/redis.pid" \
+    --protected-mode no --maxclients 4000 --save '' --appendonly no --logfile "$L/redis.log" \
+    >/dev/null || fail="$fail redis-server"
+  nsx memcached -d -p 11211 -U 0 -u root -c 4096 -P "$L/run/memcached.pid" || fail="$fail memcached"
+  if [ -n "$fail" ]; then do_stop keep; die "failed to launch:$fail (logs in $L)"; fi
+
+  # Bounded wait until every port accepts a connection.
+  local deadline=$((SECONDS + WAIT)) p pending
+  while :; do
+    pending=""
+    for p in $PORTS; do port_answers "$p" || pending="$pending $p"; done
+    [ -z "$pending" ] && break
+    if [ $SECONDS -ge $deadline ]; then
+      local names=""
+      for p in $pending; do names="$names $(service_of "$p"):$p"; done
+      do_stop keep
+      die "service(s) did not come up within ${WAIT}s:$names (logs in $L)"
+    fi
+    sleep 0.2
+  done
+  # vsftpd has no pid file option: record the listener's pid for completeness.
+  nsx ss -ltnpH 'sport = :21' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 > "$L/run/vsftpd.pid"
+  echo "lab: up in namespace $NS (dir $L): ports $PORTS"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  start) do_start ;;
+  stop) do_stop ;;
+  status)
+    ns_exists || { echo "lab: namespace $NS not present"; exit 1; }
+    rc=0
+    for p in $PORTS; do
+      if port_answers "$p"; then echo "$(service_of "$p"):$p up"; else echo "$(service_of "$p"):$p DOWN"; rc=1; fi
+    done
+    exit $rc ;;
+  exec)
+    [ $# -gt 0 ] || die "usage: lab.sh exec CMD [ARGS...]"
+    ns_exists || die "namespace $NS not present (run lab.sh start first)"
+    raise_nofile
+    exec ip netns exec "$NS" "$@" ;;
+  *) echo "usage: $0 start|stop|status|exec CMD [ARGS...]" >&2; exit 2 ;;
+esac

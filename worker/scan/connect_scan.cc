@@ -1,0 +1,474 @@
+#include "worker/scan/connect_scan.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <utility>
+
+#include <asio.hpp>
+
+namespace worker {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double epoch_now() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+Clock::duration seconds(double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+// The TCP ports unprivileged nmap probes for host discovery.
+constexpr std::uint16_t kDiscoveryPorts[] = {80, 443};
+// Pause after running out of descriptors or local ports before trying again.
+constexpr auto kResourceBackoff = std::chrono::milliseconds(50);
+
+// How one connect attempt ended.
+enum class Outcome {
+    open,        // handshake completed
+    closed,      // refused (RST) or reset
+    unreach,     // ICMP unreachable / prohibited: final, filtered
+    timeout,     // no answer: retry while attempts remain
+    resource,    // local shortage (fds, ports, buffers): retry later, never a port state
+    cancelled,   // we closed it ourselves
+};
+
+struct Verdict {
+    Outcome outcome;
+    const char* state;
+    const char* reason;
+};
+
+Verdict classify(const std::error_code& ec) {
+    if (!ec) return {Outcome::open, "open", "syn-ack"};
+    if (ec == asio::error::operation_aborted) return {Outcome::cancelled, "", ""};
+    if (ec.category() == asio::system_category() || ec.category() == std::system_category()) {
+        switch (ec.value()) {
+            case ECONNREFUSED: return {Outcome::closed, "closed", "conn-refused"};
+            case ECONNRESET: return {Outcome::closed, "closed", "reset"};
+            case EHOSTUNREACH: return {Outcome::unreach, "filtered", "host-unreach"};
+            case ENETUNREACH: return {Outcome::unreach, "filtered", "net-unreach"};
+            case EACCES:
+            case EPERM: return {Outcome::unreach, "filtered", "admin-prohibited"};
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+            case EAGAIN:
+            case EADDRNOTAVAIL: return {Outcome::resource, "", ""};
+            default: break;
+        }
+    }
+    // ETIMEDOUT from the kernel and anything unexpected: treat as silence.
+    return {Outcome::timeout, "filtered", "no-response"};
+}
+
+struct HostState;
+
+// One unit of queued work: a connect attempt to (host, port).
+struct Task {
+    HostState* host;
+    std::uint16_t port;
+    int slot;  // index into the host's port results; -1 for a discovery probe
+    int attempt;
+};
+
+// A connect attempt in flight. Handlers hold it by shared_ptr so it outlives cancellation.
+struct Probe {
+    Probe(asio::io_context& io, Task t) : task(t), socket(io), timer(io) {}
+    Task task;
+    asio::ip::tcp::socket socket;
+    asio::steady_timer timer;
+    Clock::time_point sent;
+    bool finished = false;  // first of {connect, timer, cancel} to fire wins
+};
+
+struct Batch {
+    std::function<void()> done;
+    std::size_t remaining = 0;
+};
+
+struct HostState {
+    common::HostResult* result;
+    std::shared_ptr<Batch> batch;
+    asio::ip::address addr;
+    bool finished = false;
+    bool started = false;  // first probe launched (host-timeout clock runs)
+    // Discovery
+    int discovery_pending = 0;
+    const char* down_reason = "no-response";
+    // Port scan
+    std::vector<common::PortResult> ports;
+    std::size_t ports_pending = 0;
+    // RTT accounting for srtt
+    double rtt_sum = 0;
+    int rtt_count = 0;
+    std::unordered_set<std::shared_ptr<Probe>> live;
+    std::unique_ptr<asio::steady_timer> host_timer;
+};
+
+// All mutable scanner state. Every handler holds a shared_ptr to it, so destroying the
+// ConnectScanner only flips `stopped` and cancels; late handlers then see `stopped` and
+// return without touching hosts, services or callbacks.
+struct State : std::enable_shared_from_this<State> {
+    State(asio::io_context& io_, const common::ScanOptions& opts_, const common::Services& svc)
+        : io(io_), opts(opts_), services(svc), pace_timer(io_), backoff_timer(io_) {
+        cap = std::max(1, opts.timing.max_parallel_connects);
+        for (const auto& p : opts.ports)
+            if (p.proto == 't') tcp_ports.push_back(p.number);
+        std::sort(tcp_ports.begin(), tcp_ports.end());
+        tcp_ports.erase(std::unique(tcp_ports.begin(), tcp_ports.end()), tcp_ports.end());
+    }
+
+    asio::io_context& io;
+    common::ScanOptions opts;
+    const common::Services& services;
+    std::vector<std::uint16_t> tcp_ports;
+
+    std::deque<std::unique_ptr<HostState>> hosts;  // stable addresses for Task::host
+    std::deque<Task> queue;
+    int inflight = 0;
+    int cap = 1;
+    bool stopped = false;
+    // Pacing (--scan-delay) and resource back-off share one "not before" rule each.
+    asio::steady_timer pace_timer;
+    bool pace_armed = false;
+    Clock::time_point next_launch{};
+    asio::steady_timer backoff_timer;
+    bool backing_off = false;
+    int grow_credit = 0;
+
+    void back_off() {
+        if (backing_off) return;
+        backing_off = true;
+        backoff_timer.expires_after(kResourceBackoff);
+        backoff_timer.async_wait([self = shared_from_this()](const std::error_code&) {
+            self->backing_off = false;
+            self->pump();
+        });
+    }
+
+    void add_hosts(std::vector<common::HostResult>& results, std::function<void()> done);
+    void pump();
+    void launch(Task t);
+    void on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec);
+    void retire(const std::shared_ptr<Probe>& p);
+    void record(HostState& h, const Task& t, const Verdict& v);
+    void discovery_answer(HostState& h, const Verdict& v);
+    void discovery_failed(HostState& h, const Verdict& v);
+    void begin_port_scan(HostState& h);
+    void cancel_probes(HostState& h, bool discovery_only);
+    void finish_host(HostState& h);
+    void host_timed_out(HostState& h);
+    void shutdown();
+};
+
+void State::add_hosts(std::vector<common::HostResult>& results,
+                                     std::function<void()> done) {
+    auto batch = std::make_shared<Batch>();
+    batch->done = std::move(done);
+    batch->remaining = results.size();
+    std::vector<HostState*> fresh;
+    for (auto& r : results) {
+        auto h = std::make_unique<HostState>();
+        h->result = &r;
+        h->batch = batch;
+        r.ports.clear();
+        r.timed_out = false;
+        r.srtt = 0;
+        r.reason_ttl = 0;
+        r.start_time = epoch_now();
+        fresh.push_back(h.get());
+        hosts.push_back(std::move(h));
+    }
+    if (results.empty()) {
+        // Never call back synchronously: the caller may not expect reentrancy.
+        asio::post(io, [self = shared_from_this(), batch] {
+            if (!self->stopped && batch->done) batch->done();
+        });
+        return;
+    }
+    for (HostState* h : fresh) {
+        std::error_code ec;
+        h->addr = asio::ip::make_address(h->result->address, ec);
+        if (ec) {
+            // Unusable address: nothing can answer, so it is reported down.
+            h->result->status = "down";
+            h->result->reason = "no-response";
+            finish_host(*h);
+            continue;
+        }
+        if (opts.skip_discovery) {
+            h->result->status = "up";
+            h->result->reason = "user-set";
+            if (opts.ping_only)
+                finish_host(*h);
+            else
+                begin_port_scan(*h);
+            continue;
+        }
+        h->discovery_pending = static_cast<int>(std::size(kDiscoveryPorts));
+        for (std::uint16_t port : kDiscoveryPorts) queue.push_back(Task{h, port, -1, 0});
+    }
+    pump();
+}
+
+void State::pump() {
+    if (stopped || backing_off) return;
+    while (!queue.empty() && inflight < cap) {
+        Task t = queue.front();
+        // Drop stale work: the host is finished, or discovery was already decided by
+        // the other discovery probe.
+        if (t.host->finished || (t.slot < 0 && t.host->discovery_pending == 0)) {
+            queue.pop_front();
+            continue;
+        }
+        if (opts.timing.scan_delay > 0) {
+            auto now = Clock::now();
+            if (now < next_launch) {
+                if (!pace_armed) {
+                    pace_armed = true;
+                    pace_timer.expires_at(next_launch);
+                    pace_timer.async_wait([self = shared_from_this()](const std::error_code&) {
+                        self->pace_armed = false;
+                        self->pump();
+                    });
+                }
+                return;
+            }
+            next_launch = now + seconds(opts.timing.scan_delay);
+        }
+        queue.pop_front();
+        launch(t);
+        if (backing_off) return;
+    }
+}
+
+void State::launch(Task t) {
+    HostState& h = *t.host;
+    if (!h.started) {
+        h.started = true;
+        if (opts.host_timeout > 0) {
+            h.host_timer = std::make_unique<asio::steady_timer>(io);
+            h.host_timer->expires_after(seconds(opts.host_timeout));
+            h.host_timer->async_wait(
+                [self = shared_from_this(), hp = &h](const std::error_code& ec) {
+                    if (ec || self->stopped || hp->finished) return;
+                    self->host_timed_out(*hp);
+                });
+        }
+    }
+    auto p = std::make_shared<Probe>(io, t);
+    asio::ip::tcp::endpoint ep(h.addr, t.port);
+    std::error_code ec;
+    p->socket.open(ep.protocol(), ec);
+    if (ec) {
+        Verdict v = classify(ec);
+        if (v.outcome == Outcome::resource) {
+            // Out of descriptors: this is our limit, not the target's answer. Put the work
+            // back and run fewer at once; completions of probes in flight restart the
+            // queue, or a short timer when none are in flight.
+            queue.push_front(t);
+            cap = std::max(1, std::min(cap, inflight) * 3 / 4);
+            grow_credit = 0;
+            if (inflight == 0) back_off();  // else cap < inflight stops pump() for now
+            return;
+        }
+        // Cannot even open a socket of this family (e.g. no IPv6): nothing will answer.
+        record(h, t, {Outcome::unreach, "filtered", "net-unreach"});
+        return;
+    }
+    ++inflight;
+    h.live.insert(p);
+    p->sent = Clock::now();
+    auto self = shared_from_this();
+    p->timer.expires_after(seconds(std::max(0.001, opts.timing.connect_timeout)));
+    p->timer.async_wait([self, p](const std::error_code& e) {
+        if (e == asio::error::operation_aborted) return;
+        self->on_result(p, asio::error::timed_out);
+    });
+    p->socket.async_connect(ep, [self, p](const std::error_code& e) { self->on_result(p, e); });
+}
+
+void State::retire(const std::shared_ptr<Probe>& p) {
+    p->finished = true;
+    std::error_code ignored;
+    p->socket.close(ignored);
+    p->timer.cancel();
+    p->task.host->live.erase(p);
+    --inflight;
+}
+
+void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec) {
+    if (stopped || p->finished) return;
+    Verdict v = classify(ec);
+    if (v.outcome == Outcome::cancelled) return;
+    HostState& h = *p->task.host;
+    Task t = p->task;
+    double rtt = std::chrono::duration<double>(Clock::now() - p->sent).count();
+    retire(p);
+    // Regrow the window after a descriptor shortage shrank it: one slot per window's
+    // worth of completions, so the shortage is not hit again at once.
+    if (v.outcome != Outcome::resource && cap < opts.timing.max_parallel_connects &&
+        ++grow_credit >= cap) {
+        ++cap;
+        grow_credit = 0;
+    }
+    if (h.finished) {
+        pump();
+        return;
+    }
+    switch (v.outcome) {
+        case Outcome::open:
+        case Outcome::closed:
+            h.rtt_sum += rtt;
+            ++h.rtt_count;
+            record(h, t, v);
+            break;
+        case Outcome::unreach: record(h, t, v); break;
+        case Outcome::timeout:
+            if (t.attempt < opts.timing.max_retries) {
+                ++t.attempt;
+                queue.push_back(t);
+            } else {
+                record(h, t, v);
+            }
+            break;
+        case Outcome::resource:
+            queue.push_front(t);
+            back_off();
+            break;
+        case Outcome::cancelled: break;
+    }
+    pump();
+}
+
+void State::record(HostState& h, const Task& t, const Verdict& v) {
+    if (h.finished) return;
+    if (t.slot < 0) {
+        if (h.discovery_pending == 0) return;  // already decided
+        if (v.outcome == Outcome::open || v.outcome == Outcome::closed)
+            discovery_answer(h, v);
+        else
+            discovery_failed(h, v);
+        return;
+    }
+    auto& port = h.ports[static_cast<std::size_t>(t.slot)];
+    port.state = v.state;
+    port.reason = v.reason;
+    if (--h.ports_pending == 0) finish_host(h);
+}
+
+void State::discovery_answer(HostState& h, const Verdict& v) {
+    h.result->status = "up";
+    h.result->reason = v.reason;
+    h.discovery_pending = 0;
+    cancel_probes(h, true);  // the other discovery probe is moot now
+    if (opts.ping_only)
+        finish_host(h);
+    else
+        begin_port_scan(h);
+}
+
+void State::discovery_failed(HostState& h, const Verdict& v) {
+    if (v.outcome == Outcome::unreach) h.down_reason = v.reason;
+    if (--h.discovery_pending > 0) return;
+    h.result->status = "down";
+    h.result->reason = h.down_reason;
+    finish_host(h);
+}
+
+void State::begin_port_scan(HostState& h) {
+    h.ports.resize(tcp_ports.size());
+    for (std::size_t i = 0; i < tcp_ports.size(); ++i) {
+        auto& pr = h.ports[i];
+        pr.number = tcp_ports[i];
+        pr.protocol = "tcp";
+        pr.reason_ttl = 0;
+        pr.service.name = services.name(tcp_ports[i], "tcp");
+        pr.service.method = "table";
+        pr.service.conf = 3;
+    }
+    h.ports_pending = tcp_ports.size();
+    if (h.ports_pending == 0) {
+        finish_host(h);
+        return;
+    }
+    for (std::size_t i = 0; i < tcp_ports.size(); ++i)
+        queue.push_back(Task{&h, tcp_ports[i], static_cast<int>(i), 0});
+}
+
+void State::cancel_probes(HostState& h, bool discovery_only) {
+    std::vector<std::shared_ptr<Probe>> victims;
+    for (const auto& p : h.live)
+        if (!discovery_only || p->task.slot < 0) victims.push_back(p);
+    for (const auto& p : victims) retire(p);
+}
+
+void State::finish_host(HostState& h) {
+    if (h.finished) return;
+    h.finished = true;
+    cancel_probes(h, false);
+    if (h.host_timer) h.host_timer->cancel();
+    auto& r = *h.result;
+    if (h.rtt_count > 0) r.srtt = h.rtt_sum / h.rtt_count;
+    if (!r.timed_out) r.ports = std::move(h.ports);
+    h.ports.clear();
+    r.end_time = epoch_now();
+    auto batch = h.batch;
+    if (--batch->remaining == 0) {
+        asio::post(io, [self = shared_from_this(), batch] {
+            if (!self->stopped && batch->done) batch->done();
+        });
+    }
+}
+
+void State::host_timed_out(HostState& h) {
+    // nmap reports an abandoned host as up without ports; output writers skip it.
+    h.result->timed_out = true;
+    h.result->status = "up";
+    if (h.result->reason.empty()) h.result->reason = opts.skip_discovery ? "user-set" : "no-response";
+    h.ports.clear();
+    finish_host(h);
+    pump();
+}
+
+void State::shutdown() {
+    stopped = true;
+    queue.clear();
+    for (auto& h : hosts) {
+        std::vector<std::shared_ptr<Probe>> victims(h->live.begin(), h->live.end());
+        for (const auto& p : victims) retire(p);
+        if (h->host_timer) h->host_timer->cancel();
+    }
+    pace_timer.cancel();
+    backoff_timer.cancel();
+}
+
+}  // namespace
+
+struct ConnectScanner::Impl {
+    std::shared_ptr<State> state;
+};
+
+ConnectScanner::ConnectScanner(asio::io_context& io, const common::ScanOptions& opts,
+                               const common::Services& services)
+    : impl_(std::make_unique<Impl>(Impl{std::make_shared<State>(io, opts, services)})) {}
+
+ConnectScanner::~ConnectScanner() {
+    if (impl_) impl_->state->shutdown();
+}
+
+void ConnectScanner::start(std::vector<common::HostResult>& hosts, std::function<void()> done) {
+    impl_->state->add_hosts(hosts, std::move(done));
+}
+
+}  // namespace worker

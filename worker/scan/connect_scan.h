@@ -1,0 +1,35 @@
+#pragma once
+// Asynchronous TCP connect scan and unprivileged host discovery on Asio.
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/options.h"
+#include "common/result.h"
+#include "common/services.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace worker {
+
+class ConnectScanner {
+public:
+    // `opts` supplies ports, timing, -Pn/-sn, --host-timeout; `services` names ports.
+    ConnectScanner(asio::io_context& io, const common::ScanOptions& opts,
+                   const common::Services& services);
+    ~ConnectScanner();
+
+    // Discovers (unless -Pn) and scans (unless -sn) `hosts`, which arrive with index,
+    // address, ipv6 and targetname set. Fills status/reason/srtt/ports/start/end times.
+    // `done` runs on the io_context when every host is finished. `hosts` must stay alive
+    // until then. Must be called from the thread running `io`.
+    void start(std::vector<common::HostResult>& hosts, std::function<void()> done);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace worker

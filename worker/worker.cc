@@ -1,0 +1,69 @@
+#include "worker/worker.h"
+
+#include <asio.hpp>
+
+#include "worker/scan/connect_scan.h"
+
+namespace worker {
+
+common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions& opts,
+                                                       const common::Services& services,
+                                                       nse::Embedder& embedder,
+                                                       nse::SharedState& shared,
+                                                       std::uint64_t engine_id) {
+    nse::EngineConfig cfg;
+    cfg.engine_id = engine_id;
+    cfg.scripts = opts.scripts;
+    cfg.default_scripts = opts.default_scripts;
+    cfg.script_args = opts.script_args;
+    cfg.script_args_file = opts.script_args_file;
+    cfg.script_timeout = opts.script_timeout;
+    cfg.host_timeout = opts.host_timeout;
+    cfg.verbosity = opts.verbosity;
+    cfg.debugging = opts.debugging;
+    cfg.timing_level = opts.timing.level;
+    cfg.max_threads = opts.max_parallelism;
+    cfg.datadir = opts.datadir;
+    cfg.ipv6 = opts.ipv6;
+    auto engine = nse::Engine::create(cfg, embedder, shared);
+    if (!engine) return engine.status();
+    return std::unique_ptr<Worker>(new Worker(opts, services, shared, std::move(*engine)));
+}
+
+void Worker::pull_registry() { engine_->registry_import(shared_.registry_snapshot()); }
+void Worker::push_registry() { shared_.registry_merge(engine_->registry_export()); }
+
+common::Status Worker::prerule(std::vector<common::ScriptResult>& out) {
+    pull_registry();
+    auto st = engine_->run_prerule(out);
+    push_registry();
+    return st;
+}
+
+common::Status Worker::postrule(std::vector<common::ScriptResult>& out) {
+    pull_registry();
+    auto st = engine_->run_postrule(out);
+    push_registry();
+    return st;
+}
+
+common::Status Worker::run_group(std::vector<common::HostResult>& hosts) {
+    asio::io_context& io = engine_->io();
+    {
+        ConnectScanner scanner(io, opts_, services_);
+        bool done = false;
+        scanner.start(hosts, [&done]() { done = true; });
+        io.restart();
+        while (!done) io.run_one();
+    }
+    io.restart();
+    io.poll();  // let cancelled scanner handlers drain
+    if (!engine_->has_scripts()) return common::Status::ok();
+    pull_registry();
+    io.restart();
+    auto st = engine_->run_scan(hosts);
+    push_registry();
+    return st;
+}
+
+}  // namespace worker

@@ -1,0 +1,49 @@
+#pragma once
+// A worker engine: port scan plus the NSE runtime for the host groups it is given.
+// One Worker per core; each is driven by one thread at a time.
+#include <memory>
+#include <vector>
+
+#include "common/options.h"
+#include "common/result.h"
+#include "common/services.h"
+#include "common/status.h"
+#include "nse/embedder.h"
+#include "nse/engine.h"
+
+namespace worker {
+
+class Worker {
+public:
+    // Builds the engine (script selection happens here: its errors come back as the status).
+    static common::Result<std::unique_ptr<Worker>> create(const common::ScanOptions& opts,
+                                                          const common::Services& services,
+                                                          nse::Embedder& embedder,
+                                                          nse::SharedState& shared,
+                                                          std::uint64_t engine_id);
+
+    bool has_scripts() const { return engine_->has_scripts(); }
+    bool has_prerule() const { return engine_->has_prerule(); }
+    bool has_postrule() const { return engine_->has_postrule(); }
+
+    // Pre/post-scan phases with the shared registry loaded before and published after.
+    common::Status prerule(std::vector<common::ScriptResult>& out);
+    common::Status postrule(std::vector<common::ScriptResult>& out);
+
+    // Discovers, port-scans and runs host/port scripts on one group. Blocking.
+    common::Status run_group(std::vector<common::HostResult>& hosts);
+
+private:
+    Worker(const common::ScanOptions& opts, const common::Services& services,
+           nse::SharedState& shared, std::unique_ptr<nse::Engine> engine)
+        : opts_(opts), services_(services), shared_(shared), engine_(std::move(engine)) {}
+    void pull_registry();
+    void push_registry();
+
+    const common::ScanOptions& opts_;
+    const common::Services& services_;
+    nse::SharedState& shared_;
+    std::unique_ptr<nse::Engine> engine_;
+};
+
+}  // namespace worker
