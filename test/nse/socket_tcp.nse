@@ -109,7 +109,12 @@ action = function()
   show("bound local ip", lip)
   s:close()
 
+  -- IPv6 loopback: refused like IPv4
+  s = nmap.new_socket("tcp", "inet6")
+  show("inet6 connect refused", s:connect("::1", closed))
+  s:close()
+
   -- sleep
-  show("sleep", nmap.socket.sleep(0.05))
+  show("sleep results", select("#", nmap.socket.sleep(0.05)))
   return table.concat(out, "\n")
 end

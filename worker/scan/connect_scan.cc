@@ -1,6 +1,7 @@
 #include "worker/scan/connect_scan.h"
 
 #include <algorithm>
+#include <asio.hpp>
 #include <cerrno>
 #include <chrono>
 #include <deque>
@@ -8,8 +9,6 @@
 #include <string>
 #include <unordered_set>
 #include <utility>
-
-#include <asio.hpp>
 
 namespace worker {
 
@@ -33,12 +32,12 @@ constexpr auto kResourceBackoff = std::chrono::milliseconds(50);
 
 // How one connect attempt ended.
 enum class Outcome {
-    open,        // handshake completed
-    closed,      // refused (RST) or reset
-    unreach,     // ICMP unreachable / prohibited: final, filtered
-    timeout,     // no answer: retry while attempts remain
-    resource,    // local shortage (fds, ports, buffers): retry later, never a port state
-    cancelled,   // we closed it ourselves
+    open,       // handshake completed
+    closed,     // refused (RST) or reset
+    unreach,    // ICMP unreachable / prohibited: final, filtered
+    timeout,    // no answer: retry while attempts remain
+    resource,   // local shortage (fds, ports, buffers): retry later, never a port state
+    cancelled,  // we closed it ourselves
 };
 
 struct Verdict {
@@ -52,19 +51,26 @@ Verdict classify(const std::error_code& ec) {
     if (ec == asio::error::operation_aborted) return {Outcome::cancelled, "", ""};
     if (ec.category() == asio::system_category() || ec.category() == std::system_category()) {
         switch (ec.value()) {
-            case ECONNREFUSED: return {Outcome::closed, "closed", "conn-refused"};
-            case ECONNRESET: return {Outcome::closed, "closed", "reset"};
-            case EHOSTUNREACH: return {Outcome::unreach, "filtered", "host-unreach"};
-            case ENETUNREACH: return {Outcome::unreach, "filtered", "net-unreach"};
+            case ECONNREFUSED:
+                return {Outcome::closed, "closed", "conn-refused"};
+            case ECONNRESET:
+                return {Outcome::closed, "closed", "reset"};
+            case EHOSTUNREACH:
+                return {Outcome::unreach, "filtered", "host-unreach"};
+            case ENETUNREACH:
+                return {Outcome::unreach, "filtered", "net-unreach"};
             case EACCES:
-            case EPERM: return {Outcome::unreach, "filtered", "admin-prohibited"};
+            case EPERM:
+                return {Outcome::unreach, "filtered", "admin-prohibited"};
             case EMFILE:
             case ENFILE:
             case ENOBUFS:
             case ENOMEM:
             case EAGAIN:
-            case EADDRNOTAVAIL: return {Outcome::resource, "", ""};
-            default: break;
+            case EADDRNOTAVAIL:
+                return {Outcome::resource, "", ""};
+            default:
+                break;
         }
     }
     // ETIMEDOUT from the kernel and anything unexpected: treat as silence.
@@ -96,7 +102,7 @@ struct Batch {
     std::size_t remaining = 0;
 };
 
-struct HostState {
+struct HostState : std::enable_shared_from_this<HostState> {
     common::HostResult* result;
     std::shared_ptr<Batch> batch;
     asio::ip::address addr;
@@ -133,7 +139,7 @@ struct State : std::enable_shared_from_this<State> {
     const common::Services& services;
     std::vector<std::uint16_t> tcp_ports;
 
-    std::deque<std::unique_ptr<HostState>> hosts;  // stable addresses for Task::host
+    std::deque<std::shared_ptr<HostState>> hosts;  // stable addresses for Task::host
     std::deque<Task> queue;
     int inflight = 0;
     int cap = 1;
@@ -168,17 +174,17 @@ struct State : std::enable_shared_from_this<State> {
     void cancel_probes(HostState& h, bool discovery_only);
     void finish_host(HostState& h);
     void host_timed_out(HostState& h);
+    void prune();
     void shutdown();
 };
 
-void State::add_hosts(std::vector<common::HostResult>& results,
-                                     std::function<void()> done) {
+void State::add_hosts(std::vector<common::HostResult>& results, std::function<void()> done) {
     auto batch = std::make_shared<Batch>();
     batch->done = std::move(done);
     batch->remaining = results.size();
     std::vector<HostState*> fresh;
     for (auto& r : results) {
-        auto h = std::make_unique<HostState>();
+        auto h = std::make_shared<HostState>();
         h->result = &r;
         h->batch = batch;
         r.ports.clear();
@@ -260,7 +266,8 @@ void State::launch(Task t) {
             h.host_timer = std::make_unique<asio::steady_timer>(io);
             h.host_timer->expires_after(seconds(opts.host_timeout));
             h.host_timer->async_wait(
-                [self = shared_from_this(), hp = &h](const std::error_code& ec) {
+                // Holds the host: the handler may run after prune() dropped it.
+                [self = shared_from_this(), hp = h.shared_from_this()](const std::error_code& ec) {
                     if (ec || self->stopped || hp->finished) return;
                     self->host_timed_out(*hp);
                 });
@@ -333,7 +340,9 @@ void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec
             ++h.rtt_count;
             record(h, t, v);
             break;
-        case Outcome::unreach: record(h, t, v); break;
+        case Outcome::unreach:
+            record(h, t, v);
+            break;
         case Outcome::timeout:
             if (t.attempt < opts.timing.max_retries) {
                 ++t.attempt;
@@ -346,7 +355,8 @@ void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec
             queue.push_front(t);
             back_off();
             break;
-        case Outcome::cancelled: break;
+        case Outcome::cancelled:
+            break;
     }
     pump();
 }
@@ -426,16 +436,29 @@ void State::finish_host(HostState& h) {
     auto batch = h.batch;
     if (--batch->remaining == 0) {
         asio::post(io, [self = shared_from_this(), batch] {
-            if (!self->stopped && batch->done) batch->done();
+            if (self->stopped) return;
+            self->prune();
+            if (batch->done) batch->done();
         });
     }
+}
+
+void State::prune() {
+    // A scanner reused for many batches must not keep every finished host. Queued tasks
+    // still point at their hosts (they are skipped as stale), so those stay for now.
+    std::unordered_set<const HostState*> queued;
+    for (const Task& t : queue) queued.insert(t.host);
+    std::erase_if(hosts, [&](const std::shared_ptr<HostState>& h) {
+        return h->finished && h->live.empty() && !queued.count(h.get());
+    });
 }
 
 void State::host_timed_out(HostState& h) {
     // nmap reports an abandoned host as up without ports; output writers skip it.
     h.result->timed_out = true;
     h.result->status = "up";
-    if (h.result->reason.empty()) h.result->reason = opts.skip_discovery ? "user-set" : "no-response";
+    if (h.result->reason.empty())
+        h.result->reason = opts.skip_discovery ? "user-set" : "no-response";
     h.ports.clear();
     finish_host(h);
     pump();

@@ -2,21 +2,19 @@
 // network namespace). Ports are ephemeral; "filtered" is produced without a firewall by
 // filling a listener's accept queue so the kernel silently drops further SYNs.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <asio.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <asio.hpp>
 
 #include "common/services.h"
 #include "worker/scan/connect_scan.h"
@@ -336,8 +334,7 @@ TEST_CASE("connect scan: IPv6 loopback") {
     REQUIRE(run_scan(io, sc, hosts));
     CHECK(hosts[0].status == "up");
     REQUIRE(hosts[0].ports.size() == 2);
-    for (auto& p : hosts[0].ports)
-        CHECK(p.state == (p.number == open.port ? "open" : "closed"));
+    for (auto& p : hosts[0].ports) CHECK(p.state == (p.number == open.port ? "open" : "closed"));
 }
 
 TEST_CASE("connect scan: --scan-delay spaces probes") {
@@ -477,4 +474,33 @@ TEST_CASE("connect scan: silent host is down (network namespace)") {
     if (target >= 0) close(target);
     CHECK(std::system(("ip netns del " + ns).c_str()) == 0);
     CHECK(entered);
+}
+
+TEST_CASE("connect scan: one scanner, two batches in flight together") {
+    asio::io_context io;
+    Listener open(io, "0.0.0.0");
+    auto opts = make_opts({open.port});
+    opts.timing.max_parallel_connects = 2;
+    worker::ConnectScanner sc(io, opts, services());
+    auto a = make_hosts({"127.0.0.1", "127.0.0.2"});
+    auto b = make_hosts({"127.0.0.3"});
+    int done_a = 0, done_b = 0;
+    sc.start(a, [&] { ++done_a; });
+    sc.start(b, [&] { ++done_b; });
+    auto until = Clock::now() + std::chrono::seconds(5);
+    while ((done_a == 0 || done_b == 0) && Clock::now() < until)
+        io.run_one_for(std::chrono::milliseconds(50));
+    io.poll();
+    CHECK(done_a == 1);
+    CHECK(done_b == 1);
+    for (auto* v : {&a, &b})
+        for (auto& h : *v) {
+            REQUIRE(h.ports.size() == 1);
+            CHECK(h.ports[0].state == "open");
+        }
+    // And a third batch after the first two were pruned.
+    auto c = make_hosts({"127.0.0.4"});
+    REQUIRE(run_scan(io, sc, c));
+    REQUIRE(c[0].ports.size() == 1);
+    CHECK(c[0].ports[0].state == "open");
 }
