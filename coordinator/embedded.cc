@@ -103,9 +103,10 @@ int run_embedded(common::ScanOptions opts) {
     if (!svc_path) return fail("cannot find nmap-services in the data directories");
     auto services = common::Services::load(*svc_path);
     if (!services) return fail(services.message());
-    if (!opts.ping_only) {
+    if (!opts.ping_only || !opts.port_spec.empty()) {
         auto st = common::resolve_ports(opts, *services);
         if (!st) return fail(st.message());
+        if (opts.ping_only) opts.ports.clear();
     }
     auto targets = common::expand_targets(opts.targets, opts.input_files, opts.excludes,
                                           opts.exclude_files, opts.ipv6);

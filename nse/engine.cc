@@ -512,7 +512,6 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
         rec->info.port = port->number;
         rec->info.proto = port->protocol;
     }
-    if (cfg_.script_timeout > 0) rec->deadline = steady_now() + cfg_.script_timeout;
     by_co_[co] = rec->info.id;
     ready_.push_back(rec->info.id);
     threads_.emplace(rec->info.id, std::move(rec));
@@ -533,6 +532,9 @@ void EngineImpl::resume(ThreadRec& t) {
     if (!t.started) {
         t.started = true;
         nargs = t.nargs;
+        // The clock starts when the script first runs, not when it was queued.
+        if (!t.info.worker && cfg_.script_timeout > 0)
+            t.deadline = steady_now() + cfg_.script_timeout;
     } else {
         nargs = t.push ? t.push(co) : 0;
         t.push = nullptr;
@@ -554,6 +556,7 @@ void EngineImpl::resume(ThreadRec& t) {
 }
 
 void EngineImpl::record_result(ThreadRec& t, std::string text, std::optional<common::Value> tree) {
+    if (text.empty()) emb_.write(true, "Bug in " + t.info.script_id + ": no string output.\n");
     common::ScriptResult r{t.info.script_id, std::move(text), std::move(tree)};
     if (t.info.host < 0) {
         if (prepost_out_) prepost_out_->push_back(std::move(r));

@@ -14,12 +14,13 @@
 #include <exception>
 #include <memory>
 
+#include "nse/lib/luax.h"
 #include "nse/lib/openssl.h"
 
 namespace nse::lib {
 namespace {
 
-constexpr const char* kCertMeta = "nse.ssl_certificate";
+constexpr char kCertMeta[] = "nse.ssl_certificate";  // an array: a template argument of close_box
 
 struct BioFree { void operator()(BIO* p) const { BIO_free(p); } };
 struct X509Free { void operator()(X509* p) const { X509_free(p); } };
@@ -27,10 +28,6 @@ struct MdFree { void operator()(EVP_MD* p) const { EVP_MD_free(p); } };
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using MdPtr = std::unique_ptr<EVP_MD, MdFree>;
-
-struct CertBox {
-    X509* cert;
-};
 
 // [-0, +1] Pushes "Error parsing cert: <oldest queued OpenSSL error>"; clears the queue.
 void push_parse_error(lua_State* L) {
@@ -204,7 +201,7 @@ bool push_pubkey(lua_State* L, X509* cert) {
 
 // cert:digest(alg) → raw digest bytes, nil for an unknown algorithm.
 int cert_digest(lua_State* L) {
-    auto* box = static_cast<CertBox*>(luaL_checkudata(L, 1, kCertMeta));
+    X509* cert = check_box<X509>(L, 1, kCertMeta)->p;
     const char* alg = luaL_checkstring(L, 2);
     ERR_set_mark();
     MdPtr md(EVP_MD_fetch(nullptr, alg, nullptr));
@@ -216,7 +213,7 @@ int cert_digest(lua_State* L) {
     ERR_pop_to_mark();
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (!md || box->cert == nullptr || X509_digest(box->cert, md.get(), out, &len) != 1) {
+    if (!md || cert == nullptr || X509_digest(cert, md.get(), out, &len) != 1) {
         ERR_clear_error();
         lua_pushnil(L);
         return 1;
@@ -227,7 +224,7 @@ int cert_digest(lua_State* L) {
 
 // __index(cert, key): the method `digest`, else the field from the user-value table.
 int cert_index(lua_State* L) {
-    luaL_checkudata(L, 1, kCertMeta);
+    check_box<X509>(L, 1, kCertMeta);
     if (lua_type(L, 2) == LUA_TSTRING && std::strcmp(lua_tostring(L, 2), "digest") == 0) {
         lua_pushcfunction(L, cert_digest);
         return 1;
@@ -238,24 +235,12 @@ int cert_index(lua_State* L) {
     return 1;
 }
 
-int cert_gc(lua_State* L) {
-    auto* box = static_cast<CertBox*>(luaL_checkudata(L, 1, kCertMeta));
-    X509_free(box->cert);
-    box->cert = nullptr;
-    return 0;
-}
-
-// [-0, +1] Pushes the certificate metatable, creating it on first use.
-void push_cert_meta(lua_State* L) {
-    if (luaL_newmetatable(L, kCertMeta) == 0) return;
-    static const luaL_Reg methods[] = {
-        {"__index", cert_index},
-        {"__gc", cert_gc},
-        {"__close", cert_gc},
-        {nullptr, nullptr},
-    };
-    luaL_setfuncs(L, methods, 0);
-}
+const luaL_Reg kCertMethods[] = {
+    {"__index", cert_index},
+    {"__gc", close_box<X509, kCertMeta, X509_free>},
+    {"__close", close_box<X509, kCertMeta, X509_free>},
+    {nullptr, nullptr},
+};
 
 // [-0, +1] Pushes the field table, or returns false with the stack unchanged when the public
 // key cannot be decoded.
@@ -307,14 +292,11 @@ int push_certificate(lua_State* L, X509* cert) {
         push_parse_error(L);
         return 2;
     }
-    auto* box = static_cast<CertBox*>(lua_newuserdatauv(L, sizeof(CertBox), 1));
-    box->cert = nullptr;          // [fields, ud]
-    push_cert_meta(L);            // [fields, ud, meta]
-    lua_setmetatable(L, -2);      // [fields, ud]
-    lua_insert(L, -2);            // [ud, fields]
-    lua_setiuservalue(L, -2, 1);  // [ud]
+    Box<X509>* box = new_box<X509>(L, 1, kCertMeta, kCertMethods);  // [fields, ud]
+    lua_insert(L, -2);                                               // [ud, fields]
+    lua_setiuservalue(L, -2, 1);                                     // [ud]
     X509_up_ref(cert);
-    box->cert = cert;
+    box->p = cert;
     return 1;
 }
 

@@ -148,7 +148,10 @@ int l_get_dns_servers(lua_State* L) {
 
 int l_fetchfile(lua_State* L) {
     auto p = runtime(L).datafiles().find_file(luaL_checkstring(L, 1));
-    if (!p) return 0;
+    if (!p) {
+        lua_pushnil(L);
+        return 1;
+    }
     lua_pushlstring(L, p->data(), p->size());
     return 1;
 }
@@ -196,7 +199,7 @@ std::pair<int, std::string> check_port(lua_State* L, int idx) {
     if (!lua_isinteger(L, -1)) luaL_error(L, "port 'number' field must be an integer");
     int number = static_cast<int>(lua_tointeger(L, -1));
     lua_getfield(L, idx, "protocol");
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "port 'protocol' field must be a string");
+    if (!lua_isstring(L, -1)) luaL_error(L, "port 'protocol' field must be a string");
     std::string proto = lua_tostring(L, -1);
     if (proto != "tcp" && proto != "udp" && proto != "sctp")
         luaL_error(L, "port 'protocol' field must be \"udp\", \"sctp\" or \"tcp\"");
@@ -300,7 +303,8 @@ int l_set_port_version(lua_State* L) {
     lua_getfield(L, v, "service_tunnel");
     if (!lua_isnil(L, -1)) {
         std::string t = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
-        if (t != "none" && t != "ssl") luaL_error(L, "invalid value for port.version.service_tunnel");
+        if (t != "none" && t != "ssl")
+            luaL_argerror(L, 2, "invalid value for port.version.service_tunnel");
         if (t == "ssl") si.tunnel = "ssl";
     }
     lua_pop(L, 1);
@@ -635,8 +639,9 @@ int mutex_op(lua_State* L) {
         }
         default: {  // running
             auto owner = rt.shared().mutex_owner(key);
-            if (!owner || owner->engine != rt.engine_id()) return 0;
-            if (luaL_getsubtable(L, LUA_REGISTRYINDEX, kCoroutinesById) == 0) return 0;
+            lua_pushnil(L);
+            if (!owner || owner->engine != rt.engine_id()) return 1;
+            if (luaL_getsubtable(L, LUA_REGISTRYINDEX, kCoroutinesById) == 0) return 1;
             lua_rawgeti(L, -1, static_cast<lua_Integer>(owner->id));
             return 1;
         }

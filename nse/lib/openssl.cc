@@ -16,10 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "nse/lib/luax.h"
+#include "nse/runtime.h"
+
 namespace nse::lib {
 namespace {
 
-constexpr const char* kBignumMeta = "BIGNUM";
+constexpr char kBignumMeta[] = "BIGNUM";  // an array: a template argument of close_box
 
 // RAII owners for libcrypto objects: Lua errors unwind as C++ exceptions, so these free
 // everything on every exit path.
@@ -35,19 +38,6 @@ using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 using BnPtr = std::unique_ptr<BIGNUM, BnFree>;
 using BnCtxPtr = std::unique_ptr<BN_CTX, BnCtxFree>;
 using OsslStr = std::unique_ptr<char, OsslFree>;
-
-// Catches our own C++ exceptions (bad_alloc, length_error) at the binding edge and re-raises
-// them as Lua errors. Lua's own exception is not a std::exception and passes through.
-template <lua_CFunction F>
-int guarded(lua_State* L) {
-    char msg[256] = {0};
-    try {
-        return F(L);
-    } catch (const std::exception& e) {
-        std::snprintf(msg, sizeof msg, "%s", e.what());
-    }
-    return luaL_error(L, "%s", msg);
-}
 
 OSSL_PROVIDER* g_legacy = nullptr;
 OSSL_PROVIDER* g_default = nullptr;
@@ -284,14 +274,10 @@ int l_rand_pseudo_bytes(lua_State* L) {
 
 // ---- BIGNUM userdata
 
-struct BignumBox {
-    BIGNUM* bn;
-};
-
 BIGNUM* check_bn(lua_State* L, int arg) {
-    auto* box = static_cast<BignumBox*>(luaL_checkudata(L, arg, kBignumMeta));
-    if (box->bn == nullptr) luaL_argerror(L, arg, "BIGNUM already freed");
-    return box->bn;
+    BIGNUM* bn = check_box<BIGNUM>(L, arg, kBignumMeta)->p;
+    if (bn == nullptr) luaL_argerror(L, arg, "BIGNUM already freed");
+    return bn;
 }
 
 BnCtxPtr new_ctx(lua_State* L) {
@@ -307,13 +293,6 @@ BnPtr new_bn(lua_State* L) {
 }
 
 void push_owned(lua_State* L, BnPtr bn) { push_bignum(L, bn.release()); }
-
-int bn_gc(lua_State* L) {
-    auto* box = static_cast<BignumBox*>(luaL_checkudata(L, 1, kBignumMeta));
-    BN_free(box->bn);
-    box->bn = nullptr;
-    return 0;
-}
 
 int bn_bin2bn(lua_State* L) {
     size_t len;
@@ -469,79 +448,70 @@ int bn_bn2hex(lua_State* L) {
     return 1;
 }
 
-// [-0, +1] Pushes the BIGNUM metatable, creating it on first use.
-void push_bignum_meta(lua_State* L) {
-    if (luaL_newmetatable(L, kBignumMeta) == 0) return;  // already there
-    static const luaL_Reg methods[] = {
-        {"num_bits", guarded<bn_num_bits>},
-        {"num_bytes", guarded<bn_num_bytes>},
-        {"tobin", guarded<bn_bn2bin>},
-        {"todec", guarded<bn_bn2dec>},
-        {"tohex", guarded<bn_bn2hex>},
-        {"is_bit_set", guarded<bn_is_bit_set>},
-        {"set_bit", guarded<bn_set_bit>},
-        {"clear_bit", guarded<bn_clear_bit>},
-        {"is_prime", guarded<bn_is_prime>},
-        {"is_safe_prime", guarded<bn_is_safe_prime>},
-        {"__tostring", guarded<bn_bn2hex>},
-        {"__gc", bn_gc},
-        {"__close", bn_gc},
-        {nullptr, nullptr},
-    };
-    luaL_setfuncs(L, methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");  // meta.__index = meta
-}
+// BIGNUM methods; the metatable is its own __index (luax.h push_metatable).
+const luaL_Reg kBignumMethods[] = {
+    {"num_bits", nse::guard<bn_num_bits>},
+    {"num_bytes", nse::guard<bn_num_bytes>},
+    {"tobin", nse::guard<bn_bn2bin>},
+    {"todec", nse::guard<bn_bn2dec>},
+    {"tohex", nse::guard<bn_bn2hex>},
+    {"is_bit_set", nse::guard<bn_is_bit_set>},
+    {"set_bit", nse::guard<bn_set_bit>},
+    {"clear_bit", nse::guard<bn_clear_bit>},
+    {"is_prime", nse::guard<bn_is_prime>},
+    {"is_safe_prime", nse::guard<bn_is_safe_prime>},
+    {"__tostring", nse::guard<bn_bn2hex>},
+    {"__gc", close_box<BIGNUM, kBignumMeta, BN_free>},
+    {"__close", close_box<BIGNUM, kBignumMeta, BN_free>},
+    {nullptr, nullptr},
+};
 
 const luaL_Reg kFunctions[] = {
-    {"md4", guarded<l_md4>},
-    {"md5", guarded<l_md5>},
-    {"sha1", guarded<l_sha1>},
-    {"ripemd160", guarded<l_ripemd160>},
-    {"digest", guarded<l_digest>},
-    {"hmac", guarded<l_hmac>},
-    {"supported_digests", guarded<l_supported_digests>},
-    {"supported_ciphers", guarded<l_supported_ciphers>},
-    {"encrypt", guarded<l_encrypt>},
-    {"decrypt", guarded<l_decrypt>},
-    {"DES_string_to_key", guarded<l_des_string_to_key>},
-    {"rand_bytes", guarded<l_rand_bytes>},
-    {"rand_pseudo_bytes", guarded<l_rand_pseudo_bytes>},
-    {"bignum_bin2bn", guarded<bn_bin2bn>},
-    {"bignum_dec2bn", guarded<bn_text2bn<BN_dec2bn>>},
-    {"bignum_hex2bn", guarded<bn_text2bn<BN_hex2bn>>},
-    {"bignum_rand", guarded<bn_rand>},
-    {"bignum_pseudo_rand", guarded<bn_rand>},
-    {"bignum_add", guarded<bn_add>},
-    {"bignum_mod_exp", guarded<bn_mod_exp>},
-    {"bignum_div", guarded<bn_div>},
-    {"bignum_num_bits", guarded<bn_num_bits>},
-    {"bignum_num_bytes", guarded<bn_num_bytes>},
-    {"bignum_is_bit_set", guarded<bn_is_bit_set>},
-    {"bignum_set_bit", guarded<bn_set_bit>},
-    {"bignum_clear_bit", guarded<bn_clear_bit>},
-    {"bignum_is_prime", guarded<bn_is_prime>},
-    {"bignum_is_safe_prime", guarded<bn_is_safe_prime>},
-    {"bignum_bn2bin", guarded<bn_bn2bin>},
-    {"bignum_bn2dec", guarded<bn_bn2dec>},
-    {"bignum_bn2hex", guarded<bn_bn2hex>},
+    {"md4", nse::guard<l_md4>},
+    {"md5", nse::guard<l_md5>},
+    {"sha1", nse::guard<l_sha1>},
+    {"ripemd160", nse::guard<l_ripemd160>},
+    {"digest", nse::guard<l_digest>},
+    {"hmac", nse::guard<l_hmac>},
+    {"supported_digests", nse::guard<l_supported_digests>},
+    {"supported_ciphers", nse::guard<l_supported_ciphers>},
+    {"encrypt", nse::guard<l_encrypt>},
+    {"decrypt", nse::guard<l_decrypt>},
+    {"DES_string_to_key", nse::guard<l_des_string_to_key>},
+    {"rand_bytes", nse::guard<l_rand_bytes>},
+    {"rand_pseudo_bytes", nse::guard<l_rand_pseudo_bytes>},
+    {"bignum_bin2bn", nse::guard<bn_bin2bn>},
+    {"bignum_dec2bn", nse::guard<bn_text2bn<BN_dec2bn>>},
+    {"bignum_hex2bn", nse::guard<bn_text2bn<BN_hex2bn>>},
+    {"bignum_rand", nse::guard<bn_rand>},
+    {"bignum_pseudo_rand", nse::guard<bn_rand>},
+    {"bignum_add", nse::guard<bn_add>},
+    {"bignum_mod_exp", nse::guard<bn_mod_exp>},
+    {"bignum_div", nse::guard<bn_div>},
+    {"bignum_num_bits", nse::guard<bn_num_bits>},
+    {"bignum_num_bytes", nse::guard<bn_num_bytes>},
+    {"bignum_is_bit_set", nse::guard<bn_is_bit_set>},
+    {"bignum_set_bit", nse::guard<bn_set_bit>},
+    {"bignum_clear_bit", nse::guard<bn_clear_bit>},
+    {"bignum_is_prime", nse::guard<bn_is_prime>},
+    {"bignum_is_safe_prime", nse::guard<bn_is_safe_prime>},
+    {"bignum_bn2bin", nse::guard<bn_bn2bin>},
+    {"bignum_bn2dec", nse::guard<bn_bn2dec>},
+    {"bignum_bn2hex", nse::guard<bn_bn2hex>},
     {nullptr, nullptr},
 };
 
 }  // namespace
 
 void push_bignum(lua_State* L, BIGNUM* owned) {
-    BnPtr guard(owned);  // freed if allocating the userdata raises
-    auto* box = static_cast<BignumBox*>(lua_newuserdatauv(L, sizeof(BignumBox), 0));
-    box->bn = nullptr;                      // [ud]
-    push_bignum_meta(L);                    // [ud, meta]
-    lua_setmetatable(L, -2);                // [ud]
-    box->bn = guard.release();
+    BnPtr owner(owned);  // freed if allocating the userdata raises
+    Box<BIGNUM>* box = new_box<BIGNUM>(L, 0, kBignumMeta, kBignumMethods);  // [ud]
+    box->p = owner.release();
 }
 
 int luaopen_openssl(lua_State* L) {
     load_providers();
-    push_bignum_meta(L);
+    push_metatable(L, kBignumMeta, kBignumMethods);
     lua_pop(L, 1);
     luaL_newlib(L, kFunctions);
     return 1;

@@ -8,25 +8,16 @@
 #include <exception>
 #include <string>
 
+#include "nse/lib/luax.h"
+#include "nse/runtime.h"
+
 namespace nse::lib {
 namespace {
 
-constexpr const char* kInflateMeta = "nse.zlib.inflate";
-constexpr const char* kDeflateMeta = "nse.zlib.deflate";
+// Arrays, not pointers: they are template arguments of close_box.
+constexpr char kInflateMeta[] = "nse.zlib.inflate";
+constexpr char kDeflateMeta[] = "nse.zlib.deflate";
 constexpr size_t kChunk = 16384;
-
-// Catches our own C++ exceptions (bad_alloc ...) at the binding edge and re-raises them as Lua
-// errors. Lua's own exception is not a std::exception and passes through.
-template <lua_CFunction F>
-int guarded(lua_State* L) {
-    char msg[256] = {0};
-    try {
-        return F(L);
-    } catch (const std::exception& e) {
-        std::snprintf(msg, sizeof msg, "%s", e.what());
-    }
-    return luaL_error(L, "%s", msg);
-}
 
 Bytef* bytes(const char* p) { return reinterpret_cast<Bytef*>(const_cast<char*>(p)); }
 
@@ -332,7 +323,7 @@ int inflate_lines_step(lua_State* L) {
 int inflate_lines(lua_State* L) {
     check_inflater(L, 1);
     lua_settop(L, 1);
-    lua_pushcclosure(L, guarded<inflate_lines_step>, 1);
+    lua_pushcclosure(L, nse::guard<inflate_lines_step>, 1);
     return 1;
 }
 
@@ -525,18 +516,18 @@ void register_meta(lua_State* L, const char* name, const luaL_Reg* methods) {
 }
 
 const luaL_Reg kInflateMethods[] = {
-    {"read", guarded<inflate_read>},
-    {"lines", guarded<inflate_lines>},
-    {"close", guarded<inflate_close>},
+    {"read", nse::guard<inflate_read>},
+    {"lines", nse::guard<inflate_lines>},
+    {"close", nse::guard<inflate_close>},
     {"__gc", inflate_gc},
     {"__close", inflate_gc},
     {nullptr, nullptr},
 };
 
 const luaL_Reg kDeflateMethods[] = {
-    {"write", guarded<deflate_write>},
-    {"flush", guarded<deflate_flush>},
-    {"close", guarded<deflate_close>},
+    {"write", nse::guard<deflate_write>},
+    {"flush", nse::guard<deflate_flush>},
+    {"close", nse::guard<deflate_close>},
     {"__gc", deflate_gc},
     {"__close", deflate_gc},
     {nullptr, nullptr},
@@ -546,10 +537,10 @@ const luaL_Reg kFunctions[] = {
     {"version", l_version},
     {"adler32", checksum<adler32>},
     {"crc32", checksum<crc32>},
-    {"compress", guarded<l_compress>},
-    {"decompress", guarded<l_decompress>},
-    {"inflate", guarded<l_inflate>},
-    {"deflate", guarded<l_deflate>},
+    {"compress", nse::guard<l_compress>},
+    {"decompress", nse::guard<l_decompress>},
+    {"inflate", nse::guard<l_inflate>},
+    {"deflate", nse::guard<l_deflate>},
     {nullptr, nullptr},
 };
 

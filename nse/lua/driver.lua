@@ -268,7 +268,8 @@ function D.init()
   local joined = argparse.join(file_text, cfg.script_args)
   local args, aerr = argparse.parse(joined)
   if not args then
-    error(("invalid --script-args: '%s' did not parse"):format(joined), 0)
+    error(("invalid --script-args: '%s' did not parse"):format(
+      file_text == "" and cfg.script_args or joined), 0)
   end
   nmap.registry.args = args
 

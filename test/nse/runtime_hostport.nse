@@ -74,10 +74,10 @@ local function host_action(host)
   local after2 = nmap.get_port_state(host, {number = p2, protocol = "tcp"})
   o.set_state_p2 = after2 and after2.state or "nil"
 
-  local gps = function(...) return nmap.get_port_state(...) end
   o.err_float_number = err_of(function() return nmap.get_port_state(host, {number = 1.5, protocol = "tcp"}) end)
   o.err_string_number = err_of(function() return nmap.get_port_state(host, {number = "80", protocol = "tcp"}) end)
   o.err_proto_type = err_of(function() return nmap.get_port_state(host, {number = 80, protocol = 6}) end)
+  o.err_proto_table = err_of(function() return nmap.get_port_state(host, {number = 80, protocol = {}}) end)
   o.err_proto_value = err_of(function() return nmap.get_port_state(host, {number = 80, protocol = "icmp"}) end)
   o.err_not_processed = err_of(function() return nmap.get_port_state({ip = "127.99.99.99"}, {number = 80, protocol = "tcp"}) end)
   o.err_no_ip = err_of(function() return nmap.get_port_state({}, {number = 80, protocol = "tcp"}) end)

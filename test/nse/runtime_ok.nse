@@ -6,6 +6,5 @@ prerule = function() return true end
 hostrule = function() return true end
 
 action = function()
-  require("stdnse").sleep(0.01)
   return "still running " .. SCRIPT_TYPE
 end
