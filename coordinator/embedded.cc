@@ -69,6 +69,7 @@ struct Channel {
     std::condition_variable cv;
     std::deque<std::size_t> jobs;                    // group numbers
     std::deque<std::pair<std::size_t, std::string>> done;  // group number, error ("" = ok)
+    std::deque<common::HostResult> hosts;            // finished hosts, for streaming outputs
 };
 
 std::string services_text(const std::vector<common::PortSpec>& ports) {
@@ -174,7 +175,11 @@ int run_embedded(common::ScanOptions opts) {
                     g = ch.jobs.front();
                     ch.jobs.pop_front();
                 }
-                auto st = wp->run_group(groups[g]);
+                auto st = wp->run_group(groups[g], [&ch](const common::HostResult& h) {
+                    std::lock_guard lk(ch.mu);
+                    ch.hosts.push_back(h);
+                    ch.cv.notify_all();
+                });
                 std::lock_guard lk(ch.mu);
                 ch.done.emplace_back(g, st ? "" : st.message());
                 ch.cv.notify_all();
@@ -189,7 +194,10 @@ int run_embedded(common::ScanOptions opts) {
     double last_stats = epoch_now();
     while (next_out < groups.size()) {
         std::unique_lock lk(ch.mu);
-        ch.cv.wait_for(lk, std::chrono::seconds(1), [&] { return !ch.done.empty(); });
+        ch.cv.wait_for(lk, std::chrono::seconds(1),
+                       [&] { return !ch.done.empty() || !ch.hosts.empty(); });
+        auto streamed = std::move(ch.hosts);
+        ch.hosts.clear();
         while (!ch.done.empty()) {
             auto [g, err] = ch.done.front();
             ch.done.pop_front();
@@ -198,6 +206,7 @@ int run_embedded(common::ScanOptions opts) {
             hosts_done += groups[g].size();
         }
         lk.unlock();
+        for (const auto& h : streamed) (*sink)->host_finished(h);
         while (next_out < groups.size() && finished[next_out]) {
             for (auto& h : groups[next_out]) {
                 if (h.status == "up")

@@ -22,7 +22,9 @@ public:
     virtual void begin(const common::RunInfo& run) = 0;
     // Pre-scan script results (called once, possibly with none).
     virtual void prescan(const std::vector<common::ScriptResult>& results) = 0;
-    // One finished host; hosts arrive in target order.
+    // A host has finished (any order): streaming formats (NDJSON) write it now.
+    virtual void host_finished(const common::HostResult& h) = 0;
+    // The same host again, now in target order, for the ordered formats.
     virtual void host(const common::HostResult& h) = 0;
     // Post-scan results are in run.postscripts; totals in run. Completes and renames files.
     virtual common::Status finish(const common::RunInfo& run) = 0;

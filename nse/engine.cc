@@ -153,6 +153,24 @@ private:
     // Phase state.
     std::vector<common::HostResult>* hosts_ = nullptr;
     std::vector<int> host_registry_;  // registry refs of each host's `registry` table
+    // Per host: live script threads, and whether host_done was already announced. A host is
+    // done when the walk of the last runlevel has passed it and none of its threads is left.
+    std::vector<int> host_alive_;
+    std::vector<bool> host_reported_;
+    bool last_level_ = false;
+    std::size_t walk_host_ = 0;
+    void check_host_done(std::size_t h) {
+        if (!hosts_ || h >= host_alive_.size()) return;
+        if (last_level_ && h < walk_host_ && host_alive_[h] == 0 && !host_reported_[h]) {
+            host_reported_[h] = true;
+            auto& host = (*hosts_)[h];
+            auto by_id = [](const auto& a, const auto& b) { return a.id < b.id; };
+            for (auto& port : host.ports)
+                std::stable_sort(port.scripts.begin(), port.scripts.end(), by_id);
+            std::stable_sort(host.hostscripts.begin(), host.hostscripts.end(), by_id);
+            emb_.host_done(h);
+        }
+    }
     std::vector<common::ScriptResult>* prepost_out_ = nullptr;
 };
 
@@ -477,6 +495,8 @@ void EngineImpl::spawn_worker(lua_State* L, int nargs) {
     lua_xmove(co, L, 1);
     by_co_[co] = rec->info.id;
     ready_.push_back(rec->info.id);
+    if (rec->info.host >= 0 && static_cast<std::size_t>(rec->info.host) < host_alive_.size())
+        ++host_alive_[static_cast<std::size_t>(rec->info.host)];
     threads_.emplace(rec->info.id, std::move(rec));
 }
 
@@ -514,6 +534,7 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
     }
     by_co_[co] = rec->info.id;
     ready_.push_back(rec->info.id);
+    if (host >= 0) ++host_alive_[static_cast<std::size_t>(host)];
     threads_.emplace(rec->info.id, std::move(rec));
     ++instances_alive_;
 }
@@ -637,9 +658,14 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
     }
     run_cleanups(t);
     if (!t.info.worker) --instances_alive_;
+    int host = t.info.host;
     by_co_.erase(co);
     luaL_unref(L_, LUA_REGISTRYINDEX, t.ref);
     threads_.erase(t.info.id);  // t is gone from here on
+    if (host >= 0 && static_cast<std::size_t>(host) < host_alive_.size()) {
+        --host_alive_[static_cast<std::size_t>(host)];
+        check_host_done(static_cast<std::size_t>(host));
+    }
 }
 
 void EngineImpl::run_cleanups(ThreadRec& t) {
@@ -737,12 +763,19 @@ bool eligible(const common::PortResult& p) {
 
 common::Status EngineImpl::run_scan(std::vector<common::HostResult>& hosts) {
     hosts_ = &hosts;
+    host_alive_.assign(hosts.size(), 0);
+    host_reported_.assign(hosts.size(), false);
+    last_level_ = false;
+    walk_host_ = 0;
     host_registry_.clear();
     for (std::size_t h = 0; h < hosts.size(); ++h) {
         lua_newtable(L_);
         host_registry_.push_back(luaL_ref(L_, LUA_REGISTRYINDEX));
     }
-    for (int lv : runlevels()) {
+    auto levels = runlevels();
+    for (int lv : levels) {
+        last_level_ = lv == levels.back();
+        walk_host_ = 0;
         // Lazy walk: host → hostrule scripts, then each eligible port → portrule scripts.
         std::size_t h = 0, s = 0, p = 0;
         bool in_ports = false;
@@ -751,6 +784,8 @@ common::Status EngineImpl::run_scan(std::vector<common::HostResult>& hosts) {
                 auto& host = hosts[h];
                 if (host.status != "up" || host.timed_out) {
                     ++h;
+                    walk_host_ = h;
+                    check_host_done(h - 1);
                     continue;
                 }
                 if (!in_ports) {
@@ -782,6 +817,8 @@ common::Status EngineImpl::run_scan(std::vector<common::HostResult>& hosts) {
                     s = 0;
                 }
                 ++h;
+                walk_host_ = h;
+                check_host_done(h - 1);
                 in_ports = false;
                 s = 0;
             }
@@ -790,12 +827,11 @@ common::Status EngineImpl::run_scan(std::vector<common::HostResult>& hosts) {
     }
     for (int ref : host_registry_) luaL_unref(L_, LUA_REGISTRYINDEX, ref);
     host_registry_.clear();
-    for (auto& host : hosts) {
-        for (auto& port : host.ports)
-            std::sort(port.scripts.begin(), port.scripts.end(),
-                      [](const auto& a, const auto& b) { return a.id < b.id; });
-        std::sort(host.hostscripts.begin(), host.hostscripts.end(),
-                  [](const auto& a, const auto& b) { return a.id < b.id; });
+    walk_host_ = hosts.size();
+    last_level_ = true;
+    for (std::size_t h = 0; h < hosts.size(); ++h) {
+        host_alive_[h] = 0;  // abandoned workers are gone
+        check_host_done(h);
     }
     hosts_ = nullptr;
     return common::Status::ok();

@@ -25,9 +25,11 @@ common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions
     cfg.max_threads = opts.max_parallelism;
     cfg.datadir = opts.datadir;
     cfg.ipv6 = opts.ipv6;
-    auto engine = nse::Engine::create(cfg, embedder, shared);
+    std::unique_ptr<Worker> w(new Worker(opts, services, embedder, shared));
+    auto engine = nse::Engine::create(cfg, w->embedder_, shared);
     if (!engine) return engine.status();
-    return std::unique_ptr<Worker>(new Worker(opts, services, shared, std::move(*engine)));
+    w->engine_ = std::move(*engine);
+    return w;
 }
 
 void Worker::pull_registry() { engine_->registry_import(shared_.registry_snapshot()); }
@@ -47,7 +49,7 @@ common::Status Worker::postrule(std::vector<common::ScriptResult>& out) {
     return st;
 }
 
-common::Status Worker::run_group(std::vector<common::HostResult>& hosts) {
+common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
     asio::io_context& io = engine_->io();
     {
         ConnectScanner scanner(io, opts_, services_);
@@ -58,10 +60,18 @@ common::Status Worker::run_group(std::vector<common::HostResult>& hosts) {
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
-    if (!engine_->has_scripts()) return common::Status::ok();
+    if (!engine_->has_scripts()) {
+        if (on_host)
+            for (const auto& h : hosts) on_host(h);
+        return common::Status::ok();
+    }
     pull_registry();
     io.restart();
+    embedder_.on_host = std::move(on_host);
+    embedder_.hosts = &hosts;
     auto st = engine_->run_scan(hosts);
+    embedder_.on_host = nullptr;
+    embedder_.hosts = nullptr;
     push_registry();
     return st;
 }

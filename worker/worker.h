@@ -1,6 +1,7 @@
 #pragma once
 // A worker engine: port scan plus the NSE runtime for the host groups it is given.
 // One Worker per core; each is driven by one thread at a time.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,19 +31,40 @@ public:
     common::Status prerule(std::vector<common::ScriptResult>& out);
     common::Status postrule(std::vector<common::ScriptResult>& out);
 
+    // Called on the worker's thread as soon as one host of the group is complete.
+    using HostDone = std::function<void(const common::HostResult&)>;
+
     // Discovers, port-scans and runs host/port scripts on one group. Blocking.
-    common::Status run_group(std::vector<common::HostResult>& hosts);
+    common::Status run_group(std::vector<common::HostResult>& hosts, HostDone on_host = {});
 
 private:
+    // Passes terminal output on and turns the engine's host_done into `on_host` calls.
+    class GroupEmbedder : public nse::Embedder {
+    public:
+        explicit GroupEmbedder(nse::Embedder& up) : up_(up) {}
+        void write(bool to_stderr, const std::string& text) override { up_.write(to_stderr, text); }
+        double now() override { return up_.now(); }
+        bool cancelled() override { return up_.cancelled(); }
+        void host_done(std::size_t position) override {
+            if (on_host && hosts && position < hosts->size()) on_host((*hosts)[position]);
+        }
+        HostDone on_host;
+        std::vector<common::HostResult>* hosts = nullptr;
+
+    private:
+        nse::Embedder& up_;
+    };
+
     Worker(const common::ScanOptions& opts, const common::Services& services,
-           nse::SharedState& shared, std::unique_ptr<nse::Engine> engine)
-        : opts_(opts), services_(services), shared_(shared), engine_(std::move(engine)) {}
+           nse::Embedder& embedder, nse::SharedState& shared)
+        : opts_(opts), services_(services), shared_(shared), embedder_(embedder) {}
     void pull_registry();
     void push_registry();
 
     const common::ScanOptions& opts_;
     const common::Services& services_;
     nse::SharedState& shared_;
+    GroupEmbedder embedder_;
     std::unique_ptr<nse::Engine> engine_;
 };
 

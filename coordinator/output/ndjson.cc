@@ -108,6 +108,7 @@ std::string json_service(const common::ServiceInfo& s) {
 }
 
 class NdjsonWriter final : public Writer {
+    bool streams() const override { return true; }
 public:
     explicit NdjsonWriter(OutFile out) : out_(std::move(out)) {}
 

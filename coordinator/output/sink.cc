@@ -259,8 +259,13 @@ public:
     void prescan(const std::vector<common::ScriptResult>& results) override {
         for (auto& w : writers_) w->prescan(results);
     }
+    void host_finished(const common::HostResult& h) override {
+        for (auto& w : writers_)
+            if (w->streams()) w->host(h);
+    }
     void host(const common::HostResult& h) override {
-        for (auto& w : writers_) w->host(h);
+        for (auto& w : writers_)
+            if (!w->streams()) w->host(h);
     }
     common::Status finish(const common::RunInfo& run) override {
         // Finish every writer even when one fails; report the first failure.

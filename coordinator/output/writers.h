@@ -57,6 +57,8 @@ public:
     virtual void prescan(const std::vector<common::ScriptResult>& results) = 0;
     virtual void host(const common::HostResult& h) = 0;
     virtual common::Status finish(const common::RunInfo& run) = 0;
+    // Streaming formats get hosts as they finish (any order) rather than in target order.
+    virtual bool streams() const { return false; }
 };
 
 // Per-format options that do not come from RunInfo.

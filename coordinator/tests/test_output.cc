@@ -159,7 +159,10 @@ std::string run_sink(const common::ScanOptions& opts, const RunInfo& run, const 
     }
     (*sink)->begin(run);
     (*sink)->prescan(run.prescripts);
-    for (const auto& h : hosts) (*sink)->host(h);
+    for (const auto& h : hosts) {
+        (*sink)->host_finished(h);
+        (*sink)->host(h);
+    }
     const common::Status st = (*sink)->finish(run);
     std::cout.rdbuf(old);
     REQUIRE_MESSAGE(st.is_ok(), st.message());

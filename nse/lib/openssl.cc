@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -434,15 +435,10 @@ int bn_bn2bin(lua_State* L) {
     return 1;
 }
 
-int bn_bn2dec(lua_State* L) {
-    OsslStr s(BN_bn2dec(check_bn(L, 1)));
-    if (!s) raise_openssl(L);
-    lua_pushstring(L, s.get());
-    return 1;
-}
-
-int bn_bn2hex(lua_State* L) {
-    OsslStr s(BN_bn2hex(check_bn(L, 1)));
+// Decimal (BN_bn2dec) or hex (BN_bn2hex) text of a BIGNUM.
+template <char* (*Print)(const BIGNUM*)>
+int bn_bn2text(lua_State* L) {
+    OsslStr s(Print(check_bn(L, 1)));
     if (!s) raise_openssl(L);
     lua_pushstring(L, s.get());
     return 1;
@@ -453,14 +449,14 @@ const luaL_Reg kBignumMethods[] = {
     {"num_bits", nse::guard<bn_num_bits>},
     {"num_bytes", nse::guard<bn_num_bytes>},
     {"tobin", nse::guard<bn_bn2bin>},
-    {"todec", nse::guard<bn_bn2dec>},
-    {"tohex", nse::guard<bn_bn2hex>},
+    {"todec", nse::guard<bn_bn2text<BN_bn2dec>>},
+    {"tohex", nse::guard<bn_bn2text<BN_bn2hex>>},
     {"is_bit_set", nse::guard<bn_is_bit_set>},
     {"set_bit", nse::guard<bn_set_bit>},
     {"clear_bit", nse::guard<bn_clear_bit>},
     {"is_prime", nse::guard<bn_is_prime>},
     {"is_safe_prime", nse::guard<bn_is_safe_prime>},
-    {"__tostring", nse::guard<bn_bn2hex>},
+    {"__tostring", nse::guard<bn_bn2text<BN_bn2hex>>},
     {"__gc", close_box<BIGNUM, kBignumMeta, BN_free>},
     {"__close", close_box<BIGNUM, kBignumMeta, BN_free>},
     {nullptr, nullptr},
@@ -496,8 +492,8 @@ const luaL_Reg kFunctions[] = {
     {"bignum_is_prime", nse::guard<bn_is_prime>},
     {"bignum_is_safe_prime", nse::guard<bn_is_safe_prime>},
     {"bignum_bn2bin", nse::guard<bn_bn2bin>},
-    {"bignum_bn2dec", nse::guard<bn_bn2dec>},
-    {"bignum_bn2hex", nse::guard<bn_bn2hex>},
+    {"bignum_bn2dec", nse::guard<bn_bn2text<BN_bn2dec>>},
+    {"bignum_bn2hex", nse::guard<bn_bn2text<BN_bn2hex>>},
     {nullptr, nullptr},
 };
 

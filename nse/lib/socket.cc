@@ -651,15 +651,7 @@ int recvbuf_step(lua_State* L) {
 }
 
 int recvbuf_k(lua_State* L, int, lua_KContext) {
-    // Continuations are not wrapped by nse::guard: do it here.
-    std::string msg;
-    try {
-        return recvbuf_step(L);
-    } catch (const std::exception& e) {
-        msg = e.what();
-    }
-    lua_pushlstring(L, msg.data(), msg.size());
-    return lua_error(L);
+    return nse::guard<recvbuf_step>(L);  // continuations are not wrapped at registration
 }
 
 int l_receive_buf(lua_State* L) {

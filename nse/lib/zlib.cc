@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -20,6 +19,14 @@ constexpr char kDeflateMeta[] = "nse.zlib.deflate";
 constexpr size_t kChunk = 16384;
 
 Bytef* bytes(const char* p) { return reinterpret_cast<Bytef*>(const_cast<char*>(p)); }
+
+// The stream object of the box at `idx` (metatable `name`); raises once the stream is closed.
+template <class T>
+T* check_open(lua_State* L, int idx, const char* name) {
+    T* p = check_box<T>(L, idx, name)->p;
+    if (p == nullptr) luaL_error(L, "attempt to use a closed zlib stream");
+    return p;
+}
 
 // ---- checksums: results are floats, as in nmap's lzlib build
 
@@ -151,15 +158,7 @@ struct Inflater {
     }
 };
 
-struct InflateBox {
-    Inflater* p;
-};
-
-Inflater* check_inflater(lua_State* L, int idx) {
-    auto* box = static_cast<InflateBox*>(luaL_checkudata(L, idx, kInflateMeta));
-    if (box->p == nullptr) luaL_error(L, "attempt to use a closed zlib stream");
-    return box->p;
-}
+Inflater* check_inflater(lua_State* L, int idx) { return check_open<Inflater>(L, idx, kInflateMeta); }
 
 // Asks the source (uservalue 1 of the stream at `idx`) for the next chunk. [-0, +0]
 void next_chunk(lua_State* L, int idx, Inflater& s) {
@@ -327,12 +326,7 @@ int inflate_lines(lua_State* L) {
     return 1;
 }
 
-int inflate_gc(lua_State* L) {
-    auto* box = static_cast<InflateBox*>(luaL_checkudata(L, 1, kInflateMeta));
-    delete box->p;
-    box->p = nullptr;
-    return 0;
-}
+constexpr lua_CFunction inflate_gc = close_box<Inflater, kInflateMeta, destroy<Inflater>>;
 
 int inflate_close(lua_State* L) {
     check_inflater(L, 1);
@@ -340,6 +334,15 @@ int inflate_close(lua_State* L) {
     lua_pushboolean(L, 1);
     return 1;
 }
+
+const luaL_Reg kInflateMethods[] = {
+    {"read", nse::guard<inflate_read>},
+    {"lines", nse::guard<inflate_lines>},
+    {"close", nse::guard<inflate_close>},
+    {"__gc", inflate_gc},
+    {"__close", inflate_gc},
+    {nullptr, nullptr},
+};
 
 // inflate(source[, windowBits=15, dictionary]) → read stream
 int l_inflate(lua_State* L) {
@@ -351,9 +354,7 @@ int l_inflate(lua_State* L) {
     luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TFUNCTION || t == LUA_TTABLE || t == LUA_TUSERDATA,
                      1, "string, function or object with read");
 
-    auto* box = static_cast<InflateBox*>(lua_newuserdatauv(L, sizeof(InflateBox), 1));
-    box->p = nullptr;  // closed until fully built
-    luaL_setmetatable(L, kInflateMeta);  // [.., ud]
+    Box<Inflater>* box = new_box<Inflater>(L, 1, kInflateMeta, kInflateMethods);  // [.., ud], closed
     auto* s = new Inflater();
     if (inflateInit2(&s->z, window) != Z_OK) {
         // Never initialised: skip inflateEnd's work (it tolerates a zeroed stream anyway).
@@ -389,15 +390,7 @@ struct Deflater {
     ~Deflater() { deflateEnd(&z); }
 };
 
-struct DeflateBox {
-    Deflater* p;
-};
-
-Deflater* check_deflater(lua_State* L, int idx) {
-    auto* box = static_cast<DeflateBox*>(luaL_checkudata(L, idx, kDeflateMeta));
-    if (box->p == nullptr) luaL_error(L, "attempt to use a closed zlib stream");
-    return box->p;
-}
+Deflater* check_deflater(lua_State* L, int idx) { return check_open<Deflater>(L, idx, kDeflateMeta); }
 
 // Hands `data` to the sink (uservalue 1 of the stream at `idx`). [-0, +0]
 void to_sink(lua_State* L, int idx, const std::string& data) {
@@ -455,12 +448,7 @@ int deflate_flush(lua_State* L) {
     return 1;
 }
 
-int deflate_gc(lua_State* L) {
-    auto* box = static_cast<DeflateBox*>(luaL_checkudata(L, 1, kDeflateMeta));
-    delete box->p;
-    box->p = nullptr;
-    return 0;
-}
+constexpr lua_CFunction deflate_gc = close_box<Deflater, kDeflateMeta, destroy<Deflater>>;
 
 // close(): finishes the stream into the sink, then frees it.
 int deflate_close(lua_State* L) {
@@ -470,6 +458,15 @@ int deflate_close(lua_State* L) {
     lua_pushboolean(L, 1);
     return 1;
 }
+
+const luaL_Reg kDeflateMethods[] = {
+    {"write", nse::guard<deflate_write>},
+    {"flush", nse::guard<deflate_flush>},
+    {"close", nse::guard<deflate_close>},
+    {"__gc", deflate_gc},
+    {"__close", deflate_gc},
+    {nullptr, nullptr},
+};
 
 // deflate(sink[, level, method, windowBits, memLevel, strategy, dictionary]) → write stream
 int l_deflate(lua_State* L) {
@@ -489,9 +486,7 @@ int l_deflate(lua_State* L) {
     size_t dlen = 0;
     const char* dict = luaL_optlstring(L, 7, nullptr, &dlen);
 
-    auto* box = static_cast<DeflateBox*>(lua_newuserdatauv(L, sizeof(DeflateBox), 1));
-    box->p = nullptr;
-    luaL_setmetatable(L, kDeflateMeta);
+    Box<Deflater>* box = new_box<Deflater>(L, 1, kDeflateMeta, kDeflateMethods);  // [.., ud], closed
     auto* d = new Deflater();
     if (deflateInit2(&d->z, level, method, window, mem, strategy) != Z_OK) {
         delete d;
@@ -505,33 +500,6 @@ int l_deflate(lua_State* L) {
     lua_setiuservalue(L, -2, 1);  // ud.uv1 = sink
     return 1;
 }
-
-// [-0, +0] Registers a stream metatable with its methods under `name`.
-void register_meta(lua_State* L, const char* name, const luaL_Reg* methods) {
-    luaL_newmetatable(L, name);  // [meta]
-    luaL_setfuncs(L, methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-}
-
-const luaL_Reg kInflateMethods[] = {
-    {"read", nse::guard<inflate_read>},
-    {"lines", nse::guard<inflate_lines>},
-    {"close", nse::guard<inflate_close>},
-    {"__gc", inflate_gc},
-    {"__close", inflate_gc},
-    {nullptr, nullptr},
-};
-
-const luaL_Reg kDeflateMethods[] = {
-    {"write", nse::guard<deflate_write>},
-    {"flush", nse::guard<deflate_flush>},
-    {"close", nse::guard<deflate_close>},
-    {"__gc", deflate_gc},
-    {"__close", deflate_gc},
-    {nullptr, nullptr},
-};
 
 const luaL_Reg kFunctions[] = {
     {"version", l_version},
@@ -547,8 +515,9 @@ const luaL_Reg kFunctions[] = {
 }  // namespace
 
 int luaopen_zlib(lua_State* L) {
-    register_meta(L, kInflateMeta, kInflateMethods);
-    register_meta(L, kDeflateMeta, kDeflateMethods);
+    push_metatable(L, kInflateMeta, kInflateMethods);
+    push_metatable(L, kDeflateMeta, kDeflateMethods);
+    lua_pop(L, 2);
     luaL_newlib(L, kFunctions);
     return 1;
 }

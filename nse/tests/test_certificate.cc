@@ -10,12 +10,12 @@
 #include <openssl/x509v3.h>
 
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "nse/lib/certificate.h"
 #include "nse/lib/openssl.h"
+#include "nse/tests/lua_harness.h"
 
 namespace {
 
@@ -122,28 +122,9 @@ X509Ptr odd_cert(bool garbage_key) {
     return cert;
 }
 
-struct CertLua {
-    lua_State* L = luaL_newstate();
-    CertLua() {
-        luaL_openlibs(L);
-        lua_pushcfunction(L, nse::lib::parse_ssl_certificate);
-        lua_setglobal(L, "parse_ssl_certificate");
-        run("function hex(s) return (s:gsub('.', function(c) return ('%02x'):format(c:byte()) end)) end");
-    }
-    ~CertLua() { lua_close(L); }
-    void set_string(const char* name, const std::string& s) {
-        lua_pushlstring(L, s.data(), s.size());
-        lua_setglobal(L, name);
-    }
-    std::string run(const char* code) {
-        if (luaL_dostring(L, code) != LUA_OK) {
-            std::string e = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)";
-            lua_settop(L, 0);
-            return e;
-        }
-        lua_settop(L, 0);
-        return "";
-    }
+// A harness state with the global function parse_ssl_certificate(der).
+struct CertLua : nse::test::LuaHarness {
+    CertLua() { set_function("parse_ssl_certificate", nse::lib::parse_ssl_certificate); }
 };
 
 }  // namespace
@@ -225,16 +206,16 @@ TEST_CASE("certificate: unknown OIDs and unprintable extensions") {
 }
 
 TEST_CASE("certificate: push_certificate takes its own reference; failures reported") {
-    lua_State* L = luaL_newstate();
-    luaL_openlibs(L);
+    nse::test::LuaHarness lua;
+    lua_State* L = lua.L;
     {
         X509Ptr cert = from_pem(kRsaPem);
         CHECK(nse::lib::push_certificate(L, cert.get()) == 1);
         CHECK(lua_type(L, -1) == LUA_TUSERDATA);
         lua_setglobal(L, "c");
     }  // our reference is gone; the object must still work
-    CHECK(luaL_dostring(L, "assert(c.subject.commonName == 'lab.example' and #c:digest('sha1') == 20)"
-                           " c = nil collectgarbage() collectgarbage()") == LUA_OK);
+    CHECK(lua.run("assert(c.subject.commonName == 'lab.example' and #c:digest('sha1') == 20)"
+                  " c = nil collectgarbage() collectgarbage()") == "");
 
     X509Ptr bad = odd_cert(true);
     const int top = lua_gettop(L);
@@ -251,7 +232,6 @@ TEST_CASE("certificate: push_certificate takes its own reference; failures repor
     CHECK(lua_pcall(L, 1, 2, 0) == LUA_OK);
     CHECK(lua_isnil(L, -2));
     CHECK(std::string(lua_tostring(L, -1)).rfind("Error parsing cert: ", 0) == 0);
-    lua_close(L);
 }
 
 TEST_CASE("certificate: undecodable DER gives nil; wrong argument type raises") {
@@ -268,30 +248,13 @@ TEST_CASE("certificate: undecodable DER gives nil; wrong argument type raises") 
 // sslcert.getCertificate returning our parse. Expected text is what nmap 7.93 printed at -vv
 // for this certificate served by `openssl s_server` on 127.0.0.1.
 TEST_CASE("certificate: stock ssl-cert.nse renders our object like nmap 7.93") {
-    if (!std::filesystem::exists("/usr/share/nmap/scripts/ssl-cert.nse")) {
-        MESSAGE("nmap-common not installed; skipped");
-        return;
-    }
+    if (!nse::test::have_stock_file("/usr/share/nmap/scripts/ssl-cert.nse")) return;
     CertLua lua;
-    luaL_getsubtable(lua.L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(lua.L, nse::lib::luaopen_openssl);
-    lua_setfield(lua.L, -2, "openssl");
-    lua_pop(lua.L, 1);
+    lua.preload("openssl", nse::lib::luaopen_openssl);
     lua.set_string("der", to_der(from_pem(kRsaPem).get()));
     lua.set_string("pem_text", kRsaPem);
+    CHECK(lua.run(nse::test::nmap_stub("{}", 2)) == "");
     CHECK(lua.run(R"lua(
-        package.path = "/usr/share/nmap/nselib/?.lua"
-        local nmap = {registry = {args = {}}, socket = {sleep = function() end}}
-        function nmap.debugging() return 0 end
-        function nmap.verbosity() return 2 end
-        function nmap.log_write() end
-        function nmap.clock() return os.time() end
-        function nmap.address_family() return "inet" end
-        function nmap.is_privileged() return false end
-        function nmap.timing_level() return 3 end
-        function nmap.mutex() return function() end end
-        package.preload.nmap = function() return nmap end
-
         local cert = assert(parse_ssl_certificate(der))
         package.loaded.sslcert = {
             getCertificate = function() return true, cert end,

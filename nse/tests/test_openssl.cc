@@ -4,51 +4,17 @@
 #include <lua.hpp>
 #include <openssl/bn.h>
 
-#include <filesystem>
 #include <string>
 
 #include "nse/lib/openssl.h"
+#include "nse/tests/lua_harness.h"
 
 namespace {
 
-// A plain Lua state with the module loaded as global `openssl` and in package.loaded.
-struct OpensslLua {
-    lua_State* L = luaL_newstate();
-    OpensslLua() {
-        luaL_openlibs(L);
-        luaL_requiref(L, "openssl", nse::lib::luaopen_openssl, 1);
-        lua_pop(L, 1);
-        // hex helper for readable assertions
-        run("function hex(s) return (s:gsub('.', function(c) return ('%02x'):format(c:byte()) end)) end");
-    }
-    ~OpensslLua() { lua_close(L); }
-    // "" when the chunk ran, else its error message.
-    std::string run(const char* code) {
-        if (luaL_dostring(L, code) != LUA_OK) {
-            std::string e = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)";
-            lua_settop(L, 0);
-            return e;
-        }
-        lua_settop(L, 0);
-        return "";
-    }
+// A harness state with the module loaded as global `openssl` and in package.loaded.
+struct OpensslLua : nse::test::LuaHarness {
+    OpensslLua() { require("openssl", nse::lib::luaopen_openssl); }
 };
-
-// Stand-in for the `nmap` C module: just what nselib touches while loading and testing.
-const char kNmapStub[] = R"lua(
-    package.path = "/usr/share/nmap/nselib/?.lua"
-    local nmap = {registry = {args = {["unittest.run"] = "1"}}, socket = {sleep = function() end}}
-    function nmap.debugging() return 0 end
-    function nmap.verbosity() return 0 end
-    function nmap.log_write() end
-    function nmap.clock() return os.time() end
-    function nmap.address_family() return "inet" end
-    function nmap.is_privileged() return false end
-    function nmap.timing_level() return 3 end
-    function nmap.mutex() return function() end end
-    package.preload.nmap = function() return nmap end
-    require("stdnse").silent_require = require  -- injected by the real driver (contract §11)
-)lua";
 
 }  // namespace
 
@@ -234,26 +200,21 @@ TEST_CASE("openssl: BIGNUM metatable is registered and type-checked") {
 }
 
 TEST_CASE("openssl: push_bignum hands a C++ BIGNUM to Lua, without the module opened") {
-    lua_State* L = luaL_newstate();
-    luaL_openlibs(L);
+    nse::test::LuaHarness lua;
     BIGNUM* bn = BN_new();
     REQUIRE(BN_set_word(bn, 65537) == 1);
-    nse::lib::push_bignum(L, bn);
-    lua_setglobal(L, "e");
-    CHECK(luaL_dostring(L, "assert(e:todec() == '65537' and tostring(e) == '010001') e = nil "
-                           "collectgarbage() collectgarbage()") == LUA_OK);
-    lua_close(L);
+    nse::lib::push_bignum(lua.L, bn);
+    lua_setglobal(lua.L, "e");
+    CHECK(lua.run("assert(e:todec() == '65537' and tostring(e) == '010001') e = nil "
+                  "collectgarbage() collectgarbage()") == "");
 }
 
 // nselib's own test suites that exercise this module: smbauth (LM/NTLM hashes: DES,
 // DES_string_to_key, MD4) and sasl (DIGEST-MD5), run with nselib's unittest runner.
 TEST_CASE("openssl: stock nselib test suites pass and openssl users load") {
-    if (!std::filesystem::exists("/usr/share/nmap/nselib/smbauth.lua")) {
-        MESSAGE("nmap-common not installed; skipped");
-        return;
-    }
+    if (!nse::test::have_stock_file("/usr/share/nmap/nselib/smbauth.lua")) return;
     OpensslLua lua;
-    CHECK(lua.run(kNmapStub) == "");
+    CHECK(lua.run(nse::test::nmap_stub(nse::test::kUnittestArgs)) == "");
     CHECK(lua.run(R"lua(
         local smbauth = require "smbauth"
         local failed, total = smbauth.test_suite()

@@ -4,35 +4,16 @@
 #include <lua.hpp>
 #include <zlib.h>
 
-#include <filesystem>
 #include <string>
 
 #include "nse/lib/zlib.h"
+#include "nse/tests/lua_harness.h"
 
 namespace {
 
-struct ZlibLua {
-    lua_State* L = luaL_newstate();
-    ZlibLua() {
-        luaL_openlibs(L);
-        luaL_requiref(L, "zlib", nse::lib::luaopen_zlib, 1);
-        lua_pop(L, 1);
-    }
-    ~ZlibLua() { lua_close(L); }
-    void set_string(const char* name, const std::string& s) {
-        lua_pushlstring(L, s.data(), s.size());
-        lua_setglobal(L, name);
-    }
-    // "" when the chunk ran, else its error message.
-    std::string run(const char* code) {
-        if (luaL_dostring(L, code) != LUA_OK) {
-            std::string e = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string error)";
-            lua_settop(L, 0);
-            return e;
-        }
-        lua_settop(L, 0);
-        return "";
-    }
+// A harness state with the module loaded as global `zlib` and in package.loaded.
+struct ZlibLua : nse::test::LuaHarness {
+    ZlibLua() { require("zlib", nse::lib::luaopen_zlib); }
 };
 
 // gzip-wrapped deflate of `s`, made with zlib's gzip mode (windowBits 15 + 16).
@@ -55,21 +36,6 @@ const unsigned char kGzipCommandOutput[] = {
     0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0xc9, 0xcc,
     0x4b, 0x55, 0xc8, 0xcf, 0x4b, 0xe5, 0xca, 0x01, 0x31, 0x4a, 0xca, 0xf3, 0xb9,
     0x00, 0x8b, 0xd7, 0xf4, 0x75, 0x12, 0x00, 0x00, 0x00};
-
-// Stand-in for the `nmap` C module: just what nselib touches while loading and testing.
-const char kNmapStub[] = R"lua(
-    package.path = "/usr/share/nmap/nselib/?.lua"
-    local nmap = {registry = {args = {["unittest.run"] = "1"}}, socket = {sleep = function() end}}
-    function nmap.debugging() return 0 end
-    function nmap.verbosity() return 0 end
-    function nmap.log_write() end
-    function nmap.clock() return os.time() end
-    function nmap.address_family() return "inet" end
-    function nmap.is_privileged() return false end
-    function nmap.timing_level() return 3 end
-    function nmap.mutex() return function() end end
-    package.preload.nmap = function() return nmap end
-)lua";
 
 }  // namespace
 
@@ -241,12 +207,9 @@ TEST_CASE("zlib: deflate write stream into a sink") {
 // http.lua's own test suite, which decodes gzip Content-Encoding (plain, stacked, corrupted,
 // with maxlen) through this module.
 TEST_CASE("zlib: stock http.lua test suite passes") {
-    if (!std::filesystem::exists("/usr/share/nmap/nselib/http.lua")) {
-        MESSAGE("nmap-common not installed; skipped");
-        return;
-    }
+    if (!nse::test::have_stock_file("/usr/share/nmap/nselib/http.lua")) return;
     ZlibLua lua;
-    CHECK(lua.run(kNmapStub) == "");
+    CHECK(lua.run(nse::test::nmap_stub(nse::test::kUnittestArgs)) == "");
     CHECK(lua.run(R"lua(
         local http = require "http"
         local failed, total = http.test_suite()
