@@ -174,6 +174,7 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         {"--max-parallelism", int_opt(o.max_parallelism, 1)},
         {"--stats-every", time_opt(o.stats_every, nullptr)},
         {"--workers", int_opt(o.workers, 0)},
+        {"--engine-memory", int_opt(o.engine_memory_mb, 1)},
     };
     // Short options that take the next argument as their value.
     std::map<std::string, Handler> short_value = {
@@ -334,6 +335,7 @@ TIMING AND PERFORMANCE:
   --host-timeout <time>: Give up on target after this long
   --stats-every <time>: Print progress at this interval
   --workers <number>: Number of scan engines (default: one per core)
+  --engine-memory <MiB>: Memory cap of each engine's Lua state (default 1024)
 OUTPUT:
   -oN/-oX/-oG/-oJ <file>: Output scan in normal, XML, grepable or JSON
      format to the given filename ('-' = stdout)

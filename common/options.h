@@ -67,6 +67,7 @@ struct ScanOptions {
     int min_hostgroup = 0, max_hostgroup = 0;  // 0 = automatic
     std::string datadir;                        // --datadir
     int workers = 0;                            // --workers: engines (0 = one per core)
+    int engine_memory_mb = 1024;                // --engine-memory: Lua memory cap per engine
     bool help = false;                          // --help / -h: caller prints scan_usage()
     bool scripts_requested() const { return default_scripts || !scripts.empty(); }
 };

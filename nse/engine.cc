@@ -38,7 +38,8 @@ struct ThreadRec {
     bool waiting = false;
     std::uint64_t gen = 0;
     std::function<int(lua_State*)> push;  // values to deliver at the next resume
-    double deadline = 0;                  // steady clock, 0 = none
+    double deadline = 0;                  // --script-timeout, steady clock, 0 = none
+    double host_deadline = 0;             // --host-timeout of the thread's host, 0 = none
     bool killed = false;
     std::string rtype;                    // prerule/hostrule/portrule/postrule, "" for workers
     std::map<CleanupId, std::function<void()>> cleanups;
@@ -96,7 +97,9 @@ public:
     // For the Lua-facing helpers below.
     ThreadRec* current_rec() { return current_; }
     bool over_deadline(const ThreadRec& t) const {
-        return t.killed || (t.deadline > 0 && steady_now() > t.deadline) || emb_.cancelled();
+        double now = steady_now();
+        return t.killed || (t.deadline > 0 && now > t.deadline) ||
+               (t.host_deadline > 0 && now > t.host_deadline) || emb_.cancelled();
     }
     std::size_t mem_used = 0;
     std::size_t mem_limit = 0;
@@ -491,6 +494,7 @@ void EngineImpl::spawn_worker(lua_State* L, int nargs) {
     rec->info.id = next_thread_++;
     rec->info.co = co;
     rec->deadline = current_->deadline;
+    rec->host_deadline = current_->host_deadline;
     lua_pushthread(co);
     lua_xmove(co, L, 1);
     by_co_[co] = rec->info.id;
@@ -531,6 +535,12 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
     if (port) {
         rec->info.port = port->number;
         rec->info.proto = port->protocol;
+    }
+    if (host >= 0 && cfg_.host_timeout > 0) {
+        // The host's clock started with its port scan.
+        const auto& h = (*hosts_)[static_cast<std::size_t>(host)];
+        double left = h.start_time + cfg_.host_timeout - emb_.now();
+        rec->host_deadline = steady_now() + std::max(0.0, left);
     }
     by_co_[co] = rec->info.id;
     ready_.push_back(rec->info.id);
@@ -629,6 +639,8 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
         std::string target = target_name(t);
         if (!target.empty()) who += " against " + target;
         if (t.killed) {
+            if (t.host_deadline > 0 && steady_now() > t.host_deadline && hosts_)
+                (*hosts_)[static_cast<std::size_t>(t.info.host)].timed_out = true;
             debug(1, who + " timed out");
         } else if (quiet_try) {
             debug(1, "Finished " + who + ". Reason: " + msg);
@@ -680,6 +692,8 @@ void EngineImpl::run_cleanups(ThreadRec& t) {
 }
 
 void EngineImpl::kill(ThreadRec& t, const char* why) {
+    if (t.host_deadline > 0 && steady_now() > t.host_deadline && hosts_ && t.info.host >= 0)
+        (*hosts_)[static_cast<std::size_t>(t.info.host)].timed_out = true;
     std::string who = t.info.script_id;
     std::string target = target_name(t);
     if (!target.empty()) who += " against " + target;
@@ -721,8 +735,7 @@ void EngineImpl::run_threads(const std::function<bool()>& next) {
         double now = steady_now();
         std::vector<std::uint64_t> expired;
         for (auto& [id, t] : threads_)
-            if (t->waiting && (t->killed || (t->deadline > 0 && now > t->deadline) || emb_.cancelled()))
-                expired.push_back(id);
+            if (t->waiting && over_deadline(*t)) expired.push_back(id);
         for (auto id : expired) {
             auto it = threads_.find(id);
             if (it != threads_.end()) kill(*it->second, "timed out");

@@ -25,6 +25,7 @@ common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions
     cfg.max_threads = opts.max_parallelism;
     cfg.datadir = opts.datadir;
     cfg.ipv6 = opts.ipv6;
+    cfg.memory_limit = static_cast<std::size_t>(opts.engine_memory_mb) << 20;
     std::unique_ptr<Worker> w(new Worker(opts, services, embedder, shared));
     auto engine = nse::Engine::create(cfg, w->embedder_, shared);
     if (!engine) return engine.status();

@@ -666,6 +666,21 @@ def case_selection(binary, c):
     c.true("not forced: rule false, no output", r.prescript("runtime_forced") is None)
 
 
+def case_memory(binary, c):
+    # A script that keeps allocating hits the engine's cap: it fails alone, the engine and
+    # the other script of the same phase go on.
+    scripts = ",".join(script(s) for s in ("runtime_memory", "runtime_memory_peer"))
+    r = run(binary, ["-Pn", "-n", "-sn", "--engine-memory", "64", "--script", scripts,
+                     "127.0.0.1"], timeout=60)
+    c.ran(r)
+    get = lambda el: None if el is None else el.get("output")
+    c.eq("capped script fails", get(r.prescript("runtime_memory")), ERROR_TEXT)
+    c.eq("peer unaffected", get(r.prescript("runtime_memory_peer")), "still alive")
+    d = run(binary, ["-d", "-Pn", "-n", "-sn", "--engine-memory", "64", "--script", scripts,
+                     "127.0.0.1"], timeout=60)
+    c.true("-d: memory error named", "not enough memory" in d.err)
+
+
 CASES = [
     ("basics", case_basics),
     ("hostport", case_hostport),
@@ -679,6 +694,7 @@ CASES = [
     ("output", case_output),
     ("args", case_args),
     ("selection", case_selection),
+    ("memory", case_memory),
 ]
 
 
