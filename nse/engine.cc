@@ -2,6 +2,7 @@
 #include "nse/engine.h"
 
 #include <asio.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -333,9 +334,12 @@ common::Status EngineImpl::init() {
 
     // E: what the driver may call.
     lua_newtable(L_);
-    const luaL_Reg efuncs[] = {{"fetchfile", e_fetchfile}, {"source", e_source},
-                               {"current", e_current},     {"spawn", e_spawn},
-                               {"write", e_write},         {nullptr, nullptr}};
+    const luaL_Reg efuncs[] = {{"fetchfile", guard<e_fetchfile>},
+                               {"source", guard<e_source>},
+                               {"current", guard<e_current>},
+                               {"spawn", guard<e_spawn>},
+                               {"write", guard<e_write>},
+                               {nullptr, nullptr}};
     luaL_setfuncs(L_, efuncs, 0);
     lua_getfield(L_, LUA_REGISTRYINDEX, kMarkKey);
     lua_setfield(L_, -2, "MARK");
@@ -421,8 +425,9 @@ std::uint64_t EngineImpl::coroutine_id(lua_State* co) {
         return id;
     }
     lua_pop(co, 1);
-    static std::uint64_t next = 1;  // per process: unique across engines in one process too
-    id = next++;
+    // Per process, so ids stay unique across the engines of one process.
+    static std::atomic<std::uint64_t> next{1};
+    id = next.fetch_add(1);
     lua_pushthread(co);
     lua_pushinteger(co, static_cast<lua_Integer>(id));
     lua_rawset(co, -3);

@@ -651,7 +651,7 @@ int mutex_op(lua_State* L) {
 int l_mutex(lua_State* L) {
     luaL_checkany(L, 1);
     std::string key = sync_key(L, 1, runtime(L));
-    return cached_closure(L, mutex_op, key);
+    return cached_closure(L, guard<mutex_op>, key);
 }
 
 int condvar_wait_done(lua_State* L, int, lua_KContext ctx) {
@@ -696,7 +696,7 @@ int l_condvar(lua_State* L) {
             });
         }
     }
-    return cached_closure(L, condvar_op, key);
+    return cached_closure(L, guard<condvar_op>, key);
 }
 
 // ---- new_try
@@ -822,35 +822,35 @@ void push_host(lua_State* L, const common::HostResult& h, int registry) {
 
 int luaopen_nmap(lua_State* L) {
     const luaL_Reg funcs[] = {
-        {"clock", l_clock},
-        {"clock_ms", l_clock_ms},
-        {"debugging", l_debugging},
-        {"verbosity", l_verbosity},
-        {"timing_level", l_timing_level},
-        {"version_intensity", l_version_intensity},
-        {"is_privileged", l_is_privileged},
-        {"have_ssl", l_have_ssl},
-        {"address_family", l_address_family},
-        {"get_ttl", l_get_ttl},
-        {"get_payload_length", l_get_payload_length},
-        {"get_interface", l_get_interface},
-        {"get_dns_servers", l_get_dns_servers},
-        {"fetchfile", l_fetchfile},
-        {"log_write", l_log_write},
-        {"get_random_bytes", l_get_random_bytes},
-        {"get_port_state", l_get_port_state},
-        {"get_ports", l_get_ports},
-        {"set_port_state", l_set_port_state},
-        {"set_port_version", l_set_port_version},
-        {"port_is_excluded", l_port_is_excluded},
-        {"resolve", l_resolve},
-        {"add_targets", l_add_targets},
-        {"new_targets_num", l_new_targets_num},
-        {"list_interfaces", l_list_interfaces},
-        {"get_interface_info", l_get_interface_info},
-        {"get_interface_link", l_get_interface_link},
-        {"new_try", l_new_try},
-        {"new_dnet", l_no_dnet},
+        {"clock", guard<l_clock>},
+        {"clock_ms", guard<l_clock_ms>},
+        {"debugging", guard<l_debugging>},
+        {"verbosity", guard<l_verbosity>},
+        {"timing_level", guard<l_timing_level>},
+        {"version_intensity", guard<l_version_intensity>},
+        {"is_privileged", guard<l_is_privileged>},
+        {"have_ssl", guard<l_have_ssl>},
+        {"address_family", guard<l_address_family>},
+        {"get_ttl", guard<l_get_ttl>},
+        {"get_payload_length", guard<l_get_payload_length>},
+        {"get_interface", guard<l_get_interface>},
+        {"get_dns_servers", guard<l_get_dns_servers>},
+        {"fetchfile", guard<l_fetchfile>},
+        {"log_write", guard<l_log_write>},
+        {"get_random_bytes", guard<l_get_random_bytes>},
+        {"get_port_state", guard<l_get_port_state>},
+        {"get_ports", guard<l_get_ports>},
+        {"set_port_state", guard<l_set_port_state>},
+        {"set_port_version", guard<l_set_port_version>},
+        {"port_is_excluded", guard<l_port_is_excluded>},
+        {"resolve", guard<l_resolve>},
+        {"add_targets", guard<l_add_targets>},
+        {"new_targets_num", guard<l_new_targets_num>},
+        {"list_interfaces", guard<l_list_interfaces>},
+        {"get_interface_info", guard<l_get_interface_info>},
+        {"get_interface_link", guard<l_get_interface_link>},
+        {"new_try", guard<l_new_try>},
+        {"new_dnet", guard<l_no_dnet>},
         {nullptr, nullptr},
     };
     lua_newtable(L);  // module
@@ -871,8 +871,8 @@ int luaopen_nmap(lua_State* L) {
     lua_pop(L, 1);
 
     // mutex and condvar: upvalue 2 is each one's weak cache of key → function.
-    for (auto [name, fn] : {std::pair<const char*, lua_CFunction>{"mutex", l_mutex},
-                            std::pair<const char*, lua_CFunction>{"condvar", l_condvar}}) {
+    for (auto [name, fn] : {std::pair<const char*, lua_CFunction>{"mutex", guard<l_mutex>},
+                            std::pair<const char*, lua_CFunction>{"condvar", guard<l_condvar>}}) {
         lua_pushvalue(L, st);
         lua_newtable(L);
         lua_createtable(L, 0, 1);
