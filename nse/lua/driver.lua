@@ -182,7 +182,14 @@ local RULES = {"prerule", "hostrule", "portrule", "postrule"}
 
 local function load_script(entry)
   local path = entry.path
-  local id = path:match("([^/]+)$"):gsub("%.nse$", ""):gsub("%.[^.]*$", "")
+  local base = path:match("([^/]+)$")
+  local id = base:match("^(.*)%.nse$")
+  if not id then
+    if E.config.verbosity >= 0 then
+      E.write("stderr", ("Warning: Loading '%s' -- the recommended file extension is '.nse'.\n"):format(path))
+    end
+    id = base:match("^(.+)%.[^.]*$") or base
+  end
   local chunk, err = compile(path)
   if not chunk then error(("failed to load script '%s': %s"):format(path, err), 0) end
   local env = setmetatable({SCRIPT_PATH = path, SCRIPT_NAME = id, categories = {},
