@@ -42,7 +42,8 @@ finish() {
   fi
   [ ${#failures[@]} -eq 0 ] && failures+=("interrupted (rc $rc)")
   echo "conformance: outputs kept in $W"
-  echo "conformance: FAIL (${#failures[@]}): ${failures[*]}"
+  local joined; joined=$(printf '%s; ' "${failures[@]}")
+  echo "conformance: FAIL (${#failures[@]}): ${joined%; }"
   exit 1
 }
 trap finish EXIT

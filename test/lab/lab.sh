@@ -37,16 +37,24 @@ port_answers() { nsx timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/nu
 do_stop() {  # do_stop [keep]: "keep" leaves the lab's files (logs) in place
   local pids p i
   if ns_exists; then
-    # Every process in the namespace was started by this lab (daemons and their children).
+    # Daemons by pid file first, but only while the pid is still a process of our namespace
+    # (a stale pid file must never hit an unrelated process that reused the number).
+    for p in "$L"/run/*.pid; do
+      [ -f "$p" ] || continue
+      i=$(cat "$p" 2>/dev/null)
+      [[ "$i" =~ ^[0-9]+$ ]] && [ "$(ip netns identify "$i" 2>/dev/null)" = "$NS" ] && kill "$i" 2>/dev/null
+    done
+    # Then whatever else lives in the namespace (connection children, `exec` commands):
+    # every process there was started through this script.
+    for i in $(seq 50); do
+      pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
+      [ -z "${pids// /}" ] && break
+      [ "$i" = 1 ] || [ "$i" = 25 ] && kill $pids 2>/dev/null
+      sleep 0.1
+    done
     pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
     if [ -n "${pids// /}" ]; then
-      kill $pids 2>/dev/null
-      for i in $(seq 50); do
-        pids=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
-        [ -z "${pids// /}" ] && break
-        sleep 0.1
-      done
-      [ -n "${pids// /}" ] && kill -9 $pids 2>/dev/null
+      kill -9 $pids 2>/dev/null
       for i in $(seq 20); do
         [ -z "$(ip netns pids "$NS" 2>/dev/null)" ] && break
         sleep 0.1
@@ -54,15 +62,7 @@ do_stop() {  # do_stop [keep]: "keep" leaves the lab's files (logs) in place
     fi
     ip netns del "$NS" 2>/dev/null || die "could not delete namespace $NS"
   fi
-  # Pid files cover a daemon that somehow left the namespace's pid list (never expected).
-  if [ -d "$L/run" ]; then
-    for p in "$L"/run/*.pid; do
-      [ -f "$p" ] || continue
-      i=$(cat "$p" 2>/dev/null)
-      [[ "$i" =~ ^[0-9]+$ ]] && kill "$i" 2>/dev/null
-      rm -f "$p"
-    done
-  fi
+  rm -f "$L"/run/*.pid 2>/dev/null
   [ "${1:-}" != keep ] && [ -d "$L" ] && [ -f "$L/.nsefleet-lab" ] && rm -rf "$L"
   ns_exists && die "namespace $NS still exists after stop"
   return 0
