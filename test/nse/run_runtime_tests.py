@@ -681,6 +681,15 @@ def case_memory(binary, c):
     c.true("-d: memory error named", "not enough memory" in d.err)
 
 
+def case_nselib_unittest(binary, c):
+    # nmap's own nselib test suites (loads ~100 modules: openssl, lpeg, zlib, the 5.4 shims).
+    r = run(binary, ["-Pn", "-n", "-sn", "--script", "unittest", "--script-args",
+                     "unittest.run", "127.0.0.1"], timeout=120)
+    c.ran(r)
+    out = r.prescript("unittest")
+    c.eq("unittest result", None if out is None else out.get("output"), "All tests passed")
+
+
 CASES = [
     ("basics", case_basics),
     ("hostport", case_hostport),
@@ -695,6 +704,7 @@ CASES = [
     ("args", case_args),
     ("selection", case_selection),
     ("memory", case_memory),
+    ("nselib_unittest", case_nselib_unittest),
 ]
 
 
