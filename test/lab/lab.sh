@@ -128,8 +128,8 @@ http {
   fastcgi_temp_path $L/nginx-tmp/fastcgi;
   uwsgi_temp_path $L/nginx-tmp/uwsgi;
   scgi_temp_path $L/nginx-tmp/scgi;
-  server { listen 80; root $L/www; }
-  server { listen 443 ssl; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
+  server { listen 80 backlog=4096; root $L/www; }
+  server { listen 443 ssl backlog=4096; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
 }
 NG
 
@@ -148,19 +148,15 @@ LogLevel QUIET
 SS
 
   cat > "$L/vsftpd.conf" <<VS
-listen=YES
-listen_port=21
+listen=NO
 listen_ipv6=NO
 anonymous_enable=YES
 local_enable=NO
 write_enable=NO
 anon_root=$L/ftp
 no_anon_password=YES
-background=YES
 ftpd_banner=Lab FTP ready
 secure_chroot_dir=/var/run/vsftpd/empty
-max_clients=1000
-max_per_ip=1000
 seccomp_sandbox=NO
 xferlog_enable=NO
 vsftpd_log_file=$L/vsftpd.log
@@ -175,15 +171,23 @@ do_start() {
   nsx ip link set lo up || { do_stop; die "could not bring up lo in $NS"; }
   raise_nofile
 
+  local b
+  for b in nginx /usr/sbin/sshd vsftpd redis-server memcached systemd-socket-activate openssl ssh-keygen; do
+    command -v "$b" >/dev/null || die "$b not found (run tools/setup)"
+  done
   mkdir -p /run/sshd /var/run/vsftpd/empty
   local fail=""
   nsx nginx -e "$L/nginx.err" -c "$L/nginx.conf" || fail="nginx"
   nsx /usr/sbin/sshd -f "$L/sshd_config" || fail="$fail sshd"
-  nsx vsftpd "$L/vsftpd.conf" || fail="$fail vsftpd"
+  # vsftpd's own listener has a fixed accept backlog of 32, which drops SYNs (ports look
+  # "filtered") when a 256-host scan bursts; an inetd-style listener with a deep backlog
+  # spawning one vsftpd per connection has no such cap (nor a client limit).
+  setsid ip netns exec "$NS" systemd-socket-activate -l 0.0.0.0:21 -a --inetd \
+    vsftpd "$L/vsftpd.conf" </dev/null >>"$L/vsftpd-activate.log" 2>&1 &
   nsx redis-server --port 6379 --bind 0.0.0.0 --dir "$L" --daemonize yes --pidfile "$L/run/redis.pid" \
-    --protected-mode no --maxclients 4000 --save '' --appendonly no --logfile "$L/redis.log" \
+    --protected-mode no --maxclients 4000 --tcp-backlog 4096 --save '' --appendonly no --logfile "$L/redis.log" \
     >/dev/null || fail="$fail redis-server"
-  nsx memcached -d -p 11211 -U 0 -u root -c 4096 -P "$L/run/memcached.pid" || fail="$fail memcached"
+  nsx memcached -d -p 11211 -U 0 -u root -c 4096 -b 4096 -P "$L/run/memcached.pid" || fail="$fail memcached"
   if [ -n "$fail" ]; then do_stop keep; die "failed to launch:$fail (logs in $L)"; fi
 
   # Bounded wait until every port accepts a connection.
@@ -200,7 +204,7 @@ do_start() {
     fi
     sleep 0.2
   done
-  # vsftpd has no pid file option: record the listener's pid for completeness.
+  # The vsftpd listener (systemd-socket-activate) has no pid file option: record its pid.
   nsx ss -ltnpH 'sport = :21' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 > "$L/run/vsftpd.pid"
   echo "lab: up in namespace $NS (dir $L): ports $PORTS"
 }
