@@ -9,9 +9,9 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
-#include <iostream>
-#include <map>
+#include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/datafiles.h"
@@ -34,9 +34,12 @@ std::atomic<bool> g_interrupted{false};
 
 extern "C" void on_interrupt(int) { g_interrupted = true; }
 
-// Terminal output shared by every engine thread.
+// Terminal output shared by every engine thread, and the queue of targets scripts add
+// (nmap.add_targets), drained by the coordinator loop.
 class ConsoleEmbedder : public nse::Embedder {
 public:
+    explicit ConsoleEmbedder(const common::ScanOptions& opts) : opts_(opts) {}
+
     void write(bool to_stderr, const std::string& text) override {
         std::lock_guard lk(mu_);
         FILE* f = to_stderr ? stderr : stdout;
@@ -46,8 +49,39 @@ public:
     double now() override { return epoch_now(); }
     bool cancelled() override { return g_interrupted.load(); }
 
+    std::size_t add_targets(const std::vector<std::string>& specs) override {
+        std::size_t n = 0;
+        for (const auto& s : specs) {
+            // Checked here so the script learns at once which ones were taken.
+            auto t = common::expand_targets({s}, {}, opts_.excludes, opts_.exclude_files,
+                                            opts_.ipv6, 1u << 16);
+            if (!t) break;
+            std::lock_guard lk(targets_mu_);
+            for (auto& x : *t) pending_.push_back(std::move(x));
+            ++added_;
+            ++n;
+        }
+        return n;
+    }
+    std::size_t targets_pending() override {
+        std::lock_guard lk(targets_mu_);
+        return pending_.size();
+    }
+    std::size_t targets_added() override {
+        std::lock_guard lk(targets_mu_);
+        return added_;
+    }
+    std::vector<common::Target> take_targets() {
+        std::lock_guard lk(targets_mu_);
+        return std::exchange(pending_, {});
+    }
+
 private:
+    const common::ScanOptions& opts_;
     std::mutex mu_;
+    std::mutex targets_mu_;
+    std::vector<common::Target> pending_;
+    std::size_t added_ = 0;
 };
 
 void raise_fd_limit() {
@@ -63,13 +97,19 @@ int fail(const std::string& msg) {
     return 1;
 }
 
-// The in-process channel between coordinator and workers: groups out, finished groups back.
+using Group = std::vector<common::HostResult>;
+
+// The in-process channel between coordinator and workers: groups out, finished hosts and
+// groups back. Groups are owned here; workers take a pointer under the lock.
 struct Channel {
     std::mutex mu;
-    std::condition_variable cv;
-    std::deque<std::size_t> jobs;                    // group numbers
+    std::condition_variable work_cv;  // workers wait for jobs
+    std::condition_variable done_cv;  // the coordinator waits for results
+    std::vector<std::unique_ptr<Group>> groups;
+    std::deque<std::size_t> jobs;
     std::deque<std::pair<std::size_t, std::string>> done;  // group number, error ("" = ok)
-    std::deque<common::HostResult> hosts;            // finished hosts, for streaming outputs
+    std::deque<common::HostResult> hosts;                   // finished hosts (streaming)
+    bool closing = false;
 };
 
 std::string services_text(const std::vector<common::PortSpec>& ports) {
@@ -92,6 +132,43 @@ std::string services_text(const std::vector<common::PortSpec>& ports) {
     return out;
 }
 
+// Cuts targets into host groups and queues them. Caller holds no lock.
+class Planner {
+public:
+    Planner(Channel& ch, std::size_t group_size) : ch_(ch), size_(group_size) {}
+
+    // Adds hosts not seen before; returns how many.
+    std::size_t add(const std::vector<common::Target>& targets) {
+        std::vector<std::unique_ptr<Group>> fresh;
+        std::size_t n = 0;
+        for (const auto& t : targets) {
+            if (!seen_.insert(t.address).second) continue;
+            if (fresh.empty() || fresh.back()->size() >= size_) fresh.push_back(std::make_unique<Group>());
+            common::HostResult h;
+            h.index = next_index_++;
+            h.address = t.address;
+            h.ipv6 = t.ipv6;
+            h.targetname = t.targetname;
+            fresh.back()->push_back(std::move(h));
+            ++n;
+        }
+        std::lock_guard lk(ch_.mu);
+        for (auto& g : fresh) {
+            ch_.jobs.push_back(ch_.groups.size());
+            ch_.groups.push_back(std::move(g));
+        }
+        ch_.work_cv.notify_all();
+        return n;
+    }
+    std::size_t hosts() const { return next_index_; }
+
+private:
+    Channel& ch_;
+    std::size_t size_;
+    std::set<std::string> seen_;
+    std::size_t next_index_ = 0;
+};
+
 }  // namespace
 
 int run_embedded(common::ScanOptions opts) {
@@ -113,7 +190,7 @@ int run_embedded(common::ScanOptions opts) {
                                           opts.exclude_files, opts.ipv6);
     if (!targets) return fail(targets.message());
 
-    ConsoleEmbedder console;
+    ConsoleEmbedder console(opts);
     nse::LocalSharedState shared;
     unsigned n_workers = opts.workers > 0 ? static_cast<unsigned>(opts.workers)
                                           : std::max(1u, std::thread::hardware_concurrency());
@@ -133,7 +210,6 @@ int run_embedded(common::ScanOptions opts) {
     run.debugging = opts.debugging;
     run.services = services_text(opts.ports);
     run.open_only = opts.open_only;
-    run.hosts_total = targets->size();
     (*sink)->begin(run);
 
     if (workers[0]->has_prerule()) {
@@ -141,6 +217,8 @@ int run_embedded(common::ScanOptions opts) {
         if (!st) return fail(st.message());
     }
     (*sink)->prescan(run.prescripts);
+    // Targets that prerule scripts added join the command line's.
+    for (auto& t : console.take_targets()) targets->push_back(std::move(t));
 
     // Host groups: by default enough to give every worker work at once, at most 256 hosts.
     std::size_t n = targets->size();
@@ -148,97 +226,110 @@ int run_embedded(common::ScanOptions opts) {
     group = std::min<std::size_t>(std::max<std::size_t>(group, 1), 256);
     if (opts.min_hostgroup > 0) group = std::max<std::size_t>(group, opts.min_hostgroup);
     if (opts.max_hostgroup > 0) group = std::min<std::size_t>(group, opts.max_hostgroup);
-    std::vector<std::vector<common::HostResult>> groups;
-    for (std::size_t i = 0; i < n; i += group) {
-        std::vector<common::HostResult> g;
-        for (std::size_t j = i; j < std::min(n, i + group); ++j) {
-            common::HostResult h;
-            h.index = j;
-            h.address = (*targets)[j].address;
-            h.ipv6 = (*targets)[j].ipv6;
-            h.targetname = (*targets)[j].targetname;
-            g.push_back(std::move(h));
-        }
-        groups.push_back(std::move(g));
-    }
 
     Channel ch;
-    for (std::size_t i = 0; i < groups.size(); ++i) ch.jobs.push_back(i);
+    Planner planner(ch, group);
+    planner.add(*targets);
+
     std::vector<std::thread> threads;
     for (auto& w : workers) {
-        threads.emplace_back([&ch, &groups, wp = w.get()]() {
+        threads.emplace_back([&ch, wp = w.get()]() {
             for (;;) {
                 std::size_t g;
+                Group* hosts;
                 {
-                    std::lock_guard lk(ch.mu);
+                    std::unique_lock lk(ch.mu);
+                    ch.work_cv.wait(lk, [&] { return !ch.jobs.empty() || ch.closing; });
                     if (ch.jobs.empty() || g_interrupted) return;
                     g = ch.jobs.front();
                     ch.jobs.pop_front();
+                    hosts = ch.groups[g].get();
                 }
-                auto st = wp->run_group(groups[g], [&ch](const common::HostResult& h) {
+                auto st = wp->run_group(*hosts, [&ch](const common::HostResult& h) {
                     std::lock_guard lk(ch.mu);
                     ch.hosts.push_back(h);
-                    ch.cv.notify_all();
+                    ch.done_cv.notify_all();
                 });
                 std::lock_guard lk(ch.mu);
                 ch.done.emplace_back(g, st ? "" : st.message());
-                ch.cv.notify_all();
+                ch.done_cv.notify_all();
             }
         });
     }
 
     // Collect groups and write hosts in target order as soon as they are contiguous.
-    std::vector<bool> finished(groups.size(), false);
+    std::vector<bool> finished;
     std::size_t next_out = 0, hosts_done = 0;
     std::string error;
     double last_stats = epoch_now();
-    while (next_out < groups.size()) {
-        std::unique_lock lk(ch.mu);
-        ch.cv.wait_for(lk, std::chrono::seconds(1),
-                       [&] { return !ch.done.empty() || !ch.hosts.empty(); });
-        auto streamed = std::move(ch.hosts);
-        ch.hosts.clear();
-        while (!ch.done.empty()) {
-            auto [g, err] = ch.done.front();
-            ch.done.pop_front();
-            if (!err.empty() && error.empty()) error = err;
-            finished[g] = true;
-            hosts_done += groups[g].size();
+    for (;;) {
+        std::size_t total_groups;
+        std::deque<common::HostResult> streamed;
+        {
+            std::unique_lock lk(ch.mu);
+            ch.done_cv.wait_for(lk, std::chrono::milliseconds(500),
+                                [&] { return !ch.done.empty() || !ch.hosts.empty(); });
+            streamed = std::exchange(ch.hosts, {});
+            finished.resize(ch.groups.size(), false);
+            while (!ch.done.empty()) {
+                auto [g, err] = ch.done.front();
+                ch.done.pop_front();
+                if (!err.empty() && error.empty()) error = err;
+                finished[g] = true;
+                hosts_done += ch.groups[g]->size();
+            }
+            total_groups = ch.groups.size();
         }
-        lk.unlock();
         for (const auto& h : streamed) (*sink)->host_finished(h);
-        while (next_out < groups.size() && finished[next_out]) {
-            for (auto& h : groups[next_out]) {
+        while (next_out < total_groups && finished[next_out]) {
+            Group done_group;
+            {
+                std::lock_guard lk(ch.mu);
+                done_group = std::move(*ch.groups[next_out]);
+            }
+            for (auto& h : done_group) {
                 if (h.status == "up")
                     ++run.hosts_up;
                 else
                     ++run.hosts_down;
                 (*sink)->host(h);
             }
-            groups[next_out].clear();
-            groups[next_out].shrink_to_fit();
             ++next_out;
+        }
+        // Targets added by host scripts become new groups.
+        auto added = console.take_targets();
+        if (!added.empty()) planner.add(added);
+        if (g_interrupted) break;
+        if (next_out == total_groups && added.empty() && console.targets_pending() == 0) {
+            std::lock_guard lk(ch.mu);
+            if (ch.groups.size() == total_groups && ch.done.empty()) break;
         }
         double now = epoch_now();
         double every = opts.stats_every > 0 ? opts.stats_every : (opts.verbosity > 0 ? 10.0 : 0);
-        if (every > 0 && now - last_stats >= every && next_out < groups.size()) {
+        if (every > 0 && now - last_stats >= every) {
             last_stats = now;
-            double frac = n ? static_cast<double>(hosts_done) / static_cast<double>(n) : 1;
+            std::size_t total = planner.hosts();
+            double frac = total ? static_cast<double>(hosts_done) / static_cast<double>(total) : 1;
             double elapsed = now - run.start;
             char buf[160];
             if (frac > 0)
                 std::snprintf(buf, sizeof buf,
                               "Stats: %.0fs elapsed; %zu/%zu hosts completed (%.1f%%); ETC: %.0fs remaining\n",
-                              elapsed, hosts_done, n, frac * 100, elapsed / frac - elapsed);
+                              elapsed, hosts_done, total, frac * 100, elapsed / frac - elapsed);
             else
                 std::snprintf(buf, sizeof buf, "Stats: %.0fs elapsed; 0/%zu hosts completed\n",
-                              elapsed, n);
+                              elapsed, total);
             console.write(true, buf);
         }
-        if (g_interrupted) break;
+    }
+    {
+        std::lock_guard lk(ch.mu);
+        ch.closing = true;
+        ch.work_cv.notify_all();
     }
     for (auto& t : threads) t.join();
     if (!error.empty()) return fail(error);
+    run.hosts_total = planner.hosts();
 
     if (workers[0]->has_postrule()) {
         auto st = workers[0]->postrule(run.postscripts);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/value.h"
 
@@ -62,6 +63,15 @@ public:
     virtual bool cancelled() { return false; }
     // Called as soon as a host of the running scan phase has no script thread left.
     virtual void host_done(std::size_t /*host_position*/) {}
+
+    // nmap.add_targets: queues target specs (addresses, names, CIDR) for the scan. Returns
+    // how many were accepted (stops at the first invalid one); 0 when the embedder does not
+    // take new targets.
+    virtual std::size_t add_targets(const std::vector<std::string>& /*specs*/) { return 0; }
+    // Targets accepted but not yet handed to a host group.
+    virtual std::size_t targets_pending() { return 0; }
+    // Targets accepted over the whole scan.
+    virtual std::size_t targets_added() { return 0; }
 };
 
 }  // namespace nse

@@ -45,6 +45,11 @@ private:
         void write(bool to_stderr, const std::string& text) override { up_.write(to_stderr, text); }
         double now() override { return up_.now(); }
         bool cancelled() override { return up_.cancelled(); }
+        std::size_t add_targets(const std::vector<std::string>& specs) override {
+            return up_.add_targets(specs);
+        }
+        std::size_t targets_pending() override { return up_.targets_pending(); }
+        std::size_t targets_added() override { return up_.targets_added(); }
         void host_done(std::size_t position) override {
             if (on_host && hosts && position < hosts->size()) on_host((*hosts)[position]);
         }

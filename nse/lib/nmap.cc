@@ -409,8 +409,17 @@ int l_resolve(lua_State* L) {
 }
 
 int l_add_targets(lua_State* L) {
-    lua_pushinteger(L, 0);
-    if (lua_gettop(L) > 1) {
+    auto& emb = runtime(L).embedder();
+    int n = lua_gettop(L);
+    if (n == 0) {
+        lua_pushinteger(L, static_cast<lua_Integer>(emb.targets_pending()));
+        return 1;
+    }
+    std::vector<std::string> specs;
+    for (int i = 1; i <= n; ++i) specs.emplace_back(luaL_checkstring(L, i));
+    std::size_t added = emb.add_targets(specs);
+    lua_pushinteger(L, static_cast<lua_Integer>(added));
+    if (added == 0) {
         lua_pushstring(L, "failed to add new targets.");
         return 2;
     }
@@ -418,7 +427,7 @@ int l_add_targets(lua_State* L) {
 }
 
 int l_new_targets_num(lua_State* L) {
-    lua_pushinteger(L, 0);
+    lua_pushinteger(L, static_cast<lua_Integer>(runtime(L).embedder().targets_added()));
     return 1;
 }
 

@@ -690,6 +690,21 @@ def case_nselib_unittest(binary, c):
     c.eq("unittest result", None if out is None else out.get("output"), "All tests passed")
 
 
+def case_newtargets(binary, c):
+    # Targets added by a prerule (target.add) and by a hostrule (nmap.add_targets) are scanned.
+    r = run(binary, ["-Pn", "-n", "-sn", "--script", script("runtime_newtargets"),
+                     "--script-args", "newtargets", "127.0.0.1"])
+    c.ran(r)
+    pre = r.prescript("runtime_newtargets")
+    c.eq("prerule counters", None if pre is None else struct(pre),
+         {"prerule_added": "true/1", "bad": "0", "total": "1"})
+    for ip in ("127.0.0.1", "127.0.0.7", "127.0.0.8"):
+        el = r.hostscript(ip, "runtime_newtargets")
+        c.true("host %s scanned" % ip, el is not None and struct(el).get("seen") == ip)
+    el = r.hostscript("127.0.0.7", "runtime_newtargets")
+    c.eq("hostrule add", None if el is None else struct(el).get("hostrule_added"), "1")
+
+
 CASES = [
     ("basics", case_basics),
     ("hostport", case_hostport),
@@ -705,6 +720,7 @@ CASES = [
     ("selection", case_selection),
     ("memory", case_memory),
     ("nselib_unittest", case_nselib_unittest),
+    ("newtargets", case_newtargets),
 ]
 
 
