@@ -9,6 +9,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "nse/lib/libssh2.h"
 #include "nse/lib/nmap.h"
 #include "nse/lib/openssl.h"
 #include "nse/lib/zlib.h"
@@ -326,6 +327,8 @@ common::Status EngineImpl::init() {
     lua_setfield(L_, -2, "openssl");
     lua_pushcfunction(L_, lib::luaopen_zlib);
     lua_setfield(L_, -2, "zlib");
+    lua_pushcfunction(L_, lib::luaopen_libssh2);
+    lua_setfield(L_, -2, "libssh2");
     lua_pop(L_, 1);
 
     // The yield marker: a unique table.

@@ -252,7 +252,7 @@ function D.init()
   patch_unpack()
   install_searcher()
   package.cpath = "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;" .. package.cpath
-  for _, m in ipairs({"nmap", "lfs", "lpeg", "openssl", "zlib"}) do
+  for _, m in ipairs({"nmap", "lfs", "lpeg", "libssh2", "openssl", "zlib"}) do
     local ok, mod = pcall(require, m)
     if ok then _G[m] = mod end
   end

@@ -1,0 +1,10 @@
+#pragma once
+// The `libssh2` Lua module (contract §14.6) on Debian's libssh2.
+#include <lua.hpp>
+
+namespace nse::lib {
+
+// require "libssh2": [-0, +1] pushes the module table.
+int luaopen_libssh2(lua_State* L);
+
+}  // namespace nse::lib
