@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "nse/lib/dnet.h"
 #include "nse/lib/socket.h"
 #include "nse/runtime.h"
 
@@ -558,10 +559,6 @@ int l_get_interface_link(lua_State* L) {
     return 1;
 }
 
-int l_no_dnet(lua_State* L) {
-    return luaL_error(L, "raw packet sending (nmap.new_dnet) is not supported by this build yet");
-}
-
 // ---- synchronisation
 
 // Key of a mutex/condvar: strings by value, other objects by identity.
@@ -862,7 +859,7 @@ int luaopen_nmap(lua_State* L) {
         {"get_interface_info", guard<l_get_interface_info>},
         {"get_interface_link", guard<l_get_interface_link>},
         {"new_try", guard<l_new_try>},
-        {"new_dnet", guard<l_no_dnet>},
+        {"new_dnet", guard<new_dnet>},
         {nullptr, nullptr},
     };
     lua_newtable(L);  // module
@@ -911,7 +908,7 @@ int luaopen_nmap(lua_State* L) {
     lua_pop(L, 2);
 
     lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_no_dnet);
+    lua_pushcfunction(L, guard<new_dnet>);
     lua_setfield(L, -2, "new");
     lua_getfield(L, mod, "get_interface_info");
     lua_setfield(L, -2, "get_interface_info");
