@@ -44,6 +44,12 @@ struct HostResult {
     std::string reason;         // user-set, conn-refused, syn-ack, no-response, ...
     int reason_ttl = 0;
     double srtt = 0;  // seconds
+    // Route facts, known only when the scan found the route (not with -sT -Pn, as in nmap):
+    // interface empty = unknown; then directly_connected and source_address mean nothing.
+    std::string interface;
+    int interface_mtu = 0;
+    bool directly_connected = false;
+    std::string source_address;
     bool timed_out = false;  // --host-timeout expired
     double start_time = 0, end_time = 0;  // epoch seconds
     // Every scanned port, ascending (protocol, number). Writers collapse large same-state

@@ -2,6 +2,7 @@
 
 #include <asio.hpp>
 
+#include "worker/route.h"
 #include "worker/scan/connect_scan.h"
 
 namespace worker {
@@ -61,6 +62,10 @@ common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDon
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
+    // Like nmap: the route (interface, source) is known when discovery ran, not with -Pn.
+    if (!opts_.skip_discovery)
+        for (auto& h : hosts)
+            if (h.status == "up") fill_route(h);
     if (!engine_->has_scripts()) {
         if (on_host)
             for (const auto& h : hosts) on_host(h);

@@ -104,11 +104,10 @@ int l_timing_level(lua_State* L) {
     return 1;
 }
 
-// Scripts read "privileged" as "may send raw packets and capture". This build has neither
-// (nmap.new_dnet and pcap come later), so it answers false even as root: raw-only scripts
-// then skip themselves instead of failing.
+// Scripts read "privileged" as "may send raw packets and capture": root, or the raw-network
+// capabilities.
 int l_is_privileged(lua_State* L) {
-    lua_pushboolean(L, 0);
+    lua_pushboolean(L, raw_io_privileged());
     return 1;
 }
 
@@ -799,30 +798,30 @@ void push_host(lua_State* L, const common::HostResult& h, int registry) {
     if (inet_pton(v6 ? AF_INET6 : AF_INET, h.address.c_str(), bin) == 1) {
         lua_pushlstring(L, reinterpret_cast<char*>(bin), v6 ? 16 : 4);
         lua_setfield(L, -2, "bin_ip");
-        // Loopback targets: the source is the target's own loopback address family.
-        bool loop = v6 ? h.address == "::1" : bin[0] == 127;
-        if (loop) {
-            unsigned char src[16] = {};
-            if (v6)
-                src[15] = 1;
-            else
-                inet_pton(AF_INET, "127.0.0.1", src);
+    }
+    // Route facts only when the scan knew them (nmap leaves them out with -sT -Pn).
+    if (!h.interface.empty()) {
+        lua_pushstring(L, h.interface.c_str());
+        lua_setfield(L, -2, "interface");
+        lua_pushboolean(L, h.directly_connected);
+        lua_setfield(L, -2, "directly_connected");
+        unsigned char src[16];
+        if (!h.source_address.empty() &&
+            inet_pton(v6 ? AF_INET6 : AF_INET, h.source_address.c_str(), src) == 1) {
             lua_pushlstring(L, reinterpret_cast<char*>(src), v6 ? 16 : 4);
             lua_setfield(L, -2, "bin_ip_src");
-            lua_pushstring(L, "lo");
-            lua_setfield(L, -2, "interface");
-            lua_pushinteger(L, mtu_of("lo"));
-            lua_setfield(L, -2, "interface_mtu");
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, "directly_connected");
         }
     }
+    lua_pushinteger(L, h.interface_mtu);
+    lua_setfield(L, -2, "interface_mtu");
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, h.srtt);
     lua_setfield(L, -2, "srtt");
-    lua_pushnumber(L, h.srtt / 2);
+    // nmap's initial variance and its 100 ms floor on the timeout.
+    double rttvar = std::max(0.005, h.srtt / 2);
+    lua_pushnumber(L, rttvar);
     lua_setfield(L, -2, "rttvar");
-    lua_pushnumber(L, std::max(0.1, h.srtt * 4));
+    lua_pushnumber(L, std::max(0.1, h.srtt + 4 * rttvar));
     lua_setfield(L, -2, "timeout");
     lua_setfield(L, -2, "times");
     lua_pushvalue(L, registry);

@@ -1,8 +1,10 @@
 #include "nse/lib/socket.h"
 
+#include <net/if.h>
 #include <netdb.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pcap/pcap.h>
 
 #include <algorithm>
 #include <asio.hpp>
@@ -10,10 +12,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -35,10 +41,14 @@ using SslStream = asio::ssl::stream<tcp::socket&>;
 using Handler = std::function<void(std::error_code, std::size_t)>;
 using Push = std::function<int(lua_State*)>;
 
+struct Capture;
+
 // Module state, upvalue 1 of every function of the module: one TLS client context per
-// lua_State (so per engine), created on first TLS use.
+// lua_State (so per engine), created on first TLS use, and the engine's open captures by
+// (device, snaplen, promisc, bpf), shared by every pcap socket opened with the same key.
 struct Module {
     std::shared_ptr<asio::ssl::context> tls;
+    std::map<std::string, std::weak_ptr<Capture>> captures;
 };
 
 // The OS objects of one connection. Pending handlers hold it, so nothing an in-flight Asio
@@ -129,6 +139,8 @@ struct Conn {
     }
 };
 
+struct PcapSub;
+
 // A socket object's state, shared by the userdata and by every pending handler (handlers may
 // complete after the Lua object was collected).
 struct SockState {
@@ -143,6 +155,7 @@ struct SockState {
     std::string sni;  // from the last connect, for reconnect_ssl
     std::uint64_t owner = 0;  // coroutine id owning pending I/O, 0 = none
     std::shared_ptr<Conn> conn;
+    std::shared_ptr<PcapSub> pcap;  // set while the socket is a pcap socket
     bool open = false;  // what close() reports
     CleanupId cleanup = 0;
     std::uint64_t cleanup_thread = 0;
@@ -272,12 +285,14 @@ const std::shared_ptr<SockState>& check_socket(lua_State* L) {
     return u->s;
 }
 
-// Closes the connection's descriptors; pending operations complete with CANCELLED.
+// Closes the connection's descriptors (or leaves the capture); pending operations complete
+// with CANCELLED.
 void drop_conn(SockState& s) {
     if (s.conn) {
         s.conn->close();
         s.conn.reset();
     }
+    s.pcap.reset();
     s.open = false;
 }
 
@@ -769,6 +784,376 @@ int l_get_ssl_certificate(lua_State* L) {
     return push_certificate(L, cert.get());
 }
 
+// ---- pcap ----
+//
+// One libpcap handle per (device, snaplen, promisc, bpf) per engine, non-blocking, its
+// selectable descriptor watched by the engine's Asio loop. Captured packets go into the
+// capture's ring; every subscribed socket reads the ring from its own cursor (packets
+// captured after its pcap_open), so each socket sees what a private handle would have seen.
+// Sockets opened with a test function only take the packets whose hash (the function's
+// result) equals the hash they registered with pcap_register.
+
+constexpr std::size_t kRingPackets = 4096;          // per capture; older packets are dropped
+constexpr std::size_t kRingBytes = 16 * 1024 * 1024;
+constexpr int kDispatchRounds = 64;                 // per readiness event, then yield to others
+
+struct Packet {
+    std::string data;   // link header + layer 3, as captured
+    std::size_t l2 = 0;  // link header length
+    double time = 0;
+};
+
+// One pending pcap_receive: resumed once, by a new packet (no values: rescan) or by its
+// timeout / the socket closing (the final status).
+struct PcapWait {
+    explicit PcapWait(asio::io_context& io) : timer(io) {}
+    Waker waker;
+    asio::steady_timer timer;
+    bool done = false;
+};
+
+void wake_wait(PcapWait& w, Push push) {
+    if (w.done) return;
+    w.done = true;
+    w.timer.cancel();
+    w.waker.wake(std::move(push));
+}
+
+struct Capture {
+    Capture(asio::io_context& io, pcap_t* p) : pcap(p), desc(io) {}
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
+    ~Capture() {
+        std::error_code ec;
+        if (desc.is_open()) {
+            desc.cancel(ec);
+            desc.release();  // the descriptor belongs to libpcap
+        }
+        pcap_close(pcap);
+    }
+
+    std::uint64_t end() const { return first + ring.size(); }
+
+    pcap_t* pcap;
+    asio::posix::stream_descriptor desc;
+    int dlt = DLT_EN10MB;
+    std::deque<std::shared_ptr<const Packet>> ring;
+    std::uint64_t first = 0;  // sequence number of ring.front()
+    std::size_t bytes = 0;
+    bool failed = false;      // the device went away: every receive ends with ERROR
+    std::vector<PcapSub*> subs;
+    std::vector<std::weak_ptr<PcapWait>> waiters;
+};
+
+// A socket's membership in a capture.
+struct PcapSub {
+    ~PcapSub() {
+        if (wait) wake_wait(*wait, push_status("CANCELLED"));
+        if (!cap) return;
+        auto& v = cap->subs;
+        v.erase(std::remove(v.begin(), v.end(), this), v.end());
+    }
+    std::shared_ptr<Capture> cap;
+    std::uint64_t cursor = 0;      // next sequence number to look at
+    bool hashed = false;           // opened with a test function
+    std::string hash;              // registered with pcap_register ("" until then)
+    std::shared_ptr<PcapWait> wait;  // the pending receive
+    long long deadline = -1;         // of the pending receive (steady ms, -1: none)
+};
+
+// Length of the link-layer header of a captured frame.
+std::size_t link_header(int dlt, const unsigned char* d, std::size_t n) {
+    std::size_t off = 0;
+    switch (dlt) {
+    case DLT_EN10MB:
+        off = 14;
+        // 802.1Q / 802.1ad tags sit between the addresses and the real EtherType.
+        while (off + 4 <= n && ((d[off - 2] == 0x81 && d[off - 1] == 0x00) ||
+                                (d[off - 2] == 0x88 && d[off - 1] == 0xa8)))
+            off += 4;
+        break;
+    case DLT_LINUX_SLL: off = 16; break;
+    case DLT_LINUX_SLL2: off = 20; break;
+    case DLT_NULL:
+    case DLT_LOOP: off = 4; break;
+    default: off = 0; break;  // DLT_RAW, DLT_IPV4, DLT_IPV6 and unknown links
+    }
+    return std::min(off, n);
+}
+
+void on_packet(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
+    auto& c = *reinterpret_cast<Capture*>(user);
+    auto p = std::make_shared<Packet>();
+    p->data.assign(reinterpret_cast<const char*>(bytes), h->caplen);
+    p->l2 = link_header(c.dlt, bytes, h->caplen);
+    p->time = static_cast<double>(h->ts.tv_sec) + static_cast<double>(h->ts.tv_usec) / 1e6;
+    c.bytes += p->data.size();
+    c.ring.push_back(std::move(p));
+}
+
+// Drops packets every subscriber has passed, then the oldest beyond the ring's bounds.
+void trim(Capture& c) {
+    std::uint64_t low = c.end();
+    for (const PcapSub* s : c.subs) low = std::min(low, s->cursor);
+    while (!c.ring.empty() &&
+           (c.first < low || c.ring.size() > kRingPackets || c.bytes > kRingBytes)) {
+        c.bytes -= c.ring.front()->data.size();
+        c.ring.pop_front();
+        ++c.first;
+    }
+}
+
+// Wakes every waiting receive of the capture to rescan (or to fail, once the capture failed).
+void notify(Capture& c) {
+    auto waiters = std::move(c.waiters);
+    c.waiters.clear();
+    for (auto& w : waiters)
+        if (auto sw = w.lock())
+            wake_wait(*sw, c.failed ? push_status("ERROR") : Push([](lua_State*) { return 0; }));
+}
+
+void watch(const std::shared_ptr<Capture>& cp) {
+    std::weak_ptr<Capture> weak = cp;
+    cp->desc.async_wait(asio::posix::stream_descriptor::wait_read, [weak](std::error_code ec) {
+        auto c = weak.lock();
+        if (!c || ec == asio::error::operation_aborted) return;
+        std::uint64_t before = c->end();
+        if (ec) {
+            c->failed = true;
+        } else {
+            for (int i = 0; i < kDispatchRounds; ++i) {
+                int n = pcap_dispatch(c->pcap, 256, on_packet, reinterpret_cast<u_char*>(c.get()));
+                if (n == 0 || n == PCAP_ERROR_BREAK) break;
+                if (n < 0) {
+                    c->failed = true;
+                    break;
+                }
+            }
+        }
+        trim(*c);
+        if (c->end() != before || c->failed) notify(*c);
+        if (!c->failed) watch(c);
+    });
+}
+
+// Opens and activates a non-blocking capture; nullptr and `err` on failure.
+std::shared_ptr<Capture> open_capture(asio::io_context& io, const std::string& dev, int snaplen,
+                                      bool promisc, const std::string& bpf, std::string& err) {
+    char eb[PCAP_ERRBUF_SIZE] = "";
+    pcap_t* p = pcap_create(dev.c_str(), eb);
+    if (!p) {
+        err = eb;
+        return nullptr;
+    }
+    auto c = std::make_shared<Capture>(io, p);  // owns p from here on
+    pcap_set_snaplen(p, snaplen);
+    pcap_set_promisc(p, promisc ? 1 : 0);
+    pcap_set_immediate_mode(p, 1);  // deliver each packet at once: the loop waits on the fd
+    int rc = pcap_activate(p);
+    if (rc < 0) {
+        err = rc == PCAP_ERROR ? pcap_geterr(p) : pcap_statustostr(rc);
+        return nullptr;
+    }
+    if (pcap_setnonblock(p, 1, eb) < 0) {
+        err = eb;
+        return nullptr;
+    }
+    if (!bpf.empty()) {
+        bpf_program prog{};
+        if (pcap_compile(p, &prog, bpf.c_str(), 1, PCAP_NETMASK_UNKNOWN) < 0) {
+            err = pcap_geterr(p);
+            return nullptr;
+        }
+        rc = pcap_setfilter(p, &prog);
+        pcap_freecode(&prog);
+        if (rc < 0) {
+            err = pcap_geterr(p);
+            return nullptr;
+        }
+    }
+    int fd = pcap_get_selectable_fd(p);
+    std::error_code ec;
+    if (fd >= 0) c->desc.assign(fd, ec);
+    if (fd < 0 || ec) {
+        err = fd < 0 ? "no selectable descriptor" : ec.message();
+        return nullptr;
+    }
+    c->dlt = pcap_datalink(p);
+    watch(c);
+    return c;
+}
+
+// pcap_open(device, snaplen, promisc, bpf)                  (7.93)
+// pcap_open(device, snaplen, promisc, test_function, bpf)   (hash form, with pcap_register)
+int l_pcap_open(lua_State* L) {
+    const auto sp = check_socket(L);
+    SockState& s = *sp;
+    std::size_t devlen = 0;
+    const char* dev = luaL_checklstring(L, 2, &devlen);
+    lua_Integer snaplen = luaL_checkinteger(L, 3);
+    bool hashed = lua_isfunction(L, 5);
+    bool promisc;
+    if (hashed && !lua_isboolean(L, 4)) {
+        promisc = luaL_checkinteger(L, 4) != 0;  // the old form passed 0/1
+    } else {
+        luaL_checktype(L, 4, LUA_TBOOLEAN);
+        promisc = lua_toboolean(L, 4);
+    }
+    std::string bpf = luaL_optstring(L, hashed ? 6 : 5, "");
+    if (s.open || s.pcap) return luaL_error(L, "socket is already open");
+    if (devlen == 0 || devlen >= IFNAMSIZ || std::strlen(dev) != devlen)
+        return luaL_error(L, "bad device name");
+    if (snaplen <= 0 || snaplen > 262144) snaplen = 262144;
+
+    auto* m = static_cast<Module*>(luaL_checkudata(L, lua_upvalueindex(1), kModuleMeta));
+    std::string key = std::string(dev, devlen) + '\0' + std::to_string(snaplen) + '\0' +
+                      (promisc ? "1" : "0") + '\0' + bpf;
+    std::shared_ptr<Capture> cap = m->captures[key].lock();
+    if (!cap) {
+        std::string err;
+        cap = open_capture(s.rt->io(), dev, static_cast<int>(snaplen), promisc, bpf, err);
+        if (!cap) return luaL_error(L, "can't open pcap reader on %s (%s)", dev, err.c_str());
+        std::erase_if(m->captures, [](const auto& kv) { return kv.second.expired(); });
+        m->captures[key] = cap;
+    }
+    auto sub = std::make_shared<PcapSub>();
+    sub->cap = cap;
+    sub->cursor = cap->end();
+    sub->hashed = hashed;
+    cap->subs.push_back(sub.get());
+    if (hashed)
+        lua_pushvalue(L, 5);
+    else
+        lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    s.pcap = std::move(sub);
+    s.open = true;
+    ensure_cleanup(L, sp);
+    return 0;
+}
+
+SockState& check_pcap(lua_State* L) {
+    SockState& s = *check_socket(L);
+    if (!s.pcap) luaL_error(L, "not a pcap socket");
+    return s;
+}
+
+// pcap_register(hash): the hash form's socket receives the packets whose test function
+// returns `hash`.
+int l_pcap_register(lua_State* L) {
+    SockState& s = check_pcap(L);
+    std::size_t len = 0;
+    const char* h = luaL_checklstring(L, 2, &len);
+    s.pcap->hash.assign(h, len);
+    return 0;
+}
+
+long long steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+int pcap_k(lua_State* L, int status, lua_KContext ctx);
+
+// Stack: [1] socket. Looks through the packets after the socket's cursor; on a match
+// returns true, captured_len, l2, l3, time; else waits for more until `deadline` (-1: none).
+int pcap_scan(lua_State* L, long long deadline) {
+    const auto sp = check_socket(L);
+    SockState& s = *sp;
+    std::shared_ptr<PcapSub> sub = s.pcap;
+    if (!sub) {
+        lua_pushnil(L);
+        lua_pushstring(L, "CANCELLED");
+        return 2;
+    }
+    std::shared_ptr<Capture> cap = sub->cap;
+    sub->cursor = std::max(sub->cursor, cap->first);  // packets dropped from a full ring
+    while (sub->cursor < cap->end()) {
+        std::shared_ptr<const Packet> p = cap->ring[sub->cursor - cap->first];
+        ++sub->cursor;
+        std::size_t n = p->data.size();
+        if (sub->hashed) {
+            lua_getiuservalue(L, 1, 1);                             // fn
+            lua_pushinteger(L, static_cast<lua_Integer>(n));        // fn size
+            lua_pushlstring(L, p->data.data(), p->l2);              // fn size l2
+            lua_pushlstring(L, p->data.data() + p->l2, n - p->l2);  // fn size l2 l3
+            lua_call(L, 3, 1);                                      // hash
+            std::size_t hl = 0;
+            const char* h = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                                ? lua_tolstring(L, -1, &hl)
+                                : nullptr;
+            bool match = h && s.pcap == sub && std::string_view(h, hl) == sub->hash;
+            lua_pop(L, 1);
+            if (s.pcap != sub) break;  // the test function closed the socket
+            if (!match) continue;
+        }
+        trim(*cap);
+        lua_pushboolean(L, 1);
+        lua_pushinteger(L, static_cast<lua_Integer>(n));
+        lua_pushlstring(L, p->data.data(), p->l2);
+        lua_pushlstring(L, p->data.data() + p->l2, n - p->l2);
+        lua_pushnumber(L, p->time);
+        return 5;
+    }
+    if (s.pcap != sub) {
+        lua_pushnil(L);
+        lua_pushstring(L, "CANCELLED");
+        return 2;
+    }
+    trim(*cap);
+    if (cap->failed) {
+        lua_pushnil(L);
+        lua_pushstring(L, "ERROR");
+        return 2;
+    }
+    long long left = deadline < 0 ? -1 : deadline - steady_ms();
+    if (deadline >= 0 && left <= 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, "TIMEOUT");
+        return 2;
+    }
+    auto w = std::make_shared<PcapWait>(s.rt->io());
+    w->waker = s.rt->prepare_wait(L);
+    if (left >= 0) {
+        w->timer.expires_after(std::chrono::milliseconds(std::min(left, kMaxTimeoutMs)));
+        w->timer.async_wait([w](std::error_code ec) {
+            if (!ec) wake_wait(*w, push_status("TIMEOUT"));
+        });
+    }
+    sub->wait = w;
+    sub->deadline = deadline;
+    cap->waiters.push_back(w);
+    lua_settop(L, 1);
+    return nse::yield(L, 0, pcap_k);
+}
+
+// After a wake: the final values were delivered (timeout, close, failure), or it is time
+// to rescan.
+int pcap_resume(lua_State* L) {
+    if (lua_gettop(L) > 1) return lua_gettop(L) - 1;
+    SockState& s = *check_socket(L);
+    if (!s.pcap) {
+        lua_pushnil(L);
+        lua_pushstring(L, "CANCELLED");
+        return 2;
+    }
+    s.pcap->wait.reset();
+    return pcap_scan(L, s.pcap->deadline);
+}
+
+int pcap_k(lua_State* L, int, lua_KContext) {
+    return nse::guard<pcap_resume>(L);  // continuations are not wrapped at registration
+}
+
+int l_pcap_receive(lua_State* L) {
+    SockState& s = check_pcap(L);
+    take_ownership(L, s);
+    lua_settop(L, 1);
+    long long deadline = s.timeout_ms < 0 ? -1 : steady_ms() + s.timeout_ms;
+    return pcap_scan(L, deadline);
+}
+
 // ---- the rest ----
 
 int l_bind(lua_State* L) {
@@ -886,7 +1271,8 @@ int l_new(lua_State* L) {
     int proto = luaL_checkoption(L, 1, "tcp", protos);
     int af = luaL_checkoption(L, 2, rt.ipv6() ? "inet6" : "inet", families);
     // Created closed: the userdata exists (and will be collected) before any state.
-    auto* u = static_cast<Udata*>(lua_newuserdatauv(L, sizeof(Udata), 0));
+    // User value 1: the pcap test function (hash form of pcap_open).
+    auto* u = static_cast<Udata*>(lua_newuserdatauv(L, sizeof(Udata), 1));
     new (u) Udata();
     luaL_setmetatable(L, kSocketMeta);
     auto s = std::make_shared<SockState>();
@@ -960,6 +1346,10 @@ const luaL_Reg kMethods[] = {
     {"close", nse::guard<l_close>},
     {"reconnect_ssl", nse::guard<l_reconnect_ssl>},
     {"get_ssl_certificate", nse::guard<l_get_ssl_certificate>},
+    {"pcap_open", nse::guard<l_pcap_open>},
+    {"pcap_register", nse::guard<l_pcap_register>},
+    {"pcap_receive", nse::guard<l_pcap_receive>},
+    {"pcap_close", nse::guard<l_close>},
     {nullptr, nullptr},
 };
 

@@ -314,6 +314,9 @@ function D.init()
     local ok, rerr = selection.runlevels(D.scripts)
     if not ok then error(rerr, 0) end
   end
+  if cfg.debugging >= 2 then
+    E.write("stderr", ("NSE: Loaded %d scripts for scanning.\n"):format(#D.scripts))
+  end
   -- Reading an undeclared global is an error from here on, as nselib expects.
   require("strict")(_G)
   return #D.scripts
@@ -350,7 +353,16 @@ function D.run_instance(i, rtype, host, port)
   local h, p = copy(host), copy(port)
   if not s.forced then
     local rule = rawget(env, rtype)
-    if type(rule) ~= "function" or not rule(h, p) then return nil end
+    if type(rule) ~= "function" then return nil end
+    local verdict = rule(h, p)
+    -- At -dd a line per evaluated rule, so a test can count what was exercised.
+    if E.config.debugging >= 2 then
+      local where = host and (host.ip or "?") or "-"
+      if port then where = where .. ":" .. tostring(port.number) end
+      E.write("stderr", ("NSE: rule %s %s %s -> %s\n"):format(s.id, rtype, where,
+        verdict and "true" or "false"))
+    end
+    if not verdict then return nil end
   end
   return format.result(rawget(env, "action")(h, p))
 end

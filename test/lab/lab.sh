@@ -1,7 +1,8 @@
 #!/bin/bash
-# The project's service lab: nginx (80/443), sshd (22), vsftpd (21, anonymous), redis (6379)
-# and memcached (11211), all inside a network namespace this script creates with only `lo`
-# up, so the standard ports never collide with anything on the machine and every address
+# The project's service lab: nginx (80/443, autoindex, HTTP/2 ALPN on 443), sshd (22),
+# vsftpd (21, anonymous), redis (6379) and memcached (11211) (plus, on request, the extra
+# services below), all inside a network namespace this script creates with only `lo` up,
+# so the standard ports never collide with anything on the machine and every address
 # in 127.0.0.0/8 (e.g. the 256 "hosts" of 127.0.1.0/24) reaches the same services.
 #
 # Usage: lab.sh start | stop | status | exec CMD [ARGS...]
@@ -11,6 +12,9 @@
 #        NSEFLEET_LAB_WAIT seconds to wait for all ports (default 20)
 #        NSEFLEET_LAB_KEYS optional dir keeping the TLS certificate and ssh host keys across
 #                          labs (created and filled on first use)
+#        NSEFLEET_LAB_EXTRA=1 also start the extra TCP services used by the conformance
+#                          tests: exim4 smtp (25), dnsmasq (53), dovecot pop3/imap (110/143),
+#                          rpcbind (111), slapd ldap (389), samba smbd (445), mariadb (3306)
 # Needs root (ip netns). `stop` is idempotent.
 set -uo pipefail
 
@@ -19,6 +23,9 @@ case "$NS" in *[!A-Za-z0-9_.-]*|'') echo "lab: bad namespace name '$NS'" >&2; ex
 L=${NSEFLEET_LAB_DIR:-${TMPDIR:-/tmp}}/lab.$NS
 WAIT=${NSEFLEET_LAB_WAIT:-20}
 PORTS="21 22 80 443 6379 11211"
+EXTRA=${NSEFLEET_LAB_EXTRA:-0}
+EXTRA_PORTS="25 53 110 111 143 389 445 3306"
+[ "$EXTRA" = 1 ] && PORTS="$PORTS $EXTRA_PORTS"
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$NS"; }
@@ -28,7 +35,8 @@ raise_nofile() { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; }
 
 service_of() {
   case "$1" in 21) echo vsftpd;; 22) echo sshd;; 80|443) echo nginx;; 6379) echo redis-server;;
-    11211) echo memcached;; *) echo "port $1";; esac
+    11211) echo memcached;; 25) echo exim4;; 53) echo dnsmasq;; 110|143) echo dovecot;;
+    111) echo rpcbind;; 389) echo slapd;; 445) echo smbd;; 3306) echo mariadbd;; *) echo "port $1";; esac
 }
 
 # True when a TCP connect to 127.0.0.1:$1 inside the namespace succeeds.
@@ -95,19 +103,23 @@ make_keys() {
 }
 
 write_files() {
-  mkdir -p "$L/www/admin" "$L/ftp/pub" "$L/run" "$L/nginx-tmp" || die "cannot create $L"
+  mkdir -p "$L/www/admin" "$L/www/pub" "$L/ftp/pub" "$L/run" "$L/nginx-tmp" || die "cannot create $L"
   touch "$L/.nsefleet-lab"
-  chmod 755 "$L" "$L/www" "$L/www/admin" "$L/ftp" "$L/ftp/pub"
+  chmod 755 "$L" "$L/www" "$L/www/admin" "$L/www/pub" "$L/ftp" "$L/ftp/pub"
   echo '<html><head><title>Lab Title Page</title></head><body>hi</body></html>' > "$L/www/index.html"
   printf 'User-agent: *\nDisallow: /secret/\nDisallow: /admin/\n' > "$L/www/robots.txt"
   echo '<html><head><title>Admin</title></head><!-- admin comment --></html>' > "$L/www/admin/index.html"
   head -c 1150 /dev/urandom > "$L/www/favicon.ico"
+  # An index-less directory for autoindex listings (http-ls).
+  echo 'lab notes' > "$L/www/pub/notes.txt"
+  head -c 4096 /dev/zero > "$L/www/pub/zeros.bin"
   echo 'lab ftp file' > "$L/ftp/README.txt"
   echo 'pub file' > "$L/ftp/pub/data.txt"
   # Fixed mtimes so ftp-anon listings and http-headers' Last-Modified/ETag do not depend on
   # when the lab started.
   touch -d '2024-01-02 03:04:05' "$L/ftp/README.txt" "$L/ftp/pub/data.txt" "$L/ftp/pub" \
-    "$L/www/index.html" "$L/www/robots.txt" "$L/www/admin/index.html" "$L/www/favicon.ico"
+    "$L/www/index.html" "$L/www/robots.txt" "$L/www/admin/index.html" "$L/www/favicon.ico" \
+    "$L/www/pub/notes.txt" "$L/www/pub/zeros.bin" "$L/www/pub"
   make_keys
 
   cat > "$L/nginx.conf" <<NG
@@ -128,8 +140,9 @@ http {
   fastcgi_temp_path $L/nginx-tmp/fastcgi;
   uwsgi_temp_path $L/nginx-tmp/uwsgi;
   scgi_temp_path $L/nginx-tmp/scgi;
+  autoindex on;
   server { listen 80 backlog=4096; root $L/www; }
-  server { listen 443 ssl backlog=4096; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
+  server { listen 443 ssl http2 backlog=4096; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
 }
 NG
 
@@ -163,16 +176,120 @@ vsftpd_log_file=$L/vsftpd.log
 VS
 }
 
+# --- extra services (NSEFLEET_LAB_EXTRA=1) -----------------------------------------------------
+# Each keeps its state under $L; none touches a system instance's config.
+write_extra_files() {
+  mkdir -p "$L/ldap" "$L/mysql" "$L/dovecot" "$L/dovecot-state" "$L/mail" \
+    "$L/smb/private" "$L/smb/lock" "$L/smb/state" "$L/smb/cache" "$L/smb/ncalrpc" "$L/smb/share" ||
+    die "cannot create $L"
+  cat > "$L/slapd.conf" <<EOF
+include /etc/ldap/schema/core.schema
+pidfile $L/run/slapd.pid
+moduleload back_mdb
+database mdb
+suffix "dc=lab,dc=example"
+rootdn "cn=admin,dc=lab,dc=example"
+directory $L/ldap
+EOF
+  cat > "$L/dovecot.conf" <<EOF
+base_dir = $L/dovecot
+state_dir = $L/dovecot-state
+instance_name = dovecot-$NS
+protocols = imap pop3
+listen = *
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:$L/mail/%u
+log_path = $L/dovecot.log
+passdb {
+  driver = static
+  args = password=labpass
+}
+userdb {
+  driver = static
+  args = uid=root gid=root home=$L/mail/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = 143
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 110
+  }
+}
+EOF
+  # SMB1 stays enabled (server min protocol) so smb-os-discovery has something to ask.
+  cat > "$L/smb.conf" <<EOF
+[global]
+  workgroup = LABGROUP
+  netbios name = LABSMB
+  server string = Lab Samba
+  server role = standalone server
+  smb ports = 445
+  disable netbios = yes
+  server min protocol = NT1
+  map to guest = Bad User
+  private dir = $L/smb/private
+  lock directory = $L/smb/lock
+  state directory = $L/smb/state
+  cache directory = $L/smb/cache
+  pid directory = $L/run
+  ncalrpc dir = $L/smb/ncalrpc
+  log file = $L/smb/log.%m
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+[pub]
+  path = $L/smb/share
+  read only = yes
+  guest ok = yes
+EOF
+  # root with an empty password, so mysql-empty-password has a finding.
+  mariadb-install-db --no-defaults --datadir="$L/mysql" --user=root \
+    --auth-root-authentication-method=normal --skip-test-db >"$L/mysql-install.log" 2>&1 ||
+    die "mariadb-install-db failed (log $L/mysql-install.log)"
+}
+
+# Echoes the names of the extra daemons that failed to launch.
+start_extra() {
+  local fail=""
+  nsx slapd -h "ldap://0.0.0.0:389/" -f "$L/slapd.conf" || fail="$fail slapd"
+  nsx dovecot -c "$L/dovecot.conf" || fail="$fail dovecot"
+  # Exim with Debian's generated config; -oX picks the lab's listener, -oP its pid file.
+  nsx exim4 -bd -oX 0.0.0.0.25 -oP "$L/run/exim4.pid" || fail="$fail exim4"
+  nsx smbd -D -s "$L/smb.conf" || fail="$fail smbd"
+  nsx dnsmasq -C /dev/null --no-resolv --no-hosts --port=53 --pid-file="$L/run/dnsmasq.pid" \
+    --user=root --group=root --address=/lab.example/127.0.0.1 --log-facility="$L/dnsmasq.log" ||
+    fail="$fail dnsmasq"
+  setsid ip netns exec "$NS" mariadbd --no-defaults --datadir="$L/mysql" --user=root --port=3306 \
+    --bind-address=0.0.0.0 --socket="$L/run/mysql.sock" --pid-file="$L/run/mysql.pid" --skip-log-bin \
+    --log-error="$L/mysql.err" --innodb-buffer-pool-size=16M </dev/null >/dev/null 2>&1 &
+  # rpcbind has fixed paths under /run (socket, lock, warm-start files): give it a private
+  # /run so it never meets a system rpcbind or another lab's.
+  setsid ip netns exec "$NS" unshare -m --propagation private sh -c \
+    'mount -t tmpfs lab-rpcbind /run && mkdir -p /run/rpcbind && echo $$ > "$1" && exec rpcbind -f' \
+    sh "$L/run/rpcbind.pid" </dev/null >>"$L/rpcbind.log" 2>&1 &
+  echo "$fail"
+}
+
 do_start() {
+
   [ "$(id -u)" = 0 ] || die "must run as root (ip netns)"
   do_stop
   write_files
+  [ "$EXTRA" = 1 ] && write_extra_files
   ip netns add "$NS" || die "could not create namespace $NS"
   nsx ip link set lo up || { do_stop; die "could not bring up lo in $NS"; }
   raise_nofile
 
   local b
-  for b in nginx /usr/sbin/sshd vsftpd redis-server memcached systemd-socket-activate openssl ssh-keygen; do
+  local bins="nginx /usr/sbin/sshd vsftpd redis-server memcached systemd-socket-activate openssl ssh-keygen"
+  [ "$EXTRA" = 1 ] && bins="$bins slapd dovecot exim4 smbd dnsmasq mariadbd mariadb-install-db rpcbind unshare"
+  for b in $bins; do
     command -v "$b" >/dev/null || die "$b not found (run tools/setup)"
   done
   mkdir -p /run/sshd /var/run/vsftpd/empty
@@ -188,6 +305,7 @@ do_start() {
     --protected-mode no --maxclients 4000 --tcp-backlog 4096 --save '' --appendonly no --logfile "$L/redis.log" \
     >/dev/null || fail="$fail redis-server"
   nsx memcached -d -p 11211 -U 0 -u root -c 4096 -b 4096 -P "$L/run/memcached.pid" || fail="$fail memcached"
+  [ "$EXTRA" = 1 ] && fail="$fail$(start_extra)"
   if [ -n "$fail" ]; then do_stop keep; die "failed to launch:$fail (logs in $L)"; fi
 
   # Bounded wait until every port accepts a connection.

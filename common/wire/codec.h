@@ -1,0 +1,47 @@
+#pragma once
+// MessagePack encoding of the fleet messages. One message = one byte string (one ZeroMQ
+// frame): a MessagePack array [magic, version, type, seq, body]. The transport layer moves
+// the bytes and knows nothing of this; this layer knows nothing of ZeroMQ.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "common/wire/messages.h"
+
+namespace common::wire {
+
+// First element of every envelope.
+inline constexpr std::string_view kMagic = "nsf";
+// Deepest nesting accepted in a frame (envelope + body + Value tables).
+inline constexpr std::size_t kMaxDepth = 200;
+
+struct Envelope {
+    std::uint32_t version = kProtocolVersion;
+    MsgType type = MsgType::Bye;
+    std::uint64_t seq = 0;  // per-sender counter, echoed in Error::in_reply_to
+};
+
+struct Decoded {
+    Envelope envelope;
+    Message message;
+};
+
+// Encodes `m` in an envelope with the current protocol version and `seq`. Never fails for
+// a well-formed struct (enum fields out of range are encoded as their number). Throws only
+// std::bad_alloc.
+std::string encode(const Message& m, std::uint64_t seq = 0);
+
+// Decodes one frame. Never throws. Fails (with `*why` set when given) on: a frame larger
+// than `max_bytes` (TooLarge, checked before parsing), bytes that are not exactly one
+// MessagePack object (truncated, trailing garbage, containers claiming more elements than
+// the frame can hold, nesting deeper than kMaxDepth: Malformed), a wrong magic (Malformed),
+// a version other than kProtocolVersion (BadVersion), an unknown type number (UnknownType),
+// a body whose field count, field types or enum values do not match the type (Malformed).
+// Strings are byte strings (MessagePack str); no UTF-8 check.
+common::Result<Decoded> decode(std::string_view bytes,
+                               std::size_t max_bytes = kDefaultMaxMessageBytes,
+                               ErrorCode* why = nullptr);
+
+}  // namespace common::wire
