@@ -7,12 +7,18 @@
 
 #include "common/options.h"
 #include "coordinator/embedded.h"
+#include "coordinator/fleet_coordinator.h"
+#include "worker/fleet_worker.h"
 
 namespace {
 
 void usage(FILE* f) {
     std::fprintf(f,
-                 "Usage: nsefleet scan [options] targets...\n"
+                 "Usage: nsefleet scan [options] targets...      one process, one engine per core\n"
+                 "       nsefleet coordinator --listen tcp://ADDR:PORT --state DIR [options] targets...\n"
+                 "       nsefleet worker --connect tcp://ADDR:PORT [--engines N]\n"
+                 "       nsefleet status --connect tcp://ADDR:PORT\n"
+                 "       nsefleet keygen PREFIX\n"
                  "       nsefleet scan --help     (every scan option)\n"
                  "       nsefleet --version\n");
 }
@@ -34,6 +40,11 @@ int main(int argc, char** argv) {
         std::puts("nsefleet 0.1.0");
         return 0;
     }
+    std::vector<std::string> rest(argv + 2, argv + argc);
+    if (cmd == "coordinator") return coordinator::run_coordinator(rest);
+    if (cmd == "worker") return worker::run_worker(rest);
+    if (cmd == "status") return coordinator::run_status(rest);
+    if (cmd == "keygen") return coordinator::run_keygen(rest);
     if (cmd != "scan") {
         std::fprintf(stderr, "nsefleet: unknown command '%s' (try 'nsefleet scan --help')\n",
                      cmd.c_str());
