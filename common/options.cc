@@ -194,6 +194,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
              o.out_grepable = v + ".gnmap";
              return Status::ok();
          }},
+        {"-e", str_opt(o.iface)},
+        {"-S", str_opt(o.source)},
         {"-p", [&](const std::string& f, const std::string& v) {
              if (trim(v).empty()) return bad_value(f, v);
              o.port_spec = v;
@@ -202,6 +204,7 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     };
 
     bool only_targets = false;
+    bool connect_given = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (only_targets || a.empty() || a[0] != '-' || a == "-") {
@@ -271,7 +274,9 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         if (a.size() > 2 && a.rfind("-s", 0) == 0) {
             // -s takes a set of scan-type letters, as in -sTC or -sCT.
             for (char c : a.substr(2)) {
-                if (c == 'T') o.connect_scan = true;
+                if (c == 'T') o.connect_scan = connect_given = true;
+                else if (c == 'S') o.syn_scan = true;
+                else if (c == 'U') o.udp_scan = true;
                 else if (c == 'C') o.default_scripts = true;
                 else if (c == 'n') o.ping_only = true;
                 else return Status::error("unknown option '" + a + "'");
@@ -287,6 +292,10 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     }
 
     if (o.help) return o;
+    // Like nmap: -sS or -sU replaces the default connect scan; -sT with -sS is a conflict.
+    if (o.syn_scan && connect_given)
+        return Status::error("you specified more than one type of TCP scan (-sT and -sS)");
+    if (o.syn_scan || o.udp_scan) o.connect_scan = connect_given;
     if (o.timing.level == 5) {
         if (!script_timeout_set) o.script_timeout = 600;
         if (!host_timeout_set) o.host_timeout = 900;
@@ -312,7 +321,9 @@ HOST DISCOVERY:
   -Pn: Treat all hosts as online -- skip host discovery
   -n: Never do DNS resolution
 SCAN TECHNIQUES:
-  -sT: TCP connect scan (the default and only port scan)
+  -sT: TCP connect scan (the default)
+  -sS: TCP SYN scan (needs root; falls back to -sT without it)
+  -sU: UDP scan (needs root)
 PORT SPECIFICATION AND SCAN ORDER:
   -p <port ranges>: Only scan specified ports
     Ex: -p22; -p1-65535; -p-; -p U:53,T:21-25,80; -p http*
@@ -347,6 +358,8 @@ OUTPUT:
   --open: Only show open (or possibly open) ports
 MISC:
   -6: Enable IPv6 scanning
+  -e <iface>: Use specified interface (raw scans)
+  -S <IP_Address>: Spoof source address (raw scans)
   --datadir <dirname>: Specify custom Nmap data file location
   -h, --help: Print this help summary page.
 EXAMPLES:

@@ -39,11 +39,15 @@ struct ScanOptions {
     std::vector<PortSpec> ports; // resolved, sorted, unique (filled by resolve_ports)
 
     // Scan kinds
-    bool connect_scan = true;    // -sT (the only port scan here for now)
+    bool connect_scan = true;    // -sT (default unless -sS or -sU alone is given)
+    bool syn_scan = false;       // -sS (raw; falls back to -sT without privileges)
+    bool udp_scan = false;       // -sU (raw)
     bool skip_discovery = false; // -Pn
     bool ping_only = false;      // -sn
     bool no_dns = false;         // -n
     bool ipv6 = false;           // -6
+    std::string iface;           // -e: interface for raw scans ("" = by route)
+    std::string source;          // -S: source address for raw scans ("" = by route)
 
     // Scripts
     std::vector<std::string> scripts;  // --script items in order (split on commas)

@@ -32,7 +32,8 @@ double epoch_now() {
 
 std::atomic<bool> g_interrupted{false};
 
-extern "C" void on_interrupt(int) { g_interrupted = true; }
+// Internal linkage: other entry points (the fleet processes) have their own handlers.
+void on_interrupt(int) { g_interrupted = true; }
 
 // Terminal output shared by every engine thread, and the queue of targets scripts add
 // (nmap.add_targets), drained by the coordinator loop.

@@ -618,7 +618,9 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
     lua_State* co = t.info.co;
     if (status == LUA_OK) {
         if (!t.info.worker && nres >= 1 && lua_type(co, -nres) == LUA_TSTRING) {
-            std::string text = lua_tostring(co, -nres);
+            std::size_t len = 0;
+            const char* s = lua_tolstring(co, -nres, &len);
+            std::string text(s, len);  // may hold NUL bytes: the writers escape them
             std::optional<common::Value> tree;
             if (nres >= 2 && lua_istable(co, -nres + 1)) tree = tree_to_value(co, -nres + 1);
             record_result(t, std::move(text), std::move(tree));
@@ -716,6 +718,8 @@ void EngineImpl::kill_all() {
 }
 
 void EngineImpl::run_threads(const std::function<bool()>& next) {
+    // A previous phase may have drained the loop, which leaves it stopped.
+    if (io_.stopped()) io_.restart();
     auto guard = asio::make_work_guard(io_);
     std::size_t cap = cfg_.max_threads > 0 ? static_cast<std::size_t>(cfg_.max_threads) : 4096;
     bool exhausted = false;

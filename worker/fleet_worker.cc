@@ -1,13 +1,737 @@
-// Placeholder until the fleet worker lands.
+// The fleet worker process: one DEALER to the coordinator, owned by the I/O loop on the
+// main thread, and N engine threads (one Worker each) that pull host groups. Engine
+// threads never touch the socket: they queue encoded messages and poke an eventfd that the
+// I/O loop polls beside the socket (ZeroMQ sockets are not thread-safe).
 #include "worker/fleet_worker.h"
 
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "common/datafiles.h"
+#include "common/options.h"
+#include "common/services.h"
+#include "common/transport/keys.h"
+#include "common/transport/transport.h"
+#include "common/wire/codec.h"
+#include "worker/fleet/fleet_shared_state.h"
+#include "worker/worker.h"
 
 namespace worker {
 
-int run_worker(const std::vector<std::string>&) {
-    std::fprintf(stderr, "nsefleet: 'worker' is not available in this build yet\n");
-    return 2;
+namespace {
+
+namespace wire = common::wire;
+namespace transport = common::transport;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::atomic<bool> g_interrupted{false};
+// C linkage ignores namespaces: the name must differ from embedded.cc's handler.
+extern "C" void fleet_worker_on_signal(int) { g_interrupted = true; }
+
+double epoch_now() {
+    using namespace std::chrono;
+    return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+// Exit codes: 0 scan done or coordinator said Bye; 1 set-up failure (options, data files,
+// script selection); 2 usage; 3 coordinator unreachable, silent or refusing us; 130 signal.
+// Engine ids are worker_id * 2^12 + n (n = 1..engines): fleet-unique because worker ids
+// are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 + counter).
+constexpr unsigned kEngineBits = 12;
+// An unanswered RequestWork is forgotten after this long, so the engines ask again.
+constexpr auto kRequestExpiry = std::chrono::seconds(10);
+constexpr int kExitFailure = 1, kExitUsage = 2, kExitCoordinator = 3, kExitInterrupted = 130;
+
+struct Args {
+    std::string connect;
+    unsigned engines = 0;  // 0 = one per core
+    std::string key, server_key, name, datadir;
+    bool insecure = false;
+    int verbose = 0;
+    double coordinator_timeout = 60;  // seconds of silence before giving up
+    double reply_timeout = 10;        // seconds a synchronous shared-state call may wait
+};
+
+const char* kUsage =
+    "usage: nsefleet worker --connect tcp://ADDR:PORT [--engines N]\n"
+    "                       [--key FILE.key --server-key FILE.pub | --insecure]\n"
+    "                       [--name NAME] [--datadir DIR] [--coordinator-timeout TIME]\n"
+    "                       [--reply-timeout TIME] [-v]\n";
+
+common::Result<Args> parse_args(const std::vector<std::string>& args) {
+    Args a;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& s = args[i];
+        auto value = [&](const char* what) -> common::Result<std::string> {
+            if (i + 1 >= args.size()) return common::Status::error(s + " needs " + what);
+            return args[++i];
+        };
+        auto time_value = [&](double& out) -> common::Status {
+            auto v = value("a time");
+            if (!v) return v.status();
+            auto t = common::parse_time_spec(*v);
+            if (!t || *t <= 0) return common::Status::error("invalid time for " + s + ": '" + *v + "'");
+            out = *t;
+            return common::Status::ok();
+        };
+        if (s == "--connect") {
+            auto v = value("an endpoint");
+            if (!v) return v.status();
+            a.connect = *v;
+        } else if (s == "--engines") {
+            auto v = value("a number");
+            if (!v) return v.status();
+            char* end = nullptr;
+            long n = std::strtol(v->c_str(), &end, 10);
+            if (v->empty() || *end || n < 1 || n > 1024)
+                return common::Status::error("invalid --engines '" + *v + "' (1..1024)");  // < 2^kEngineBits
+            a.engines = static_cast<unsigned>(n);
+        } else if (s == "--key" || s == "--server-key" || s == "--name" || s == "--datadir") {
+            auto v = value("an argument");
+            if (!v) return v.status();
+            (s == "--key" ? a.key : s == "--server-key" ? a.server_key : s == "--name" ? a.name : a.datadir) = *v;
+        } else if (s == "--insecure") {
+            a.insecure = true;
+        } else if (s == "--coordinator-timeout") {
+            if (auto st = time_value(a.coordinator_timeout); !st) return st;
+        } else if (s == "--reply-timeout") {
+            if (auto st = time_value(a.reply_timeout); !st) return st;
+        } else if (s == "-v") {
+            ++a.verbose;
+        } else {
+            return common::Status::error("unknown worker option '" + s + "'");
+        }
+    }
+    if (a.connect.empty()) return common::Status::error("--connect ENDPOINT is required");
+    if (!a.key.empty() && a.insecure) return common::Status::error("--key and --insecure exclude each other");
+    if (!a.key.empty() != !a.server_key.empty())
+        return common::Status::error("--key and --server-key go together");
+    return a;
+}
+
+// Log lines and script terminal output from every thread, never interleaved.
+class Console {
+public:
+    explicit Console(int verbose) : verbose_(verbose) {}
+    void write(bool to_stderr, const std::string& text) {
+        std::lock_guard lk(mu_);
+        FILE* f = to_stderr ? stderr : stdout;
+        std::fwrite(text.data(), 1, text.size(), f);
+        std::fflush(f);
+    }
+    void log(const std::string& line) { write(true, "nsefleet worker: " + line + "\n"); }
+    void debug(const std::string& line) {
+        if (verbose_ > 0) log(line);
+    }
+
+private:
+    std::mutex mu_;
+    int verbose_;
+};
+
+// What the I/O loop hands to the engine threads and what they report back.
+struct Board {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<wire::Lease> leases;
+    std::deque<wire::RunPhase> phases;
+    unsigned outstanding = 0;      // RequestWork sent, Lease/NoWork not yet received
+    Clock::time_point requested_at{};  // last RequestWork: unanswered ones expire
+    unsigned idle = 0;             // engines ready and waiting
+    unsigned ready = 0;            // engines created
+    Clock::time_point retry_at{};  // no RequestWork before this (NoWork back-off)
+    bool scan_done = false;
+    bool stop = false;
+    bool paused = false;    // coordinator forgot us: no RequestWork until the next Welcome
+    unsigned in_phase = 0;  // engines running a RunPhase (the coordinator is quiet meanwhile)
+    std::string fatal;                              // engine creation failed
+    std::map<std::uint64_t, std::string> lost;      // running groups whose lease is gone
+    std::set<std::uint64_t> running;                // groups being worked on (heartbeats)
+};
+
+class FleetWorker;
+
+// One engine's embedder: output to the console, cancellation when the worker stops or the
+// running group's lease is lost.
+class EngineEmbedder : public nse::Embedder {
+public:
+    EngineEmbedder(Console& console, Board& board) : console_(console), board_(board) {}
+    void write(bool to_stderr, const std::string& text) override { console_.write(to_stderr, text); }
+    double now() override { return epoch_now(); }
+    bool cancelled() override {
+        if (g_interrupted) return true;
+        std::lock_guard lk(board_.mu);
+        return board_.stop || (group_ && board_.lost.count(*group_));
+    }
+    std::optional<std::uint64_t> group_;  // set by the engine thread only
+
+private:
+    Console& console_;
+    Board& board_;
+};
+
+// Per-engine view of the fleet state: mutexes and condvars go to the coordinator; during a
+// RunPhase the registry comes from the message and goes back in PhaseResult instead.
+class EngineShared : public nse::SharedState {
+public:
+    explicit EngineShared(fleet::FleetSharedState& up) : up_(up) {}
+    void mutex_lock(const std::string& k, nse::Owner w, Wake g) override { up_.mutex_lock(k, w, std::move(g)); }
+    bool mutex_trylock(const std::string& k, nse::Owner w) override { return up_.mutex_trylock(k, w); }
+    bool mutex_unlock(const std::string& k, nse::Owner w) override { return up_.mutex_unlock(k, w); }
+    std::optional<nse::Owner> mutex_owner(const std::string& k) override { return up_.mutex_owner(k); }
+    void mutex_abandon(const std::string& k, nse::Owner w) override { up_.mutex_abandon(k, w); }
+    void condvar_wait(const std::string& k, nse::Owner w, Wake x) override { up_.condvar_wait(k, w, std::move(x)); }
+    void condvar_signal(const std::string& k) override { up_.condvar_signal(k); }
+    void condvar_broadcast(const std::string& k) override { up_.condvar_broadcast(k); }
+    void condvar_cancel(const std::string& k, nse::Owner w) override { up_.condvar_cancel(k, w); }
+    void registry_merge(const common::Value& v) override {
+        if (phase_)
+            phase_out = v;
+        else
+            up_.registry_merge(v);
+    }
+    common::Value registry_snapshot() override { return phase_ ? phase_in : up_.registry_snapshot(); }
+
+    void begin_phase(common::Value in) {
+        phase_ = true;
+        phase_in = std::move(in);
+        phase_out = {};
+    }
+    void end_phase() { phase_ = false; }
+    common::Value phase_in, phase_out;
+
+private:
+    fleet::FleetSharedState& up_;
+    bool phase_ = false;
+};
+
+class FleetWorker {
+public:
+    FleetWorker(Args args, Console& console) : args_(std::move(args)), console_(console) {}
+    ~FleetWorker() {
+        if (wake_fd_ >= 0) ::close(wake_fd_);
+    }
+    int run();
+
+private:
+    // Any thread: encodes `m` and queues it for the I/O loop. false once the link is closed.
+    bool send(const wire::Message& m);
+    void poke();
+    // I/O loop pieces.
+    bool flush();
+    void handle(const std::string& frame);
+    void on_welcome(wire::Welcome w);
+    void rejoin();
+    void heartbeat();
+    int finish(int code, const std::string& bye_reason);
+    // Engine thread.
+    void engine_main(unsigned index);
+    void run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& lease);
+    void run_phase(Worker& w, EngineShared& shared, const wire::RunPhase& p);
+
+    Args args_;
+    Console& console_;
+    std::unique_ptr<transport::Dealer> dealer_;
+    int wake_fd_ = -1;
+    std::atomic<std::uint64_t> seq_{0};
+    std::mutex out_mu_;
+    std::deque<std::string> out_;
+    bool closed_ = false;  // out_mu_
+
+    std::optional<wire::Welcome> welcome_;
+    bool rejoining_ = false;  // Hello re-sent after NotAuthorized, Welcome awaited
+    wire::Hello hello_;
+    common::ScanOptions opts_;
+    std::optional<common::Services> services_;
+    std::unique_ptr<fleet::FleetSharedState> shared_;
+    Board board_;
+    std::vector<std::thread> threads_;
+    unsigned engines_ = 1;
+    Clock::time_point last_rx_, next_heartbeat_;
+    std::uint64_t malformed_ = 0;
+};
+
+bool FleetWorker::send(const wire::Message& m) {
+    std::string bytes = wire::encode(m, ++seq_);
+    {
+        std::lock_guard lk(out_mu_);
+        if (closed_) return false;
+        out_.push_back(std::move(bytes));
+    }
+    poke();
+    return true;
+}
+
+void FleetWorker::poke() {
+    std::uint64_t one = 1;
+    if (::write(wake_fd_, &one, sizeof one) < 0) {
+        // EAGAIN: the counter is saturated, the loop is awake anyway.
+    }
+}
+
+// Sends what is queued. false when the socket refuses (queue full): the rest waits.
+bool FleetWorker::flush() {
+    for (;;) {
+        std::string next;
+        {
+            std::lock_guard lk(out_mu_);
+            if (out_.empty()) return true;
+            next = std::move(out_.front());
+            out_.pop_front();
+        }
+        if (auto st = dealer_->send(next); !st) {
+            std::lock_guard lk(out_mu_);
+            out_.push_front(std::move(next));
+            return false;
+        }
+    }
+}
+
+void FleetWorker::on_welcome(wire::Welcome w) {
+    if (welcome_) {
+        // A restarted coordinator took us back. The engines keep their ids (derived from the
+        // first, fleet-unique worker id) and the options they were built with.
+        if (!rejoining_) return;
+        rejoining_ = false;
+        console_.log("rejoined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id));
+        if (w.scan_id != welcome_->scan_id) {
+            std::lock_guard lk(board_.mu);
+            board_.fatal = "the coordinator now runs another scan (" + w.scan_id + "); start the worker again";
+            return;
+        }
+        welcome_->heartbeat_ms = w.heartbeat_ms;
+        welcome_->lease_ms = w.lease_ms;
+        std::lock_guard lk(board_.mu);
+        board_.paused = false;
+        board_.cv.notify_all();
+        return;
+    }
+    console_.log("joined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id) + " with " +
+                 std::to_string(engines_) + " engine(s)");
+    opts_ = w.options;
+    welcome_ = std::move(w);
+    if (!args_.datadir.empty()) opts_.datadir = args_.datadir;
+    common::DataFiles files(opts_.datadir);
+    auto svc_path = files.find_file("nmap-services");
+    if (!svc_path) {
+        std::lock_guard lk(board_.mu);
+        board_.fatal = "cannot find nmap-services in the data directories";
+        return;
+    }
+    auto svc = common::Services::load(*svc_path);
+    if (!svc) {
+        std::lock_guard lk(board_.mu);
+        board_.fatal = svc.message();
+        return;
+    }
+    services_ = std::move(*svc);
+    if (opts_.ports.empty() && !opts_.ping_only) {
+        if (auto st = common::resolve_ports(opts_, *services_); !st) {
+            std::lock_guard lk(board_.mu);
+            board_.fatal = st.message();
+            return;
+        }
+    }
+    for (unsigned i = 0; i < engines_; ++i) threads_.emplace_back([this, i] { engine_main(i); });
+}
+
+// The coordinator no longer knows us (it restarted): every lease we hold is void. Running
+// groups are cancelled, queued ones dropped, and Hello goes out again.
+void FleetWorker::rejoin() {
+    if (rejoining_) return;
+    rejoining_ = true;
+    console_.log("the coordinator does not know this worker any more (restarted?): saying Hello again");
+    {
+        std::lock_guard lk(board_.mu);
+        board_.paused = true;
+        board_.leases.clear();
+        board_.outstanding = 0;
+        for (auto g : board_.running) board_.lost.emplace(g, "coordinator restarted");
+    }
+    send(hello_);
+}
+
+void FleetWorker::handle(const std::string& frame) {
+    wire::ErrorCode why = wire::ErrorCode::None;
+    auto d = wire::decode(frame, transport::kDefaultMaxMessageBytes, &why);
+    if (!d) {
+        // Logged, never answered: an Error back could answer an Error.
+        if (++malformed_ <= 10 || malformed_ % 1000 == 0)
+            console_.log("dropped a malformed frame from the coordinator (" + d.message() + "; " +
+                         std::to_string(malformed_) + " so far)");
+        return;
+    }
+    last_rx_ = Clock::now();
+    wire::Message& m = d->message;
+    if (!welcome_) {
+        if (auto* w = std::get_if<wire::Welcome>(&m)) {
+            on_welcome(std::move(*w));
+        } else if (!std::holds_alternative<wire::Error>(m) && !std::holds_alternative<wire::Bye>(m)) {
+            console_.debug(std::string("ignored ") + wire::type_name(wire::type_of(m)) + " before Welcome");
+            return;
+        }
+    }
+    std::visit(
+        [&](auto& msg) {
+            using T = std::decay_t<decltype(msg)>;
+            if constexpr (std::is_same_v<T, wire::Lease>) {
+                console_.debug("lease: group " + std::to_string(msg.group_id) + " (" +
+                               std::to_string(msg.hosts.size()) + " hosts, attempt " +
+                               std::to_string(msg.attempt) + ")");
+                std::lock_guard lk(board_.mu);
+                if (board_.outstanding) --board_.outstanding;
+                board_.leases.push_back(std::move(msg));
+                board_.cv.notify_all();
+            } else if constexpr (std::is_same_v<T, wire::NoWork>) {
+                std::lock_guard lk(board_.mu);
+                if (board_.outstanding) --board_.outstanding;
+                board_.retry_at = Clock::now() + milliseconds(std::clamp<std::uint32_t>(msg.retry_ms, 10, 60000));
+                if (msg.scan_done) board_.scan_done = true;
+                board_.cv.notify_all();
+            } else if constexpr (std::is_same_v<T, wire::LeaseLost>) {
+                console_.log("lease of group " + std::to_string(msg.group_id) + " lost (" + msg.reason +
+                             "): abandoning it");
+                std::lock_guard lk(board_.mu);
+                std::erase_if(board_.leases, [&](const wire::Lease& l) { return l.group_id == msg.group_id; });
+                if (board_.running.count(msg.group_id)) board_.lost[msg.group_id] = msg.reason;
+            } else if constexpr (std::is_same_v<T, wire::RunPhase>) {
+                std::lock_guard lk(board_.mu);
+                board_.phases.push_back(std::move(msg));
+                board_.cv.notify_all();
+            } else if constexpr (std::is_same_v<T, wire::SharedReply>) {
+                if (!shared_->on_reply(msg))
+                    console_.debug("unmatched SharedReply " + std::to_string(msg.request_id));
+            } else if constexpr (std::is_same_v<T, wire::SharedNotify>) {
+                if (!shared_->on_notify(msg))
+                    console_.log("dropped a SharedNotify for unknown request " + std::to_string(msg.request_id));
+            } else if constexpr (std::is_same_v<T, wire::Error>) {
+                console_.log("coordinator error " + std::to_string(static_cast<unsigned>(msg.code)) + ": " + msg.text);
+                if (!welcome_ && (msg.code == wire::ErrorCode::BadVersion || msg.code == wire::ErrorCode::NotAuthorized)) {
+                    std::lock_guard lk(board_.mu);
+                    board_.fatal = "the coordinator refused this worker: " + msg.text;
+                } else if (welcome_ && msg.code == wire::ErrorCode::NotAuthorized) {
+                    rejoin();
+                }
+            } else if constexpr (std::is_same_v<T, wire::Bye>) {
+                console_.log("coordinator said goodbye" + (msg.reason.empty() ? "" : " (" + msg.reason + ")"));
+                std::lock_guard lk(board_.mu);
+                board_.stop = true;
+                board_.cv.notify_all();
+            } else if constexpr (std::is_same_v<T, wire::Welcome> || std::is_same_v<T, wire::Heartbeat> ||
+                                 std::is_same_v<T, wire::LeaseRenewed>) {
+                // Traffic (last_rx_ is updated); renewals need no action.
+            } else {
+                console_.log(std::string("dropped unexpected ") + wire::type_name(wire::type_of(m)) +
+                             " from the coordinator");
+            }
+        },
+        m);
+}
+
+void FleetWorker::heartbeat() {
+    wire::Heartbeat hb;
+    hb.now = epoch_now();
+    {
+        std::lock_guard lk(board_.mu);
+        for (auto g : board_.running)
+            if (!board_.lost.count(g)) hb.leases.push_back(g);
+        for (const auto& l : board_.leases) hb.leases.push_back(l.group_id);  // not started yet
+        hb.engines_busy = board_.ready - std::min(board_.ready, board_.idle);
+    }
+    send(hb);
+}
+
+int FleetWorker::run() {
+    transport::ClientSecurity sec;
+    sec.insecure = args_.insecure;
+    if (!args_.key.empty()) {
+        auto kp = transport::load_secret_key(args_.key);
+        if (!kp) return console_.log(kp.message()), kExitFailure;
+        auto pub = transport::load_public_key(args_.server_key);
+        if (!pub) return console_.log(pub.message()), kExitFailure;
+        sec.key = std::move(*kp);
+        sec.server_key = std::move(*pub);
+    }
+    auto ctx = transport::Context::create();
+    if (!ctx) return console_.log(ctx.message()), kExitFailure;
+    auto dealer = transport::Dealer::connect(*ctx, args_.connect, sec);
+    if (!dealer) return console_.log(dealer.message()), kExitUsage;
+    dealer_ = std::move(*dealer);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) return console_.log("eventfd failed"), kExitFailure;
+
+    engines_ = args_.engines ? args_.engines : std::max(1u, std::thread::hardware_concurrency());
+    const auto reply_timeout = milliseconds(static_cast<long>(args_.reply_timeout * 1000));
+    shared_ = std::make_unique<fleet::FleetSharedState>(
+        [this](wire::Message m) { return send(m); }, [this](const std::string& s) { console_.log(s); },
+        reply_timeout);
+
+    if (!args_.name.empty()) {
+        hello_.name = args_.name;
+    } else {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        hello_.name = host;
+    }
+    hello_.engines = engines_;
+    hello_.pid = static_cast<std::uint32_t>(::getpid());
+    hello_.capabilities = {"connect-scan", "ipv6"};
+    send(hello_);
+
+    const auto silence = milliseconds(static_cast<long>(args_.coordinator_timeout * 1000));
+    last_rx_ = Clock::now();
+    next_heartbeat_ = last_rx_;
+    for (;;) {
+        bool all_sent = flush();
+        auto now = Clock::now();
+        auto wait = std::min<Clock::duration>(next_heartbeat_ - now, milliseconds(100));
+        if (!all_sent) wait = std::min<Clock::duration>(wait, milliseconds(5));
+        long wait_ms = std::max<long>(0, std::chrono::duration_cast<milliseconds>(wait).count());
+        zmq_pollitem_t items[2] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, wait_ms) < 0 && zmq_errno() != EINTR)
+            return finish(kExitFailure, "");
+        if (items[1].revents & ZMQ_POLLIN) {
+            std::uint64_t n;
+            if (::read(wake_fd_, &n, sizeof n) < 0) {
+                // EAGAIN: another read got it first; nothing to do.
+            }
+        }
+        for (int i = 0; i < 1000; ++i) {  // bounded so heartbeats still go out under a flood
+            auto r = dealer_->recv(milliseconds(0));
+            if (!r) return console_.log(r.message()), finish(kExitFailure, "");
+            if (!*r) break;
+            handle(**r);
+        }
+
+        now = Clock::now();
+        if (g_interrupted) return finish(kExitInterrupted, "interrupted");
+        std::string fatal;
+        bool stop, done;
+        {
+            std::lock_guard lk(board_.mu);
+            // The coordinator sends nothing while our only work is a phase: not silence.
+            if (board_.in_phase) last_rx_ = now;
+            fatal = board_.fatal;
+            stop = board_.stop;
+            done = board_.scan_done && board_.ready == engines_ && board_.idle == engines_ &&
+                   board_.leases.empty() && board_.phases.empty();
+        }
+        if (!fatal.empty()) return console_.log(fatal), finish(welcome_ ? kExitFailure : kExitCoordinator, fatal);
+        if (stop) return finish(0, "");
+        if (done) {
+            console_.log("scan done");
+            return finish(0, "scan done");
+        }
+        if (now - last_rx_ > silence) {
+            double secs = std::chrono::duration<double>(now - last_rx_).count();
+            console_.log(std::string(welcome_ ? "no message from the coordinator" : "no Welcome from the coordinator at " + args_.connect) +
+                         " for " + std::to_string(static_cast<long>(secs)) +
+                         " s; giving up (is it running, and are the keys right?)");
+            return finish(kExitCoordinator, "");
+        }
+        if (welcome_ && !rejoining_ && now >= next_heartbeat_) {
+            heartbeat();
+            next_heartbeat_ = now + milliseconds(std::clamp<std::uint32_t>(welcome_->heartbeat_ms, 50, 60000));
+        } else if (!welcome_ || rejoining_) {
+            next_heartbeat_ = now + milliseconds(100);
+        }
+    }
+}
+
+// Stops the engines, says Bye when `bye_reason` is set (the coordinator frees our leases at
+// once), and gives the socket a moment to deliver what is queued.
+int FleetWorker::finish(int code, const std::string& bye_reason) {
+    {
+        std::lock_guard lk(board_.mu);
+        board_.stop = true;
+        board_.cv.notify_all();
+    }
+    shared_->shut_down();
+    for (auto& t : threads_) t.join();
+    if (!bye_reason.empty()) send(wire::Bye{bye_reason});
+    {
+        std::lock_guard lk(out_mu_);
+        closed_ = true;
+    }
+    (void)flush();
+    int linger = 1000;  // bounded: a dead coordinator must not hang the exit
+    zmq_setsockopt(dealer_->handle(), ZMQ_LINGER, &linger, sizeof linger);
+    dealer_.reset();
+    return code;
+}
+
+void FleetWorker::engine_main(unsigned index) {
+    EngineEmbedder emb(console_, board_);
+    EngineShared shared(*shared_);
+    const std::uint64_t engine_id = (welcome_->worker_id << kEngineBits) | (index + 1);
+    auto created = Worker::create(opts_, *services_, emb, shared, engine_id);
+    std::unique_lock lk(board_.mu);
+    if (!created) {
+        if (board_.fatal.empty()) board_.fatal = created.message();
+        return;
+    }
+    Worker& w = **created;
+    ++board_.ready;
+    ++board_.idle;
+    while (!board_.stop) {
+        if (!board_.phases.empty() || !board_.leases.empty()) {
+            bool phase = !board_.phases.empty();
+            std::optional<wire::RunPhase> p;
+            std::optional<wire::Lease> l;
+            if (phase) {
+                p = std::move(board_.phases.front());
+                board_.phases.pop_front();
+                ++board_.in_phase;
+            } else {
+                l = std::move(board_.leases.front());
+                board_.leases.pop_front();
+                board_.running.insert(l->group_id);
+            }
+            --board_.idle;
+            lk.unlock();
+            if (phase)
+                run_phase(w, shared, *p);
+            else
+                run_lease(w, emb, *l);
+            lk.lock();
+            if (l) {
+                board_.running.erase(l->group_id);
+                board_.lost.erase(l->group_id);
+            } else {
+                --board_.in_phase;
+            }
+            ++board_.idle;
+            board_.cv.notify_all();  // the I/O loop's "done" check reads idle
+            continue;
+        }
+        auto now = Clock::now();
+        if (board_.outstanding && now - board_.requested_at > kRequestExpiry) {
+            // A coordinator that lost our request must not leave every engine idle forever.
+            board_.outstanding = 0;
+        }
+        if (!board_.scan_done && !board_.paused && board_.outstanding < board_.idle && now >= board_.retry_at) {
+            ++board_.outstanding;
+            board_.requested_at = now;
+            lk.unlock();
+            send(wire::RequestWork{1});
+            lk.lock();
+            continue;
+        }
+        auto until = board_.retry_at > now ? board_.retry_at : now + milliseconds(500);
+        board_.cv.wait_until(lk, until);
+    }
+    --board_.idle;
+    lk.unlock();
+    created->reset();  // the engine dies on its own thread
+}
+
+void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& lease) {
+    const auto started = Clock::now();
+    const std::uint64_t gid = lease.group_id;
+    std::vector<common::HostResult> hosts;
+    for (const auto& lh : lease.hosts) {
+        common::HostResult h;
+        h.index = static_cast<std::size_t>(lh.index);
+        h.address = lh.address;
+        h.ipv6 = lh.ipv6;
+        h.targetname = lh.targetname;
+        hosts.push_back(std::move(h));
+    }
+    auto lost = [&] {
+        std::lock_guard lk(board_.mu);
+        return board_.stop || board_.lost.count(gid) > 0;
+    };
+    std::set<std::size_t> sent;
+    auto deliver = [&](const common::HostResult& h) {
+        if (lost() || !sent.insert(h.index).second) return;
+        send(wire::HostResult{gid, h});
+    };
+    emb.group_ = gid;
+    auto st = w.run_group(hosts, deliver);
+    emb.group_.reset();
+    if (lost()) {
+        console_.debug("group " + std::to_string(gid) + " abandoned");
+        return;
+    }
+    if (!st) {
+        // No GroupDone and no more heartbeats for it: the lease runs out and the group goes
+        // back to the queue; the coordinator learns why now.
+        console_.log("group " + std::to_string(gid) + " failed: " + st.message());
+        send(wire::Error{wire::ErrorCode::Internal, "group " + std::to_string(gid) + " failed: " + st.message(), 0});
+        return;
+    }
+    for (const auto& h : hosts) deliver(h);  // hosts the engine finished without a host_done
+    wire::GroupDone done;
+    done.group_id = gid;
+    done.hosts = static_cast<std::uint32_t>(sent.size());
+    done.elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+    send(done);
+    console_.debug("group " + std::to_string(gid) + " done (" + std::to_string(sent.size()) + " hosts)");
+}
+
+void FleetWorker::run_phase(Worker& w, EngineShared& shared, const wire::RunPhase& p) {
+    wire::PhaseResult r;
+    r.phase_id = p.phase_id;
+    r.phase = p.phase;
+    shared.begin_phase(p.registry);
+    auto st = p.phase == wire::Phase::Prerule ? w.prerule(r.scripts) : w.postrule(r.scripts);
+    shared.end_phase();
+    r.registry = std::move(shared.phase_out);
+    if (!st) r.error = st.message();
+    console_.debug(std::string(p.phase == wire::Phase::Prerule ? "prerule" : "postrule") + " phase " +
+                   std::to_string(p.phase_id) + ": " + std::to_string(r.scripts.size()) + " result(s)");
+    send(r);
+}
+
+void raise_fd_limit() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+}  // namespace
+
+int run_worker(const std::vector<std::string>& args) {
+    for (const auto& a : args)
+        if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+    auto parsed = parse_args(args);
+    if (!parsed) {
+        std::fprintf(stderr, "nsefleet worker: %s\n%s", parsed.message().c_str(), kUsage);
+        return kExitUsage;
+    }
+    raise_fd_limit();
+    std::signal(SIGPIPE, SIG_IGN);
+    std::signal(SIGINT, fleet_worker_on_signal);
+    std::signal(SIGTERM, fleet_worker_on_signal);
+    Console console(parsed->verbose);
+    FleetWorker fw(std::move(*parsed), console);
+    return fw.run();
 }
 
 }  // namespace worker
+
+// Until meson.build lists worker/fleet/fleet_shared_state.cc in worker_src, it is compiled
+// here. Whoever registers it there deletes this line.
+#include "worker/fleet/fleet_shared_state.cc"

@@ -1,9 +1,11 @@
 #include "worker/worker.h"
 
 #include <asio.hpp>
+#include <atomic>
 
 #include "worker/route.h"
 #include "worker/scan/connect_scan.h"
+#include "worker/scan/raw_scan.h"
 
 namespace worker {
 
@@ -34,6 +36,22 @@ common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions
     return w;
 }
 
+bool Worker::use_raw_scan() {
+    if (!opts_.syn_scan && !opts_.udp_scan) return false;
+    // Decided once per process: every engine sees the same privileges and warns only once.
+    static const bool privileged = is_privileged();
+    static std::atomic<bool> warned{false};
+    std::string why;
+    if (!privileged) why = "raw packet scans (-sS/-sU) need root privileges (raw sockets)";
+    else if (opts_.ipv6) why = "raw packet scans (-sS/-sU) are not implemented for IPv6";
+    else if (opts_.connect_scan) why = "-sT cannot be combined with -sU here";
+    if (why.empty()) return true;
+    if (!warned.exchange(true))
+        embedder_.write(true, "WARNING: " + why + "; falling back to a TCP connect scan (-sT)" +
+                                  (opts_.udp_scan ? ", UDP ports are not scanned" : "") + ".\n");
+    return false;
+}
+
 void Worker::pull_registry() { engine_->registry_import(shared_.registry_snapshot()); }
 void Worker::push_registry() { shared_.registry_merge(engine_->registry_export()); }
 
@@ -53,7 +71,15 @@ common::Status Worker::postrule(std::vector<common::ScriptResult>& out) {
 
 common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
     asio::io_context& io = engine_->io();
-    {
+    bool raw = use_raw_scan();
+    common::Status scan_status = common::Status::ok();
+    if (raw) {
+        RawScanner scanner(io, opts_, services_, make_raw_plan(opts_, services_));
+        bool done = false;
+        scan_status = scanner.start(hosts, [&done]() { done = true; });
+        io.restart();
+        while (scan_status && !done) io.run_one();
+    } else {
         ConnectScanner scanner(io, opts_, services_);
         bool done = false;
         scanner.start(hosts, [&done]() { done = true; });
@@ -62,8 +88,10 @@ common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDon
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
+    if (!scan_status) return scan_status;
     // Like nmap: the route (interface, source) is known when discovery ran, not with -Pn.
-    if (!opts_.skip_discovery)
+    // The raw scanner fills it itself (it needs it to send).
+    if (!raw && !opts_.skip_discovery)
         for (auto& h : hosts)
             if (h.status == "up") fill_route(h);
     if (!engine_->has_scripts()) {

@@ -65,6 +65,9 @@ private:
         : opts_(opts), services_(services), shared_(shared), embedder_(embedder) {}
     void pull_registry();
     void push_registry();
+    // -sS/-sU with the privileges and address family they need; otherwise warns once and
+    // the group gets the connect scan, as nmap falls back to -sT.
+    bool use_raw_scan();
 
     const common::ScanOptions& opts_;
     const common::Services& services_;

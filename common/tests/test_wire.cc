@@ -169,10 +169,14 @@ common::ScanOptions rich_options() {
     o.top_ports = 100;
     o.ports = {{80, 't'}, {53, 'u'}};
     o.connect_scan = false;
+    o.syn_scan = true;
+    o.udp_scan = true;
     o.skip_discovery = true;
     o.ping_only = true;
     o.no_dns = true;
     o.ipv6 = true;
+    o.iface = "veth0";
+    o.source = "198.51.100.1";
     o.scripts = {"default", "http-*"};
     o.default_scripts = true;
     o.script_args = "a=1,b={c=2}";
@@ -324,6 +328,11 @@ TEST_CASE("wire: field-level equality for comparable messages, Value and HostRes
     CHECK(o.timing.level == 5);
     CHECK(o.timing.scan_delay == 0.5);
     CHECK(o.engine_memory_mb == 512);
+    CHECK(o.syn_scan);
+    CHECK(o.udp_scan);
+    CHECK(!o.connect_scan);
+    CHECK(o.iface == "veth0");
+    CHECK(o.source == "198.51.100.1");
     CHECK(o.help);
 }
 

@@ -18,7 +18,7 @@ namespace common::wire {
 
 // Trip-wire: a field added to these structs must be added to the codec (and the protocol
 // version bumped). Update the sizes below together with put()/get() of the struct.
-static_assert(sizeof(common::ScanOptions) == 560,
+static_assert(sizeof(common::ScanOptions) == 624,
               "ScanOptions changed: update common/wire/codec.cc and docs/protocol.md");
 static_assert(sizeof(common::HostResult) == 336,
               "HostResult changed: update common/wire/codec.cc and docs/protocol.md");
@@ -156,9 +156,9 @@ void put(Packer& pk, const common::TimingProfile& t) {
 
 void put(Packer& pk, const common::ScanOptions& o) {
     fields(pk, o.command_line, o.targets, o.input_files, o.excludes, o.exclude_files,
-           o.port_spec, o.fast, o.top_ports, o.ports, o.connect_scan, o.skip_discovery,
-           o.ping_only, o.no_dns, o.ipv6, o.scripts, o.default_scripts, o.script_args,
-           o.script_args_file, o.script_timeout, o.host_timeout, o.max_parallelism, o.timing,
+           o.port_spec, o.fast, o.top_ports, o.ports, o.connect_scan, o.syn_scan, o.udp_scan,
+           o.skip_discovery, o.ping_only, o.no_dns, o.ipv6, o.iface, o.source, o.scripts,
+           o.default_scripts, o.script_args, o.script_args_file, o.script_timeout, o.host_timeout, o.max_parallelism, o.timing,
            o.verbosity, o.debugging, o.stats_every, o.out_normal, o.out_xml, o.out_grepable,
            o.out_json, o.open_only, o.reason, o.min_hostgroup, o.max_hostgroup, o.datadir,
            o.workers, o.engine_memory_mb, o.help);
@@ -456,7 +456,8 @@ void get(const Obj& o, common::TimingProfile& t) {
 void get(const Obj& o, common::ScanOptions& s) {
     read_fields(o, "scan options", s.command_line, s.targets, s.input_files, s.excludes,
                 s.exclude_files, s.port_spec, s.fast, s.top_ports, s.ports, s.connect_scan,
-                s.skip_discovery, s.ping_only, s.no_dns, s.ipv6, s.scripts, s.default_scripts,
+                s.syn_scan, s.udp_scan, s.skip_discovery, s.ping_only, s.no_dns, s.ipv6,
+                s.iface, s.source, s.scripts, s.default_scripts,
                 s.script_args, s.script_args_file, s.script_timeout, s.host_timeout,
                 s.max_parallelism, s.timing, s.verbosity, s.debugging, s.stats_every,
                 s.out_normal, s.out_xml, s.out_grepable, s.out_json, s.open_only, s.reason,

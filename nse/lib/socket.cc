@@ -713,7 +713,16 @@ int l_sendto(lua_State* L) {
     std::size_t len = 0;
     const char* data = luaL_checklstring(L, 4, &len);
     take_ownership(L, s);
-    if (s.conn && !s.conn->is_udp) return luaL_error(L, "sendto needs a UDP socket");
+    if (s.conn && !s.conn->is_udp) {
+        // Connected TCP: the data goes on the connection and the address is ignored, as in
+        // nmap (rpc.lua sends every packet with sendto, over TCP too).
+        std::shared_ptr<Conn> c = io_conn(L, sp, false);
+        if (!c) return not_connected(L);
+        auto op = new_op(L, *s.rt);
+        op->data.assign(data, len);
+        start_write(op, c, s.timeout_ms);
+        return nse::yield(L);
+    }
     if (!s.conn) {
         auto c = std::make_shared<Conn>(s.rt->io());
         c->is_udp = true;

@@ -194,6 +194,15 @@ def main():
 
     def stop_lab():
         sh(["bash", LAB, "stop"], env=env, timeout=120)
+        # Backstop: never leave our namespace behind, even if lab.sh failed.
+        if ns in sh(["ip", "netns", "list"]).stdout.split():
+            for pid in sh(["ip", "netns", "pids", ns]).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            time.sleep(0.5)
+            sh(["ip", "netns", "del", ns])
         if not a.keep and not a.out:
             shutil.rmtree(work, ignore_errors=True)
     atexit.register(stop_lab)

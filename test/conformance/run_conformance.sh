@@ -35,17 +35,8 @@ SCRIPTS1=$SCRIPTS1,ldap-rootdse,smb-protocols,smb-os-discovery,smb2-security-mod
 SCRIPTS1=$SCRIPTS1,smb2-capabilities,mysql-info,mysql-empty-password
 ARGS1=http-ls.url=/pub/
 # Runtime differences from nmap still to be fixed: "script" or "script@port/proto|host|post".
-# Each is still compared and reported (KNOWN); remove an entry once it matches.
-#   rpcinfo: socket:sendto on a connected TCP socket raises "sendto needs a UDP socket"
-#     (rpc.lua Comm:SendPacket uses sendto for TCP too; nmap sends on the connection).
-#   smb-os-discovery: result text is cut at the first NUL byte (NetBIOS name "LABSMB\0");
-#     nmap prints it escaped ("LABSMB\x00") and keeps the rest of the output.
-#   ssl-enum-ciphers@25/tcp, smtp-commands@25/tcp, smtp-open-relay@25/tcp: no socket slots
-#     (contract 9.5: connects wait while 21 threads hold sockets), so nsefleet opens more
-#     than exim's 20 concurrent connections (smtp_accept_max); exim refuses ("too many
-#     connections"), ssl-enum-ciphers errors and the smtp-* scripts (timing-dependent)
-#     report "failed to receive data".
-KNOWN_DIFFS=${NSEFLEET_CONF_KNOWN-rpcinfo,smb-os-discovery,ssl-enum-ciphers@25/tcp,smtp-commands@25/tcp,smtp-open-relay@25/tcp}
+# Each is still compared and reported (KNOWN); remove an entry once it matches. None now.
+KNOWN_DIFFS=${NSEFLEET_CONF_KNOWN-}
 [ "${NSEFLEET_CONF_STRICT:-0}" = 1 ] && KNOWN_DIFFS=""
 HOSTS16=127.0.1.1-16
 DTD=/usr/share/nmap/nmap.dtd

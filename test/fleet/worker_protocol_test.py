@@ -1,0 +1,438 @@
+#!/usr/bin/python3
+"""`nsefleet worker` against a fake coordinator (test/fleet/worker_fakecoord.py).
+
+  test/fleet/worker_protocol_test.py [path/to/nsefleet] [case ...]
+
+Cases:
+  lease      Hello fields; one lease of two loopback hosts whose script takes a fleet mutex:
+             HostResult per host before GroupDone, heartbeats renewing the lease, SharedOp
+             trylock/lock/unlock round trips, registry published; a malformed frame is
+             dropped; NoWork{scan_done} -> Bye and exit 0.
+  phase      RunPhase{prerule} runs the runtime's mutex and condvar conformance scripts with
+             every lock/condvar op going through the fake coordinator; PhaseResult carries
+             the same results the embedded mode gives and the registry; coordinator Bye -> 0.
+  leaselost  LeaseLost while a script sleeps: the group is abandoned at once (no GroupDone,
+             no HostResult, no longer in heartbeats) and the engine asks for work again.
+  silent     A coordinator that stops talking: the worker exits 3 with a clear message.
+  refused    Error{BadVersion} instead of Welcome: exit 3; no Welcome at all: exit 3.
+
+Only 127.0.0.1/127.0.0.2 listeners this test starts are scanned. Prints "N passed, M failed".
+"""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from worker_fakecoord import (ROOT, Checks, FakeCoordinator, host_dict,  # noqa: E402
+                              py_to_value, value_to_py)
+
+SCRIPTS = {
+    "fleet_mutex_port": r'''
+local nmap = require "nmap"
+local stdnse = require "stdnse"
+description = "fleet worker test: a fleet mutex around a registry counter"
+categories = {"safe"}
+portrule = function(host, port) return port.state == "open" end
+action = function(host, port)
+  local m = nmap.mutex("fleet-worker-test")
+  m "lock"
+  nmap.registry.fleet_hits = (nmap.registry.fleet_hits or 0) + 1
+  stdnse.sleep(0.6)
+  m "done"
+  return "locked-and-unlocked " .. host.ip
+end
+''',
+    "fleet_phase": r'''
+local nmap = require "nmap"
+description = "fleet worker test: registry in and out of a phase"
+categories = {"safe"}
+prerule = function() return true end
+action = function()
+  nmap.registry.from_prerule = "yes"
+  return "seed=" .. tostring(nmap.registry.seed)
+end
+''',
+    "fleet_sleep_port": r'''
+local stdnse = require "stdnse"
+description = "fleet worker test: a slow script to lose the lease under"
+categories = {"safe"}
+portrule = function(host, port) return port.state == "open" end
+action = function() stdnse.sleep(20) return "should never be reported" end
+''',
+}
+
+
+class Listeners:
+    """Accept-and-close TCP listeners on the same port of 127.0.0.1 and 127.0.0.2."""
+
+    def __init__(self):
+        for _ in range(20):
+            a = socket.socket()
+            a.bind(("127.0.0.1", 0))
+            self.port = a.getsockname()[1]
+            b = socket.socket()
+            try:
+                b.bind(("127.0.0.2", self.port))
+            except OSError:
+                a.close()
+                b.close()
+                continue
+            break
+        self.socks = [a, b]
+        self.stop = False
+        for s in self.socks:
+            s.listen(16)
+            s.settimeout(0.2)
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+
+    def serve(self, s):
+        while not self.stop:
+            try:
+                c, _ = s.accept()
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        time.sleep(0.3)
+        for s in self.socks:
+            s.close()
+
+
+class Worker:
+    def __init__(self, binary, endpoint, *extra):
+        self.out = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile()
+        self.p = subprocess.Popen([binary, "worker", "--connect", endpoint, "--insecure", *extra],
+                                  stdout=self.out, stderr=self.err)
+
+    def wait(self, timeout):
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def serve_until(fc, deadline, on_message):
+    """Polls the fake coordinator, answering Heartbeats with LeaseRenewed; calls
+    on_message(name, body) for everything; stops when it returns True or at the deadline."""
+    while time.time() < deadline:
+        m = fc.poll(0.05)
+        if not m:
+            if on_message(None, None):
+                return True
+            continue
+        name, body = m
+        if name == "Heartbeat" and body[1]:
+            fc.send("LeaseRenewed", [body[1], time.time() + fc.lease_ms / 1000])
+        if on_message(name, body):
+            return True
+    return False
+
+
+def case_lease(binary, scripts, c):
+    lis = Listeners()
+    fc = FakeCoordinator(heartbeat_ms=200)
+    w = Worker(binary, fc.endpoint, "--engines", "2", "--name", "fake-test", "-v")
+    try:
+        hello = fc.wait_for("Hello", 10)
+        if not c.check("Hello received", hello is not None, w.stderr()):
+            return
+        c.eq("Hello protocol/name/engines/pid", hello[:4], [1, "fake-test", 2, w.p.pid])
+        fc.welcome(ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_mutex_port"]])
+        fc.send_raw(b"\x93\x01\x02")            # not an envelope
+        fc.send_raw(b"\xdd\xff\xff\xff\xff")    # claims 4G elements
+        state = dict(leased=False, done=False, bye=False, t_lease=0)
+        lease_hosts = [[0, "127.0.0.1", False, ""], [1, "127.0.0.2", False, "two"]]
+
+        def on(name, body):
+            if name == "RequestWork":
+                if not state["leased"]:
+                    state["leased"] = True
+                    state["t_lease"] = time.time()
+                    fc.send("Lease", [7, 1, time.time() + 3, lease_hosts])
+                else:
+                    fc.send("NoWork", [100, state["done"]])
+            elif name == "GroupDone":
+                state["done"] = True
+            elif name == "Bye":
+                state["bye"] = True
+            return state["bye"]
+
+        c.check("worker said Bye after scan_done", serve_until(fc, time.time() + 40, on), w.stderr())
+        rc = w.wait(10)
+        c.eq("exit status", rc, 0)
+        names = [n for _, n, _ in fc.log]
+        hrs = fc.received("HostResult")
+        c.eq("two HostResults for group 7", sorted((b[0], b[1][0]) for b in hrs), [(7, 0), (7, 1)])
+        gd = fc.received("GroupDone")
+        c.check("one GroupDone{7, hosts=2}", len(gd) == 1 and gd[0][0] == 7 and gd[0][1] == 2, gd)
+        if gd:
+            c.check("GroupDone elapsed covers the scripts", gd[0][2] >= 1.0, gd[0][2])
+        if hrs and gd:
+            c.check("HostResults before GroupDone",
+                    max(i for i, n in enumerate(names) if n == "HostResult") < names.index("GroupDone"))
+        for b in hrs:
+            h = host_dict(b[1])
+            port = [p for p in h["ports"] if p["number"] == lis.port]
+            c.check("host %s: port open with the script's output" % h["address"],
+                    port and port[0]["state"] == "open" and
+                    port[0]["scripts"].get("fleet_mutex_port") == "locked-and-unlocked " + h["address"],
+                    port)
+            if h["index"] == 1:
+                c.eq("targetname carried through", h["targetname"], "two")
+        # Heartbeats listed the group while it ran, about every 200 ms.
+        hb = [(t, b) for t, n, b in fc.log if n == "Heartbeat"]
+        with7 = [t for t, b in hb if 7 in b[1]]
+        c.check("heartbeats renewed group 7 while it ran (>= 4)", len(with7) >= 4, len(with7))
+        gaps = [b - a for a, b in zip([t for t, _ in hb], [t for t, _ in hb][1:])]
+        c.check("heartbeat gaps under 600 ms", gaps and max(gaps) < 0.6, gaps and max(gaps))
+        c.check("heartbeats after GroupDone no longer list 7",
+                all(7 not in b[1] for t, b in hb if t > fc.log[names.index("GroupDone")][0] + 0.01)
+                if gd else False)
+        ops = [(o, k) for o, k, _ in fc.shared_log]
+        key = "s:fleet-worker-test"
+        c.check("trylock round trip", ("MutexTrylock", key) in ops, ops)
+        c.check("contended lock queued and granted", ("MutexLock", key) in ops, ops)
+        c.eq("two unlocks", ops.count(("MutexUnlock", key)), 2)
+        c.check("unlocks were by the owners", fc.mutex.get(key, [None])[0] is None, fc.mutex.get(key))
+        c.check("registry snapshot pulled before scripts", ("RegistrySnapshot", "") in ops, ops)
+        c.eq("registry merged back", (value_to_py(fc.registry) or {}).get("fleet_hits"), 2)
+        owners = {who for o, k, who in fc.shared_log if o == "MutexTrylock"}
+        c.check("owner engine ids derive from worker_id 5", owners and all(e >> 12 == 5 for e, _ in owners), owners)
+        c.check("malformed frames logged, not fatal", "dropped a malformed frame" in w.stderr(), w.stderr())
+        c.check("requests ask for one slot each", all(b == [1] for b in fc.received("RequestWork")))
+    finally:
+        w.kill()
+        fc.close()
+        lis.close()
+
+
+MUTEX_EXPECT = {
+    "contention_finished": "true", "contention_counter": "50",
+    "contention_max_inside": "1", "contention_free_after": "true",
+    "same_function": "true", "table_keys_distinct": "true", "table_key_same": "true",
+    "number_key_error": "true",
+    "trylock_free": "true", "running_is_me": "true",
+    "running_after_done": "nil", "running_after_done_nvals": "1",
+    "done_unlocked": "do not have a lock on this mutex",
+    "trylock_held": "false", "running_is_worker": "true",
+    "done_by_non_owner": "do not have a lock on this mutex",
+    "trylock_after_release": "true",
+    "fifo_order": "1,2,3,4,5",
+    "waiter_got_lock_after_error": "true", "dead_holder_status": "dead",
+    "dead_holder_error": "true", "lock_free_after_return": "true",
+}
+CONDVAR_EXPECT = {
+    "same_function": "true",
+    "after_first_signal": "3", "after_second_signal": "3,2", "after_broadcast": "3,2,1",
+    "bad_op": "true", "boolean_key_error": "true", "broadcast_woken": "8",
+    "woken_by_worker_return": "true", "woken_by_worker_error": "true",
+}
+
+
+def as_text(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    return str(v)
+
+
+def case_phase(binary, scripts, c):
+    fc = FakeCoordinator(heartbeat_ms=200)
+    nse = os.path.join(ROOT, "test", "nse")
+    w = Worker(binary, fc.endpoint, "--engines", "1")
+    try:
+        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+            return
+        fc.welcome(ping_only=True, scripts=[os.path.join(nse, "runtime_mutex.nse"),
+                                            os.path.join(nse, "runtime_condvar.nse"),
+                                            scripts["fleet_phase"]])
+        fc.send("RunPhase", [3, 1, py_to_value({"seed": "x"})])
+        got = {}
+
+        def on(name, body):
+            if name == "RequestWork":
+                fc.send("NoWork", [200, False])
+            elif name == "PhaseResult":
+                got["r"] = body
+            return "r" in got
+
+        t0 = time.time()
+        c.check("PhaseResult received", serve_until(fc, time.time() + 60, on), w.stderr())
+        if "r" not in got:
+            return
+        print("       phase took %.1f s with %d shared ops" % (time.time() - t0, len(fc.shared_log)))
+        phase_id, phase, res, registry, error = got["r"]
+        c.eq("phase id and kind echoed", (phase_id, phase, error), (3, 1, ""))
+        by_id = {s[0]: s for s in res}
+        for sid, want in (("runtime_mutex", MUTEX_EXPECT), ("runtime_condvar", CONDVAR_EXPECT)):
+            s = by_id.get(sid)
+            if not c.check("%s produced a result" % sid, s is not None and s[2], res):
+                continue
+            v = value_to_py(s[2][0])
+            for k, x in want.items():
+                c.eq("%s %s" % (sid, k), as_text(v.get(k, "nil")), x)
+        c.eq("prerule read the registry it was given", by_id.get("fleet_phase", [0, ""])[1], "seed=x")
+        reg = value_to_py(registry) or {}
+        c.eq("PhaseResult registry", (reg.get("seed"), reg.get("from_prerule")), ("x", "yes"))
+        c.check("phase registry did not go through SharedOp",
+                not any(o.startswith("Registry") for o, _, _ in fc.shared_log), fc.shared_log[:5])
+        ops = {o for o, _, _ in fc.shared_log}
+        c.check("mutex and condvar ops went to the coordinator",
+                {"MutexLock", "MutexTrylock", "MutexUnlock", "MutexOwner", "MutexAbandon",
+                 "CondWait", "CondSignal", "CondBroadcast"} <= ops, ops)
+        fc.send("Bye", ["test over"])
+        c.eq("exit status after coordinator Bye", w.wait(10), 0)
+    finally:
+        w.kill()
+        fc.close()
+
+
+def case_leaselost(binary, scripts, c):
+    lis = Listeners()
+    fc = FakeCoordinator(heartbeat_ms=200)
+    w = Worker(binary, fc.endpoint, "--engines", "1")
+    try:
+        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+            return
+        fc.welcome(ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_sleep_port"]])
+        st = dict(leased=False, lost_at=None, again_at=None, done=False)
+
+        def on(name, body):
+            now = time.time()
+            if name == "RequestWork":
+                if not st["leased"]:
+                    st["leased"] = True
+                    fc.send("Lease", [9, 1, now + 3, [[0, "127.0.0.1", False, ""]]])
+                else:
+                    if st["lost_at"] and not st["again_at"]:
+                        st["again_at"] = now
+                    fc.send("NoWork", [100, st["again_at"] is not None and now - st["again_at"] > 1])
+            elif name == "Heartbeat" and 9 in body[1] and st["lost_at"] is None and st["leased"]:
+                # Give the script time to start sleeping.
+                if now - fc.log[0][0] > 1.5:
+                    st["lost_at"] = now
+                    fc.send("LeaseLost", [9, "test"])
+            return name == "Bye"
+
+        c.check("worker finished", serve_until(fc, time.time() + 30, on), w.stderr())
+        c.eq("exit status", w.wait(10), 0)
+        c.check("lease was lost mid-script", st["lost_at"] is not None)
+        if st["lost_at"] and st["again_at"]:
+            took = st["again_at"] - st["lost_at"]
+            print("       engine free again %.2f s after LeaseLost" % took)
+            c.check("engine asked for work again within 3 s", took < 3, took)
+        else:
+            c.check("engine asked for work again", False)
+        c.eq("no HostResult for the lost group", fc.received("HostResult"), [])
+        c.eq("no GroupDone for the lost group", fc.received("GroupDone"), [])
+        late = [b for t, n, b in fc.log
+                if n == "Heartbeat" and st["lost_at"] and t > st["lost_at"] + 0.5 and 9 in b[1]]
+        c.eq("heartbeats stop listing the lost group", late, [])
+    finally:
+        w.kill()
+        fc.close()
+        lis.close()
+
+
+def case_silent(binary, scripts, c):
+    fc = FakeCoordinator(heartbeat_ms=200)
+    w = Worker(binary, fc.endpoint, "--engines", "1", "--coordinator-timeout", "2")
+    try:
+        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+            return
+        fc.welcome(ping_only=True)
+        t0 = time.time()
+        # Receive (so heartbeats are consumed) but never answer.
+        while w.p.poll() is None and time.time() - t0 < 15:
+            fc.poll(0.1)
+        rc = w.wait(1)
+        took = time.time() - t0
+        c.eq("exit status when the coordinator falls silent", rc, 3)
+        c.check("gave up after about 2 s", 1.8 < took < 6, took)
+        c.check("message says so", "no message from the coordinator" in w.stderr(), w.stderr())
+        c.check("kept heartbeating while waiting", len(fc.received("Heartbeat")) >= 5,
+                len(fc.received("Heartbeat")))
+    finally:
+        w.kill()
+        fc.close()
+
+
+def case_refused(binary, scripts, c):
+    fc = FakeCoordinator()
+    w = Worker(binary, fc.endpoint, "--coordinator-timeout", "1.5")
+    try:
+        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+            return
+        fc.send("Error", [3, "protocol 1 not spoken here", 1])
+        c.eq("exit status on BadVersion", w.wait(10), 3)
+        c.check("message names the refusal", "refused this worker" in w.stderr(), w.stderr())
+    finally:
+        w.kill()
+        fc.close()
+    fc = FakeCoordinator()
+    w = Worker(binary, fc.endpoint, "--coordinator-timeout", "1.5")
+    try:
+        t0 = time.time()
+        c.eq("exit status with no Welcome", w.wait(10), 3)
+        c.check("gave up after about 1.5 s", 1.3 < time.time() - t0 < 5)
+        c.check("message names the endpoint", "no Welcome from the coordinator at " + fc.endpoint in w.stderr(),
+                w.stderr())
+    finally:
+        w.kill()
+        fc.close()
+    # Usage errors never reach the network.
+    r = subprocess.run([binary, "worker", "--insecure"], capture_output=True, text=True, timeout=10)
+    c.check("missing --connect is a usage error", r.returncode == 2 and "--connect" in r.stderr, r.stderr)
+    r = subprocess.run([binary, "worker", "--connect", "tcp://127.0.0.1:1"], capture_output=True,
+                       text=True, timeout=10)
+    c.check("plain tcp:// without --insecure refused", r.returncode == 2 and "insecure" in r.stderr, r.stderr)
+
+
+CASES = [("lease", case_lease), ("phase", case_phase), ("leaselost", case_leaselost),
+         ("silent", case_silent), ("refused", case_refused)]
+
+
+def main():
+    args = sys.argv[1:]
+    binary = os.path.join(ROOT, "build", "nsefleet")
+    if args and os.path.sep in args[0]:
+        binary = os.path.abspath(args.pop(0))
+    wanted = set(args)
+    c = Checks()
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = {}
+        for name, text in SCRIPTS.items():
+            scripts[name] = os.path.join(tmp, name + ".nse")
+            with open(scripts[name], "w") as f:
+                f.write(text)
+        for name, fn in CASES:
+            if wanted and name not in wanted:
+                continue
+            print("case %s" % name)
+            try:
+                fn(binary, scripts, c)
+            except Exception as e:  # a broken worker must fail the case, not the runner
+                c.check("case %s raised" % name, False, repr(e))
+    print("%d passed, %d failed" % (c.passed, c.failed))
+    sys.exit(1 if c.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

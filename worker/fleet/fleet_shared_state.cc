@@ -1,0 +1,192 @@
+#include "worker/fleet/fleet_shared_state.h"
+
+#include <utility>
+#include <vector>
+
+namespace worker::fleet {
+
+namespace wire = common::wire;
+using Kind = wire::SharedOpKind;
+
+namespace {
+
+wire::Owner to_wire(nse::Owner o) { return {o.engine, o.id}; }
+bool same(const wire::Owner& a, nse::Owner b) { return a.engine == b.engine && a.id == b.id; }
+
+}  // namespace
+
+FleetSharedState::FleetSharedState(Send send, Log log, std::chrono::milliseconds reply_timeout)
+    : send_(std::move(send)), log_(std::move(log)), timeout_(reply_timeout) {}
+
+wire::SharedOp FleetSharedState::make(Kind op, const std::string& key, nse::Owner who) {
+    wire::SharedOp m;
+    m.op = op;
+    m.key = key;
+    m.who = to_wire(who);
+    return m;
+}
+
+void FleetSharedState::post(wire::SharedOp op) {
+    {
+        std::lock_guard lk(mu_);
+        if (down_) return;
+        op.request_id = ++next_id_;
+    }
+    send_(std::move(op));
+}
+
+std::optional<wire::SharedReply> FleetSharedState::call(wire::SharedOp op) {
+    Call c;
+    std::unique_lock lk(mu_);
+    if (down_) return std::nullopt;
+    op.request_id = ++next_id_;
+    const std::uint64_t id = op.request_id;
+    const Kind kind = op.op;
+    calls_[id] = &c;
+    lk.unlock();
+    bool queued = send_(std::move(op));
+    lk.lock();
+    if (queued) cv_.wait_for(lk, timeout_, [&] { return c.done || down_; });
+    calls_.erase(id);
+    if (c.done) return std::move(c.reply);
+    if (queued && !down_) {
+        ++timeouts_;
+        lk.unlock();
+        log_("shared-state request " + std::to_string(id) + " (op " +
+             std::to_string(static_cast<int>(kind)) + ") got no reply within " +
+             std::to_string(timeout_.count()) + " ms");
+    }
+    return std::nullopt;
+}
+
+void FleetSharedState::queue_wake(wire::SharedOp op, Wake wake) {
+    {
+        std::lock_guard lk(mu_);
+        if (down_) return;
+        op.request_id = ++next_id_;
+        wakes_[op.request_id] = WakeEntry{op.op, op.key, {op.who.engine, op.who.id}, std::move(wake)};
+    }
+    // Stored before sending: the notify may come back before send_ returns.
+    send_(std::move(op));
+}
+
+void FleetSharedState::forget(Kind op, const std::string& key, nse::Owner who) {
+    std::vector<Wake> dropped;  // destroyed outside the lock
+    std::lock_guard lk(mu_);
+    for (auto it = wakes_.begin(); it != wakes_.end();) {
+        if (it->second.op == op && it->second.key == key && it->second.who == who) {
+            dropped.push_back(std::move(it->second.wake));
+            it = wakes_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void FleetSharedState::mutex_lock(const std::string& key, nse::Owner who, Wake granted) {
+    queue_wake(make(Kind::MutexLock, key, who), std::move(granted));
+}
+
+bool FleetSharedState::mutex_trylock(const std::string& key, nse::Owner who) {
+    auto r = call(make(Kind::MutexTrylock, key, who));
+    if (r) return r->ok;
+    post(make(Kind::MutexAbandon, key, who));
+    return false;
+}
+
+bool FleetSharedState::mutex_unlock(const std::string& key, nse::Owner who) {
+    auto r = call(make(Kind::MutexUnlock, key, who));
+    if (r) return r->ok;
+    post(make(Kind::MutexAbandon, key, who));
+    return true;
+}
+
+std::optional<nse::Owner> FleetSharedState::mutex_owner(const std::string& key) {
+    auto r = call(make(Kind::MutexOwner, key, {}));
+    if (!r || !r->owner) return std::nullopt;
+    return nse::Owner{r->owner->engine, r->owner->id};
+}
+
+void FleetSharedState::mutex_abandon(const std::string& key, nse::Owner who) {
+    forget(Kind::MutexLock, key, who);
+    post(make(Kind::MutexAbandon, key, who));
+}
+
+void FleetSharedState::condvar_wait(const std::string& key, nse::Owner who, Wake woken) {
+    queue_wake(make(Kind::CondWait, key, who), std::move(woken));
+}
+
+void FleetSharedState::condvar_signal(const std::string& key) { post(make(Kind::CondSignal, key, {})); }
+
+void FleetSharedState::condvar_broadcast(const std::string& key) {
+    post(make(Kind::CondBroadcast, key, {}));
+}
+
+void FleetSharedState::condvar_cancel(const std::string& key, nse::Owner who) {
+    forget(Kind::CondWait, key, who);
+    post(make(Kind::CondCancel, key, who));
+}
+
+void FleetSharedState::registry_merge(const common::Value& snapshot) {
+    auto op = make(Kind::RegistryMerge, "", {});
+    op.value = snapshot;
+    post(std::move(op));
+}
+
+common::Value FleetSharedState::registry_snapshot() {
+    auto r = call(make(Kind::RegistrySnapshot, "", {}));
+    if (!r) {
+        log_("registry snapshot unavailable; scripts start from this engine's own registry");
+        return {};
+    }
+    return std::move(r->value);
+}
+
+bool FleetSharedState::on_reply(const wire::SharedReply& r) {
+    std::lock_guard lk(mu_);
+    auto it = calls_.find(r.request_id);
+    if (it == calls_.end()) return false;
+    it->second->done = true;
+    it->second->reply = r;
+    calls_.erase(it);
+    cv_.notify_all();
+    return true;
+}
+
+bool FleetSharedState::on_notify(const wire::SharedNotify& n) {
+    Wake wake;
+    {
+        std::lock_guard lk(mu_);
+        auto it = wakes_.find(n.request_id);
+        if (it == wakes_.end()) return false;
+        Kind want = n.event == wire::SharedEvent::Granted ? Kind::MutexLock : Kind::CondWait;
+        if (it->second.op != want || it->second.key != n.key || !same(n.who, it->second.who))
+            return false;
+        wake = std::move(it->second.wake);
+        wakes_.erase(it);
+    }
+    if (wake) wake();
+    return true;
+}
+
+void FleetSharedState::shut_down() {
+    std::map<std::uint64_t, WakeEntry> dropped;
+    {
+        std::lock_guard lk(mu_);
+        down_ = true;
+        dropped.swap(wakes_);
+        cv_.notify_all();
+    }
+}
+
+std::size_t FleetSharedState::pending_wakes() const {
+    std::lock_guard lk(mu_);
+    return wakes_.size();
+}
+
+std::uint64_t FleetSharedState::timeouts() const {
+    std::lock_guard lk(mu_);
+    return timeouts_;
+}
+
+}  // namespace worker::fleet

@@ -1,0 +1,107 @@
+#pragma once
+// nse::SharedState for a fleet worker: the registry, mutexes and condvars live in the
+// coordinator. Each operation becomes a wire::SharedOp handed to `send` (the worker's I/O
+// thread puts it on the socket); the coordinator's SharedReply / SharedNotify come back
+// through on_reply / on_notify, called by that I/O thread.
+//
+// Threads: every nse::SharedState method may be called from any engine thread; on_reply,
+// on_notify and shut_down from the I/O thread. Stored Wake callbacks run on the I/O thread
+// (the engine only posts from them onto its own loop).
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "common/wire/messages.h"
+#include "nse/embedder.h"
+
+namespace worker::fleet {
+
+class FleetSharedState : public nse::SharedState {
+public:
+    // Queues one message for the coordinator without blocking. false when it cannot be
+    // queued (link closed): the operation then fails like a timeout, at once.
+    using Send = std::function<bool(common::wire::Message)>;
+    // One line for the worker's log (no trailing newline).
+    using Log = std::function<void(const std::string&)>;
+
+    // `reply_timeout` bounds every synchronous operation (trylock, unlock, owner, registry
+    // snapshot): an engine thread never waits longer for the coordinator.
+    FleetSharedState(Send send, Log log, std::chrono::milliseconds reply_timeout);
+
+    // Queues a MutexLock; `granted` runs when SharedNotify{Granted} for it arrives. Dropped
+    // (never run) when the thread abandons the lock first or the link shuts down.
+    void mutex_lock(const std::string& key, nse::Owner who, Wake granted) override;
+    // Round trip. false on "not acquired", timeout or closed link. After a timeout a
+    // MutexAbandon is sent, so a late grant cannot leave the lock held by nobody.
+    bool mutex_trylock(const std::string& key, nse::Owner who) override;
+    // Round trip. false when `who` was not the owner. On timeout the lock is given up with
+    // MutexAbandon and true is returned (the caller's thread no longer holds it either way).
+    bool mutex_unlock(const std::string& key, nse::Owner who) override;
+    // Round trip. nullopt when free, on timeout or closed link.
+    std::optional<nse::Owner> mutex_owner(const std::string& key) override;
+    // Fire and forget; also forgets a pending lock request of `who` on `key`.
+    void mutex_abandon(const std::string& key, nse::Owner who) override;
+
+    // Queues a CondWait; `woken` runs on SharedNotify{Woken}. Same drop rules as mutex_lock.
+    void condvar_wait(const std::string& key, nse::Owner who, Wake woken) override;
+    void condvar_signal(const std::string& key) override;
+    void condvar_broadcast(const std::string& key) override;
+    // Fire and forget; also forgets the pending wait of `who` on `key`.
+    void condvar_cancel(const std::string& key, nse::Owner who) override;
+
+    // Fire and forget (the coordinator's SharedReply is not waited for: messages on one
+    // connection stay in order, so a later GroupDone cannot overtake it).
+    void registry_merge(const common::Value& snapshot) override;
+    // Round trip. nil (logged) on timeout or closed link.
+    common::Value registry_snapshot() override;
+
+    // A SharedReply from the coordinator. false when no call waits for it (late after a
+    // timeout, a fire-and-forget ack, or bogus): the caller may log it.
+    bool on_reply(const common::wire::SharedReply& r);
+    // A SharedNotify. Runs the stored Wake. false (nothing run) when the request id is not
+    // pending or the event/key does not match the request.
+    bool on_notify(const common::wire::SharedNotify& n);
+    // The coordinator is gone: waiting calls return their failure value now, later calls at
+    // once; stored Wakes are dropped unrun.
+    void shut_down();
+
+    std::size_t pending_wakes() const;  // lock/wait requests not yet granted/woken
+    std::uint64_t timeouts() const;     // synchronous calls that timed out
+
+private:
+    struct WakeEntry {
+        common::wire::SharedOpKind op;
+        std::string key;
+        nse::Owner who;
+        Wake wake;
+    };
+    struct Call {
+        bool done = false;
+        common::wire::SharedReply reply;
+    };
+
+    common::wire::SharedOp make(common::wire::SharedOpKind op, const std::string& key, nse::Owner who);
+    // Queues `op` with a fresh request id and waits for its reply (nullopt: timeout/closed).
+    std::optional<common::wire::SharedReply> call(common::wire::SharedOp op);
+    // Queues `op` with `wake` stored under a fresh request id.
+    void queue_wake(common::wire::SharedOp op, Wake wake);
+    void forget(common::wire::SharedOpKind op, const std::string& key, nse::Owner who);
+    void post(common::wire::SharedOp op);
+
+    Send send_;
+    Log log_;
+    std::chrono::milliseconds timeout_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::uint64_t next_id_ = 0;
+    bool down_ = false;
+    std::uint64_t timeouts_ = 0;
+    std::map<std::uint64_t, Call*> calls_;
+    std::map<std::uint64_t, WakeEntry> wakes_;
+};
+
+}  // namespace worker::fleet

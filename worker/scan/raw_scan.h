@@ -1,0 +1,67 @@
+#pragma once
+// Privileged scans on raw packets: host discovery (ARP on directly connected networks, ICMP
+// echo/timestamp + TCP SYN 443 + ACK 80 otherwise), -sS SYN scan and -sU UDP scan. Probes go
+// out on a raw IPv4 socket (ARP through pcap_inject); replies come in through libpcap, whose
+// descriptor the Asio io_context watches: no thread ever blocks.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/options.h"
+#include "common/result.h"
+#include "common/services.h"
+#include "common/status.h"
+
+namespace asio {
+class io_context;
+}
+
+namespace worker {
+
+// True when this process may open raw sockets and capture packets (root or CAP_NET_RAW):
+// probed by actually opening a raw socket, as nmap's own check amounts to.
+bool is_privileged();
+
+// Which ports the raw scanner probes, per protocol, ascending.
+struct RawPlan {
+    std::vector<std::uint16_t> tcp;  // SYN scan (empty: no -sS)
+    std::vector<std::uint16_t> udp;  // UDP scan (empty: no -sU)
+};
+
+// Derives the plan from the options: -sS takes opts.ports' TCP entries; -sU takes UDP
+// entries, or plain items of -p when the spec has no T:/U: prefix, or the top 1000 (-F: 100,
+// --top-ports N) UDP ports of nmap-services when -p is absent.
+RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& services);
+
+// UDP payloads of nmap-payloads: port → first payload for it. Empty map when the file is
+// missing or unreadable (ports then get an empty datagram, as nmap does).
+std::map<std::uint16_t, std::string> load_udp_payloads(const std::string& path);
+
+class RawScanner {
+public:
+    // `opts` supplies timing, -Pn/-sn, -e/-S, --host-timeout and the data directory.
+    RawScanner(asio::io_context& io, const common::ScanOptions& opts,
+               const common::Services& services, RawPlan plan);
+    ~RawScanner();
+
+    // Discovers (unless -Pn) and scans (unless -sn) `hosts`, IPv4 only. Fills status, reason,
+    // reason_ttl, srtt, ports, start/end times and the route facts (interface, mtu,
+    // directly_connected, source_address). `done` runs on the io_context when all hosts are
+    // finished; `hosts` must outlive that. Errors (no raw socket, pcap cannot open an
+    // interface) come back at once and `done` is then never called. Call from the thread
+    // running `io`.
+    [[nodiscard]] common::Status start(std::vector<common::HostResult>& hosts,
+                                       std::function<void()> done);
+
+    // MAC address ("AA:BB:CC:DD:EE:FF") learnt by ARP for host `index`, "" when none.
+    std::string mac_of(std::size_t index) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace worker
