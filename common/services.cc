@@ -168,7 +168,7 @@ Status resolve_ports(ScanOptions& opts, const Services& services) {
         auto r = parse_port_list(opts.port_spec, &services);
         if (!r) return r.status();
         for (const auto& p : *r)
-            if (p.proto == 'u')
+            if (p.proto == 'u' && !opts.udp_scan)
                 return Status::error("UDP ports given in '" + opts.port_spec +
                                      "' but no UDP scan type (-sU) selected");
         opts.ports = std::move(*r);

@@ -210,6 +210,7 @@ int run_embedded(common::ScanOptions opts) {
     run.verbose = opts.verbosity;
     run.debugging = opts.debugging;
     run.services = services_text(opts.ports);
+    if (opts.syn_scan) run.scan_type = "syn";
     run.open_only = opts.open_only;
     (*sink)->begin(run);
 

@@ -161,12 +161,10 @@ struct Board {
     bool stop = false;
     bool paused = false;    // coordinator forgot us: no RequestWork until the next Welcome
     unsigned in_phase = 0;  // engines running a RunPhase (the coordinator is quiet meanwhile)
-    std::string fatal;                              // engine creation failed
+    std::string fatal;                              // set-up failed or coordinator refused us
     std::map<std::uint64_t, std::string> lost;      // running groups whose lease is gone
     std::set<std::uint64_t> running;                // groups being worked on (heartbeats)
 };
-
-class FleetWorker;
 
 // One engine's embedder: output to the console, cancellation when the worker stops or the
 // running group's lease is lost.
@@ -434,8 +432,9 @@ void FleetWorker::handle(const std::string& frame) {
                 std::lock_guard lk(board_.mu);
                 board_.stop = true;
                 board_.cv.notify_all();
-            } else if constexpr (std::is_same_v<T, wire::Welcome> || std::is_same_v<T, wire::Heartbeat> ||
-                                 std::is_same_v<T, wire::LeaseRenewed>) {
+            } else if constexpr (std::is_same_v<T, wire::Welcome>) {
+                if (rejoining_) on_welcome(std::move(msg));
+            } else if constexpr (std::is_same_v<T, wire::Heartbeat> || std::is_same_v<T, wire::LeaseRenewed>) {
                 // Traffic (last_rx_ is updated); renewals need no action.
             } else {
                 console_.log(std::string("dropped unexpected ") + wire::type_name(wire::type_of(m)) +

@@ -184,7 +184,7 @@ def inner(binary):
     def mask(xml):
         xml = re.sub(r'(start|startstr|end|endstr|time|timestr|elapsed|starttime|endtime|srtt|rttvar|to|summary)="[^"]*"',
                      r'\1="X"', xml)
-        return xml
+        return re.sub(r'<!-- nsefleet .* -->', '<!-- header -->', xml)
 
     targets_40 = ["127.0.1.1-40"]
     expect_40 = ["127.0.1.%d" % i for i in range(1, 41)]
@@ -222,9 +222,7 @@ def inner(binary):
     rc = c.wait(60)
     check(rc == 0, "dead worker: scan completes (rc=%s)" % rc)
     check(hosts_of_xml(xml2) == expect_40, "dead worker: every host exactly once, in order")
-    check("lost" in c.stderr(), "dead worker: coordinator logged the loss")
-    if "lost" not in c.stderr():
-        print(c.stderr()[-3000:])
+    check("requeued" in c.stderr(), "dead worker: coordinator logged the requeue")
 
     # 3. kill -9 the coordinator mid-scan, --resume finishes; result equals run 1's.
     st = os.path.join(work, "s3")
@@ -256,9 +254,10 @@ def inner(binary):
     if os.path.exists(xml1) and os.path.exists(xml3):
         a = mask(open(xml1).read()).replace(xml1, "OUT")
         b = mask(open(xml3).read()).replace(xml3, "OUT")
-            a = re.sub(r'args="[^"]*"', "", a)
+        # The two runs differ only in their command line (run 1 also wrote -oJ).
+        a = re.sub(r'args="[^"]*"', "", a)
         b = re.sub(r'args="[^"]*"', "", b)
-    check(a == b, "resume: XML equals the uninterrupted run's (times masked)")
+        check(a == b, "resume: XML equals the uninterrupted run's (times masked)")
     else:
         check(False, "resume: XML equals the uninterrupted run's")
     # A second --resume on a finished scan: nothing to do, same output again.
@@ -439,7 +438,7 @@ def real_workers(binary, work, Coord, hosts_of_xml, mask):
     out = os.path.join(work, "real.xml")
     c = Coord(os.path.join(work, "r1"), args + ["-oX", out] + targets, lease="3s")
     ps = workers(c.endpoint, 3)
-    rc = c.wait(300)
+    rc = c.wait(120)
     stop(ps)
     check(rc == 0, "real workers: scan completes (rc=%s)" % rc)
     same = os.path.exists(out) and mask(open(out).read()).replace(out, "O") == \
@@ -452,7 +451,7 @@ def real_workers(binary, work, Coord, hosts_of_xml, mask):
     ps = workers(c.endpoint, 3)
     time.sleep(3)
     ps[0].send_signal(signal.SIGKILL)
-    rc = c.wait(300)
+    rc = c.wait(120)
     stop(ps)
     check(rc == 0 and hosts_of_xml(out) == hosts_of_xml(ref),
           "real workers: kill -9 of a worker mid-scan, every host exactly once")

@@ -13,12 +13,20 @@ Cases:
              the same results the embedded mode gives and the registry; coordinator Bye -> 0.
   leaselost  LeaseLost while a script sleeps: the group is abandoned at once (no GroupDone,
              no HostResult, no longer in heartbeats) and the engine asks for work again.
+  rejoin     Error{NotAuthorized} after Welcome (coordinator restarted): running group
+             abandoned, Hello again, work resumes after the new Welcome.
   silent     A coordinator that stops talking: the worker exits 3 with a clear message.
   refused    Error{BadVersion} instead of Welcome: exit 3; no Welcome at all: exit 3.
+  coordinator  the real `nsefleet coordinator` with two real workers: both exit 0 and the
+             report equals the embedded `nsefleet scan` one (skipped if the build has no
+             coordinator yet).
+  curve      the real coordinator with CURVE keys: unadmitted worker key -> exit 3, admitted
+             -> exit 0, --key with --insecure -> usage error.
 
 Only 127.0.0.1/127.0.0.2 listeners this test starts are scanned. Prints "N passed, M failed".
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -351,6 +359,62 @@ def case_leaselost(binary, scripts, c):
         lis.close()
 
 
+def case_rejoin(binary, scripts, c):
+    lis = Listeners()
+    fc = FakeCoordinator(heartbeat_ms=200)
+    w = Worker(binary, fc.endpoint, "--engines", "1")
+    try:
+        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+            return
+        fc.welcome(worker_id=5, ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_sleep_port"]])
+        st = dict(leases=0, forgot_at=None, hello2=None, welcomed=False, done=False)
+
+        def on(name, body):
+            now = time.time()
+            if name == "RequestWork":
+                if st["leases"] == 0:
+                    st["leases"] = 1
+                    fc.send("Lease", [9, 1, now + 3, [[0, "127.0.0.1", False, ""]]])
+                elif st["welcomed"] and st["leases"] == 1:
+                    st["leases"] = 2
+                    fc.send("Lease", [10, 1, now + 3, [[1, "127.0.0.2", False, ""]]])
+                else:
+                    fc.send("NoWork", [100, st["done"]])
+            elif name == "Heartbeat" and st["forgot_at"] is None and 9 in body[1] and now - fc.log[0][0] > 1.5:
+                # The "restarted" coordinator does not know this worker.
+                st["forgot_at"] = now
+                fc.send("Error", [5, "say Hello first", 0])
+            elif name == "Hello" and st["forgot_at"] and not st["welcomed"]:
+                st["hello2"] = now
+                st["welcomed"] = True
+                fc.welcome(worker_id=6, ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_sleep_port"]])
+            return name == "Bye"
+
+        # The second lease's script sleeps 20 s too: once it is running (heartbeats list it),
+        # end the test with LeaseLost and scan_done.
+        def on2(name, body):
+            if name == "Heartbeat" and 10 in body[1] and not st.get("lost10"):
+                st["lost10"] = True
+                st["done"] = True
+                fc.send("LeaseLost", [10, "test over"])
+            return on(name, body)
+
+        c.check("worker finished", serve_until(fc, time.time() + 40, on2), w.stderr())
+        c.eq("exit status", w.wait(10), 0)
+        c.check("Hello sent again after NotAuthorized", st["hello2"] is not None and
+                st["hello2"] - st["forgot_at"] < 1.0, st)
+        c.eq("no GroupDone for the voided lease", [b for b in fc.received("GroupDone") if b[0] == 9], [])
+        c.check("work resumed after the new Welcome", st["leases"] == 2, st)
+        hb_gap = [b for t, n, b in fc.log if n == "Heartbeat" and st["forgot_at"] and
+                  st["forgot_at"] + 0.05 < t < (st["hello2"] or 0)]
+        c.eq("no heartbeats between NotAuthorized and the new Welcome", hb_gap, [])
+        c.check("rejoin message logged", "saying Hello again" in w.stderr(), w.stderr())
+    finally:
+        w.kill()
+        fc.close()
+        lis.close()
+
+
 def case_silent(binary, scripts, c):
     fc = FakeCoordinator(heartbeat_ms=200)
     w = Worker(binary, fc.endpoint, "--engines", "1", "--coordinator-timeout", "2")
@@ -405,8 +469,119 @@ def case_refused(binary, scripts, c):
     c.check("plain tcp:// without --insecure refused", r.returncode == 2 and "insecure" in r.stderr, r.stderr)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def case_coordinator(binary, scripts, c):
+    """Two real workers (one engine each) under the real coordinator: same report as the
+    embedded mode."""
+    r = subprocess.run([binary, "coordinator"], capture_output=True, text=True, timeout=10)
+    if "not available in this build" in r.stderr:
+        print("       (skipped: no coordinator in this build)")
+        return
+    lis = Listeners()
+    tmp = tempfile.mkdtemp(prefix="fworker-e2e-")
+    procs = []
+    try:
+        scan = ["-sT", "-Pn", "-n", "-p", str(lis.port), "--script", scripts["fleet_mutex_port"],
+                "--max-hostgroup", "1"]
+        targets = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        ref = subprocess.run([binary, "scan", *scan, "-oN", os.path.join(tmp, "emb.txt"), *targets],
+                             capture_output=True, text=True, timeout=60)
+        c.eq("embedded reference scan", ref.returncode, 0)
+        ep = "tcp://127.0.0.1:%d" % free_port()
+        co = subprocess.Popen([binary, "coordinator", "--listen", ep, "--state", os.path.join(tmp, "st"),
+                               "--insecure", *scan, "-oN", os.path.join(tmp, "fleet.txt"), *targets],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(co)
+        time.sleep(0.3)
+        ws = [Worker(binary, ep, "--engines", "1", "--name", "w%d" % i) for i in (1, 2)]
+        t0 = time.time()
+        rcs = [w.wait(60) for w in ws]
+        took = time.time() - t0
+        try:
+            crc = co.wait(20)
+        except subprocess.TimeoutExpired:
+            crc = None
+        print("       fleet scan of 4 hosts with 2 workers took %.1f s" % took)
+        c.eq("both workers exit 0", rcs, [0, 0])
+        c.eq("coordinator exits 0", crc, 0)
+
+        def body(path):
+            try:
+                return [l for l in open(path).read().splitlines()
+                        if "latency" not in l and not l.startswith("#")]
+            except OSError:
+                return None
+        emb, fleet = body(os.path.join(tmp, "emb.txt")), body(os.path.join(tmp, "fleet.txt"))
+        c.check("report has the script result of both listening hosts",
+                fleet is not None and all(any(("locked-and-unlocked " + t) in l for l in fleet) for t in targets[:2]),
+                fleet)
+        c.eq("fleet report equals the embedded one", fleet, emb)
+        for w in ws:
+            w.kill()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        lis.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_curve(binary, scripts, c):
+    """CURVE: a worker whose key the coordinator does not admit never gets a Welcome (exit 3);
+    the admitted one scans; a key with --insecure is a usage error."""
+    r = subprocess.run([binary, "coordinator"], capture_output=True, text=True, timeout=10)
+    if "not available in this build" in r.stderr:
+        print("       (skipped: no coordinator in this build)")
+        return
+    lis = Listeners()
+    tmp = tempfile.mkdtemp(prefix="fworker-curve-")
+    co = None
+    try:
+        k = lambda n: os.path.join(tmp, n)  # noqa: E731
+        os.mkdir(k("allow"))
+        for name in ("coord", "good", "bad"):
+            subprocess.run([binary, "keygen", k(name)], check=True, capture_output=True, timeout=10)
+        shutil.copy(k("good.pub"), k("allow"))
+        ep = "tcp://127.0.0.1:%d" % free_port()
+        co = subprocess.Popen([binary, "coordinator", "--listen", ep, "--state", k("st"),
+                               "--key", k("coord.key"), "--allow", k("allow"),
+                               "-sT", "-Pn", "-n", "-p", str(lis.port), "-oN", k("out.txt"), "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        bad = subprocess.run([binary, "worker", "--connect", ep, "--key", k("bad.key"), "--server-key",
+                              k("coord.pub"), "--coordinator-timeout", "1.5", "--engines", "1"],
+                             capture_output=True, text=True, timeout=30)
+        c.eq("unadmitted key: exit 3", bad.returncode, 3)
+        c.check("unadmitted key: message hints at keys", "keys" in bad.stderr, bad.stderr)
+        mixed = subprocess.run([binary, "worker", "--connect", ep, "--key", k("good.key"), "--server-key",
+                                k("coord.pub"), "--insecure"], capture_output=True, text=True, timeout=30)
+        c.eq("--key with --insecure: usage error", mixed.returncode, 2)
+        good = subprocess.run([binary, "worker", "--connect", ep, "--key", k("good.key"), "--server-key",
+                               k("coord.pub"), "--engines", "1"], capture_output=True, text=True, timeout=60)
+        c.eq("admitted key: scan done, exit 0", good.returncode, 0)
+        try:
+            c.eq("coordinator exit 0", co.wait(20), 0)
+        except subprocess.TimeoutExpired:
+            c.check("coordinator finished", False)
+        out = open(k("out.txt")).read() if os.path.exists(k("out.txt")) else ""
+        c.check("report has the open port", "%d/tcp open" % lis.port in out, out)
+    finally:
+        if co and co.poll() is None:
+            co.kill()
+            co.wait()
+        lis.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 CASES = [("lease", case_lease), ("phase", case_phase), ("leaselost", case_leaselost),
-         ("silent", case_silent), ("refused", case_refused)]
+         ("rejoin", case_rejoin), ("silent", case_silent), ("coordinator", case_coordinator),
+         ("curve", case_curve), ("refused", case_refused)]
 
 
 def main():

@@ -31,6 +31,8 @@ void FleetSharedState::post(wire::SharedOp op) {
         std::lock_guard lk(mu_);
         if (down_) return;
         op.request_id = ++next_id_;
+        // Only RegistryMerge of the fire-and-forget ops is answered; its ack is expected.
+        if (op.op == Kind::RegistryMerge) acks_.insert(op.request_id);
     }
     send_(std::move(op));
 }
@@ -144,6 +146,7 @@ common::Value FleetSharedState::registry_snapshot() {
 
 bool FleetSharedState::on_reply(const wire::SharedReply& r) {
     std::lock_guard lk(mu_);
+    if (acks_.erase(r.request_id)) return true;
     auto it = calls_.find(r.request_id);
     if (it == calls_.end()) return false;
     it->second->done = true;
@@ -175,6 +178,7 @@ void FleetSharedState::shut_down() {
         std::lock_guard lk(mu_);
         down_ = true;
         dropped.swap(wakes_);
+        acks_.clear();
         cv_.notify_all();
     }
 }

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "common/wire/messages.h"
@@ -59,8 +60,9 @@ public:
     // Round trip. nil (logged) on timeout or closed link.
     common::Value registry_snapshot() override;
 
-    // A SharedReply from the coordinator. false when no call waits for it (late after a
-    // timeout, a fire-and-forget ack, or bogus): the caller may log it.
+    // A SharedReply from the coordinator. true for the answer a call waits for and for a
+    // RegistryMerge's ack; false when nothing expects it (late after a timeout, or bogus):
+    // the caller may log it.
     bool on_reply(const common::wire::SharedReply& r);
     // A SharedNotify. Runs the stored Wake. false (nothing run) when the request id is not
     // pending or the event/key does not match the request.
@@ -102,6 +104,7 @@ private:
     std::uint64_t timeouts_ = 0;
     std::map<std::uint64_t, Call*> calls_;
     std::map<std::uint64_t, WakeEntry> wakes_;
+    std::set<std::uint64_t> acks_;  // RegistryMerge ids whose SharedReply is still to come
 };
 
 }  // namespace worker::fleet

@@ -197,6 +197,9 @@ TEST_CASE("abandon and cancel forget pending requests") {
     auto merge = link.wait_op(7);
     CHECK(merge.op == Kind::RegistryMerge);
     CHECK(std::get<std::int64_t>(merge.value.v) == 42);
+    // Its ack is expected exactly once.
+    CHECK(s.on_reply({merge.request_id, true, std::nullopt, {}}));
+    CHECK_FALSE(s.on_reply({merge.request_id, true, std::nullopt, {}}));
     // Request ids are unique.
     std::lock_guard lk(link.mu);
     for (std::size_t i = 1; i < link.sent.size(); ++i) CHECK(link.sent[i].request_id > link.sent[i - 1].request_id);
