@@ -731,6 +731,3 @@ int run_worker(const std::vector<std::string>& args) {
 
 }  // namespace worker
 
-// Until meson.build lists worker/fleet/fleet_shared_state.cc in worker_src, it is compiled
-// here. Whoever registers it there deletes this line.
-#include "worker/fleet/fleet_shared_state.cc"

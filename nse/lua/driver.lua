@@ -68,6 +68,74 @@ local function patch_unpack()
   end
 end
 
+-- Lua 5.3, which the stock scripts were written for, turned numeric strings into floats for
+-- arithmetic ("10" + 1 == 11.0) and into integers for bitwise operators ("3" & 1 == 1);
+-- 5.4 keeps the numeral's type and refuses bitwise on strings. Restore 5.3's rules through
+-- the string metatable (numbers never reach these metamethods).
+local function patch_string_arith()
+  local mt = getmetatable("")
+  local tonumber, tointeger, type, error = tonumber, math.tointeger, type, error
+  local function float(v)
+    if type(v) == "string" then
+      local n = tonumber(v)
+      if n then return n + 0.0 end
+    end
+    return v
+  end
+  local function integer(v)
+    if type(v) == "string" then
+      local n = tonumber(v)
+      if n then
+        local i = tointeger(n)
+        if not i then error("number has no integer representation", 3) end
+        return i
+      end
+    end
+    return v
+  end
+  local getmt = debug.getmetatable
+  -- Like 5.4's own string metamethods: when an operand is no number, the other operand's
+  -- metamethod gets the call ("x" + lpeg.P(...) builds a pattern).
+  local function fallback(a, b, x, y, event, what)
+    local other = type(a) == "string" and b or a
+    if type(other) ~= "string" then
+      local mt2 = getmt(other)
+      local h = mt2 and rawget(mt2, event)
+      if h then return h(a, b) end
+    end
+    local bad = (type(x) == "number") and y or x
+    error(("attempt to perform %s on a %s value"):format(what, type(bad)), 3)
+  end
+  local function arith(f, event)
+    return function(a, b)
+      local x, y = float(a), float(b)
+      if type(x) == "number" and type(y) == "number" then return f(x, y) end
+      return fallback(a, b, x, y, event, "arithmetic")
+    end
+  end
+  local function bitwise(f, event)
+    return function(a, b)
+      local x, y = integer(a), integer(b)
+      if math.type(x) == "integer" and math.type(y) == "integer" then return f(x, y) end
+      return fallback(a, b, x, y, event, "bitwise operation")
+    end
+  end
+  mt.__add = arith(function(x, y) return x + y end, "__add")
+  mt.__sub = arith(function(x, y) return x - y end, "__sub")
+  mt.__mul = arith(function(x, y) return x * y end, "__mul")
+  mt.__div = arith(function(x, y) return x / y end, "__div")
+  mt.__mod = arith(function(x, y) return x % y end, "__mod")
+  mt.__pow = arith(function(x, y) return x ^ y end, "__pow")
+  mt.__idiv = arith(function(x, y) return x // y end, "__idiv")
+  mt.__unm = arith(function(x) return -x end, "__unm")
+  mt.__band = bitwise(function(x, y) return x & y end, "__band")
+  mt.__bor = bitwise(function(x, y) return x | y end, "__bor")
+  mt.__bxor = bitwise(function(x, y) return x ~ y end, "__bxor")
+  mt.__shl = bitwise(function(x, y) return x << y end, "__shl")
+  mt.__shr = bitwise(function(x, y) return x >> y end, "__shr")
+  mt.__bnot = bitwise(function(x) return ~x end, "__bnot")
+end
+
 -- require "a.b" finds nselib/a/b.lua through the data-file search, before anything else.
 local function install_searcher()
   table.insert(package.searchers, 1, function(name)
@@ -250,6 +318,7 @@ function D.init()
   local cfg = E.config
   patch_coroutines()
   patch_unpack()
+  patch_string_arith()
   install_searcher()
   package.cpath = "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;" .. package.cpath
   for _, m in ipairs({"nmap", "lfs", "lpeg", "libssh2", "openssl", "zlib"}) do

@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from worker_fakecoord import (ROOT, Checks, FakeCoordinator, host_dict,  # noqa: E402
                               py_to_value, value_to_py)

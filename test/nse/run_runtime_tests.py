@@ -705,6 +705,17 @@ def case_newtargets(binary, c):
     c.eq("hostrule add", None if el is None else struct(el).get("hostrule_added"), "1")
 
 
+def case_lua53(binary, c):
+    # Lua 5.3 arithmetic/bitwise coercions and string.unpack 'z', as nmap 7.93 (Lua 5.3) gives.
+    r = run(binary, ["-Pn", "-n", "-sn", "--script", script("runtime_lua53"), "127.0.0.1"])
+    c.ran(r)
+    el = r.prescript("runtime_lua53")
+    c.eq("5.3 semantics", None if el is None else struct(el), {
+        "add": "11.0", "mul": "12.0", "idiv": "3.0", "num": "11", "band": "1", "shl": "16",
+        "unm": "-2.0", "bad_arith": "raises", "bad_bits": "raises", "lpeg": "4",
+        "unpack": "abc/5"})
+
+
 CASES = [
     ("basics", case_basics),
     ("hostport", case_hostport),
@@ -721,6 +732,7 @@ CASES = [
     ("memory", case_memory),
     ("nselib_unittest", case_nselib_unittest),
     ("newtargets", case_newtargets),
+    ("lua53", case_lua53),
 ]
 
 
