@@ -50,6 +50,10 @@ struct HostResult {
     int interface_mtu = 0;
     bool directly_connected = false;
     std::string source_address;
+    // MAC addresses ("AA:BB:CC:DD:EE:FF") when a raw scan learnt them on a directly connected
+    // network: the target's, and our interface's.
+    std::string mac_address;
+    std::string source_mac;
     bool timed_out = false;  // --host-timeout expired
     double start_time = 0, end_time = 0;  // epoch seconds
     // Every scanned port, ascending (protocol, number). Writers collapse large same-state

@@ -123,6 +123,7 @@ common::Result<transport::ClientSecurity> client_security(const ClientArgs& a) {
 struct Config {
     std::string listen, state, key_file, allow_dir;
     bool resume = false, insecure = false;
+    bool plan_only = false;  // benchmarks: GroupDone alone completes a group (sink workers)
     double lease_timeout = 10;
     std::vector<std::string> scan_args;
 };
@@ -703,6 +704,15 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
         send(w.peer, wire::LeaseLost{m.group_id, "not your lease"});
         return;
     }
+    if (cfg_.plan_only) {
+        // Planning benchmark: the group counts as scanned; nothing is stored per host.
+        auto& g = it->second;
+        for (const auto& h : g.hosts)
+            if (g.committed.insert(h.index).second) {
+                ++hosts_done_;
+                ++w.hosts_done;
+            }
+    }
     if (it->second.committed.size() == it->second.hosts.size()) {
         maybe_complete(m.group_id);
         return;
@@ -1032,6 +1042,8 @@ int run_coordinator(const std::vector<std::string>& args) {
             cfg.resume = true;
         } else if (a == "--insecure") {
             cfg.insecure = true;
+        } else if (a == "--plan-only") {
+            cfg.plan_only = true;
         } else {
             cfg.scan_args.push_back(a);
         }

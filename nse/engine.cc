@@ -83,6 +83,7 @@ public:
     int debugging() const override { return cfg_.debugging; }
     int timing_level() const override { return cfg_.timing_level; }
     bool ipv6() const override { return cfg_.ipv6; }
+    const std::string& iface() const override { return cfg_.iface; }
     const ThreadInfo* current() const override { return current_ ? &current_->info : nullptr; }
     std::uint64_t coroutine_id(lua_State* co) override;
     Waker prepare_wait(lua_State* L) override;

@@ -28,6 +28,7 @@ struct EngineConfig {
     std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State
     std::string datadir;               // --datadir
     bool ipv6 = false;
+    std::string iface;                 // -e
 };
 
 class Engine {

@@ -66,6 +66,7 @@ public:
     virtual int debugging() const = 0;
     virtual int timing_level() const = 0;
     virtual bool ipv6() const = 0;
+    virtual const std::string& iface() const = 0;  // -e, "" when not given
 
     // The base thread being resumed now, or nullptr (module load, driver code).
     virtual const ThreadInfo* current() const = 0;

@@ -64,6 +64,7 @@ struct Args {
     unsigned engines = 0;  // 0 = one per core
     std::string key, server_key, name, datadir;
     bool insecure = false;
+    bool sink = false;  // benchmarks: acknowledge leases without scanning
     int verbose = 0;
     double coordinator_timeout = 60;  // seconds of silence before giving up
     double reply_timeout = 10;        // seconds a synchronous shared-state call may wait
@@ -73,7 +74,9 @@ const char* kUsage =
     "usage: nsefleet worker --connect tcp://ADDR:PORT [--engines N]\n"
     "                       [--key FILE.key --server-key FILE.pub | --insecure]\n"
     "                       [--name NAME] [--datadir DIR] [--coordinator-timeout TIME]\n"
-    "                       [--reply-timeout TIME] [-v]\n";
+    "                       [--reply-timeout TIME] [--sink] [-v]\n"
+    "  --sink  acknowledge every lease at once without scanning (coordinator benchmarks;\n"
+    "          pair with `nsefleet coordinator --plan-only`)\n";
 
 common::Result<Args> parse_args(const std::vector<std::string>& args) {
     Args a;
@@ -109,6 +112,8 @@ common::Result<Args> parse_args(const std::vector<std::string>& args) {
             (s == "--key" ? a.key : s == "--server-key" ? a.server_key : s == "--name" ? a.name : a.datadir) = *v;
         } else if (s == "--insecure") {
             a.insecure = true;
+        } else if (s == "--sink") {
+            a.sink = true;
         } else if (s == "--coordinator-timeout") {
             if (auto st = time_value(a.coordinator_timeout); !st) return st;
         } else if (s == "--reply-timeout") {
@@ -238,6 +243,7 @@ private:
     void on_welcome(wire::Welcome w);
     void rejoin();
     void heartbeat();
+    void sink_request(Clock::time_point now);
     int finish(int code, const std::string& bye_reason);
     // Engine thread.
     void engine_main(unsigned index);
@@ -264,6 +270,10 @@ private:
     unsigned engines_ = 1;
     Clock::time_point last_rx_, next_heartbeat_;
     std::uint64_t malformed_ = 0;
+    // --sink: the I/O loop keeps `engines_` RequestWork in flight and acknowledges each Lease
+    // itself (no engine threads, no thread hand-offs: the coordinator is what is measured).
+    unsigned sink_inflight_ = 0;
+    Clock::time_point sink_requested_at_{}, sink_retry_at_{};
 };
 
 bool FleetWorker::send(const wire::Message& m) {
@@ -325,6 +335,7 @@ void FleetWorker::on_welcome(wire::Welcome w) {
                  std::to_string(engines_) + " engine(s)");
     opts_ = w.options;
     welcome_ = std::move(w);
+    if (args_.sink) return;  // no engines: handle() acknowledges the leases
     if (!args_.datadir.empty()) opts_.datadir = args_.datadir;
     common::DataFiles files(opts_.datadir);
     auto svc_path = files.find_file("nmap-services");
@@ -363,6 +374,7 @@ void FleetWorker::rejoin() {
         board_.outstanding = 0;
         for (auto g : board_.running) board_.lost.emplace(g, "coordinator restarted");
     }
+    sink_inflight_ = 0;
     send(hello_);
 }
 
@@ -390,6 +402,14 @@ void FleetWorker::handle(const std::string& frame) {
         [&](auto& msg) {
             using T = std::decay_t<decltype(msg)>;
             if constexpr (std::is_same_v<T, wire::Lease>) {
+                if (args_.sink) {
+                    // Nothing scanned, no HostResult: only a --plan-only coordinator completes it.
+                    if (sink_inflight_) --sink_inflight_;
+                    wire::GroupDone done;
+                    done.group_id = msg.group_id;
+                    send(done);
+                    return;
+                }
                 console_.debug("lease: group " + std::to_string(msg.group_id) + " (" +
                                std::to_string(msg.hosts.size()) + " hosts, attempt " +
                                std::to_string(msg.attempt) + ")");
@@ -398,6 +418,10 @@ void FleetWorker::handle(const std::string& frame) {
                 board_.leases.push_back(std::move(msg));
                 board_.cv.notify_all();
             } else if constexpr (std::is_same_v<T, wire::NoWork>) {
+                if (args_.sink) {
+                    if (sink_inflight_) --sink_inflight_;
+                    sink_retry_at_ = Clock::now() + milliseconds(std::clamp<std::uint32_t>(msg.retry_ms, 10, 60000));
+                }
                 std::lock_guard lk(board_.mu);
                 if (board_.outstanding) --board_.outstanding;
                 board_.retry_at = Clock::now() + milliseconds(std::clamp<std::uint32_t>(msg.retry_ms, 10, 60000));
@@ -442,6 +466,14 @@ void FleetWorker::handle(const std::string& frame) {
             }
         },
         m);
+}
+
+void FleetWorker::sink_request(Clock::time_point now) {
+    if (sink_inflight_ && now - sink_requested_at_ > kRequestExpiry) sink_inflight_ = 0;  // lost
+    if (sink_inflight_ >= engines_ || now < sink_retry_at_) return;
+    send(wire::RequestWork{engines_ - sink_inflight_});
+    sink_inflight_ = engines_;
+    sink_requested_at_ = now;
 }
 
 void FleetWorker::heartbeat() {
@@ -529,7 +561,7 @@ int FleetWorker::run() {
             if (board_.in_phase) last_rx_ = now;
             fatal = board_.fatal;
             stop = board_.stop;
-            done = board_.scan_done && board_.ready == engines_ && board_.idle == engines_ &&
+            done = board_.scan_done && (args_.sink || (board_.ready == engines_ && board_.idle == engines_)) &&
                    board_.leases.empty() && board_.phases.empty();
         }
         if (!fatal.empty()) return console_.log(fatal), finish(welcome_ ? kExitFailure : kExitCoordinator, fatal);
@@ -551,6 +583,7 @@ int FleetWorker::run() {
         } else if (!welcome_ || rejoining_) {
             next_heartbeat_ = now + milliseconds(100);
         }
+        if (args_.sink && welcome_ && !rejoining_) sink_request(now);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <fstream>
 
@@ -36,6 +37,15 @@ bool on_link(const sockaddr* addr, const sockaddr* mask, const void* target, boo
 }
 
 }  // namespace
+
+std::string interface_mac(const std::string& name) {
+    std::ifstream a("/sys/class/net/" + name + "/address");
+    std::string text;
+    a >> text;
+    if (text.size() != 17 || text == "00:00:00:00:00:00") return "";
+    for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return text;
+}
 
 void fill_route(common::HostResult& h) {
     int fam = h.ipv6 ? AF_INET6 : AF_INET;

@@ -9,4 +9,7 @@ namespace worker {
 // target has no route.
 void fill_route(common::HostResult& h);
 
+// The MAC address of a local interface ("AA:BB:CC:DD:EE:FF"), "" when it has none.
+std::string interface_mac(const std::string& name);
+
 }  // namespace worker

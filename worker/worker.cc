@@ -28,6 +28,7 @@ common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions
     cfg.max_threads = opts.max_parallelism;
     cfg.datadir = opts.datadir;
     cfg.ipv6 = opts.ipv6;
+    cfg.iface = opts.iface;
     cfg.memory_limit = static_cast<std::size_t>(opts.engine_memory_mb) << 20;
     std::unique_ptr<Worker> w(new Worker(opts, services, embedder, shared));
     auto engine = nse::Engine::create(cfg, w->embedder_, shared);
@@ -79,6 +80,11 @@ common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDon
         scan_status = scanner.start(hosts, [&done]() { done = true; });
         io.restart();
         while (scan_status && !done) io.run_one();
+        for (std::size_t i = 0; i < hosts.size(); ++i) {
+            hosts[i].mac_address = scanner.mac_of(i);
+            if (!hosts[i].mac_address.empty() && !hosts[i].interface.empty())
+                hosts[i].source_mac = interface_mac(hosts[i].interface);
+        }
     } else {
         ConnectScanner scanner(io, opts_, services_);
         bool done = false;

@@ -68,7 +68,8 @@ bool same(const common::HostResult& a, const common::HostResult& b) {
         a.targetname != b.targetname || a.hostname != b.hostname || a.status != b.status ||
         a.reason != b.reason || a.reason_ttl != b.reason_ttl || a.srtt != b.srtt || a.interface != b.interface ||
         a.interface_mtu != b.interface_mtu || a.directly_connected != b.directly_connected ||
-        a.source_address != b.source_address ||
+        a.source_address != b.source_address || a.mac_address != b.mac_address ||
+        a.source_mac != b.source_mac ||
         a.timed_out != b.timed_out || a.start_time != b.start_time || a.end_time != b.end_time ||
         a.ports.size() != b.ports.size() || !same(a.hostscripts, b.hostscripts))
         return false;
@@ -126,6 +127,8 @@ common::HostResult rich_host() {
     h.interface_mtu = 65536;
     h.directly_connected = true;
     h.source_address = "127.0.0.1";
+    h.mac_address = "02:00:00:00:00:01";
+    h.source_mac = "02:00:00:00:00:02";
     h.timed_out = true;
     h.start_time = 1700000000.25;
     h.end_time = 1700000001.5;

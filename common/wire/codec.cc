@@ -20,7 +20,7 @@ namespace common::wire {
 // version bumped). Update the sizes below together with put()/get() of the struct.
 static_assert(sizeof(common::ScanOptions) == 624,
               "ScanOptions changed: update common/wire/codec.cc and docs/protocol.md");
-static_assert(sizeof(common::HostResult) == 336,
+static_assert(sizeof(common::HostResult) == 400,
               "HostResult changed: update common/wire/codec.cc and docs/protocol.md");
 static_assert(sizeof(common::PortResult) == 488,
               "PortResult changed: update common/wire/codec.cc and docs/protocol.md");
@@ -142,8 +142,8 @@ void put(Packer& pk, const common::PortResult& p) {
 void put(Packer& pk, const common::HostResult& h) {
     fields(pk, static_cast<std::uint64_t>(h.index), h.address, h.ipv6, h.targetname, h.hostname,
            h.status, h.reason, h.reason_ttl, h.srtt, h.interface, h.interface_mtu,
-           h.directly_connected, h.source_address, h.timed_out, h.start_time, h.end_time,
-           h.ports, h.hostscripts);
+           h.directly_connected, h.source_address, h.mac_address, h.source_mac, h.timed_out,
+           h.start_time, h.end_time, h.ports, h.hostscripts);
 }
 
 void put(Packer& pk, const common::PortSpec& p) {
@@ -435,7 +435,8 @@ void get(const Obj& o, common::HostResult& h) {
     std::uint64_t index = 0;
     read_fields(o, "host", index, h.address, h.ipv6, h.targetname, h.hostname, h.status, h.reason,
                 h.reason_ttl, h.srtt, h.interface, h.interface_mtu, h.directly_connected,
-                h.source_address, h.timed_out, h.start_time, h.end_time, h.ports, h.hostscripts);
+                h.source_address, h.mac_address, h.source_mac, h.timed_out, h.start_time,
+                h.end_time, h.ports, h.hostscripts);
     h.index = static_cast<std::size_t>(index);
 }
 

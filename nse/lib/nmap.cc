@@ -131,7 +131,12 @@ int l_get_payload_length(lua_State* L) {
     return 1;
 }
 
-int l_get_interface(lua_State*) { return 0; }
+int l_get_interface(lua_State* L) {
+    const std::string& e = runtime(L).iface();
+    if (e.empty()) return 0;
+    lua_pushstring(L, e.c_str());
+    return 1;
+}
 
 int l_get_dns_servers(lua_State* L) {
     lua_newtable(L);
@@ -814,6 +819,25 @@ void push_host(lua_State* L, const common::HostResult& h, int registry) {
     }
     lua_pushinteger(L, h.interface_mtu);
     lua_setfield(L, -2, "interface_mtu");
+    // MACs as 6 raw bytes, only when a raw scan learnt them.
+    auto mac_bytes = [](const std::string& text) {
+        std::string out;
+        for (std::size_t i = 0; i + 1 < text.size() + 1 && out.size() < 6; i += 3)
+            out += static_cast<char>(std::strtol(text.substr(i, 2).c_str(), nullptr, 16));
+        return out;
+    };
+    if (h.mac_address.size() == 17) {
+        std::string m = mac_bytes(h.mac_address);
+        lua_pushlstring(L, m.data(), m.size());
+        lua_setfield(L, -2, "mac_addr");
+        lua_pushlstring(L, m.data(), m.size());
+        lua_setfield(L, -2, "mac_addr_next_hop");
+    }
+    if (h.source_mac.size() == 17) {
+        std::string m = mac_bytes(h.source_mac);
+        lua_pushlstring(L, m.data(), m.size());
+        lua_setfield(L, -2, "mac_addr_src");
+    }
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, h.srtt);
     lua_setfield(L, -2, "srtt");

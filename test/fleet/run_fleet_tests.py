@@ -132,7 +132,7 @@ def inner(binary):
                         t0 = time.time()
                         time.sleep(self.delay)
                         host = [index, addr.decode(), ipv6, tname.decode(), "", "up", "user-set",
-                                0, 0.0, "", 0, False, "", False, t0, t0 + self.delay, [], []]
+                                0, 0.0, "", 0, False, "", "", "", False, t0, t0 + self.delay, [], []]
                         send(HOST_RESULT, [gid, host])
                         self.sent_hosts.append(index)
                         if time.time() - last_hb > hb_ms / 1000.0:

@@ -114,7 +114,7 @@ def merge(dst, src):
 
 HOST_FIELDS = ["index", "address", "ipv6", "targetname", "hostname", "status", "reason",
                "reason_ttl", "srtt", "interface", "interface_mtu", "directly_connected",
-               "source_address", "timed_out", "start_time", "end_time", "ports", "hostscripts"]
+               "source_address", "mac_address", "source_mac", "timed_out", "start_time", "end_time", "ports", "hostscripts"]
 
 
 def host_dict(h):
