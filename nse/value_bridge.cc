@@ -1,5 +1,6 @@
 #include "nse/value_bridge.h"
 
+#include <cstdlib>
 #include <set>
 #include <string>
 
@@ -105,12 +106,22 @@ common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool 
     return out;
 }
 
-// [-0, +1] key of an entry: integer keys for indexed entries (stored as decimal text).
-void push_key(lua_State* L, const common::Entry& e) {
-    if (e.indexed)
-        lua_pushinteger(L, std::stoll(e.key));
-    else
+// [-0, +1] key of an entry: integer keys for indexed entries. Their number is the decimal
+// text in `key` when there is one; entries that crossed the wire carry no number and take
+// their position among the indexed entries (`*position`, counted here).
+void push_key(lua_State* L, const common::Entry& e, lua_Integer* position) {
+    if (!e.indexed) {
         lua_pushlstring(L, e.key.data(), e.key.size());
+        return;
+    }
+    ++*position;
+    lua_Integer k = *position;
+    if (!e.key.empty()) {
+        char* end = nullptr;
+        long long v = std::strtoll(e.key.c_str(), &end, 10);
+        if (end && *end == '\0') k = v;
+    }
+    lua_pushinteger(L, k);
 }
 
 }  // namespace
@@ -137,8 +148,9 @@ void push_value(lua_State* L, const common::Value& v) {
                 lua_pushlstring(L, x.data(), x.size());
             else {
                 lua_createtable(L, 0, static_cast<int>(x.entries.size()));
+                lua_Integer position = 0;
                 for (const auto& e : x.entries) {
-                    push_key(L, e);
+                    push_key(L, e, &position);
                     push_value(L, e.value);
                     lua_rawset(L, -3);
                 }
@@ -151,8 +163,10 @@ void merge_into_table(lua_State* L, int idx, const common::Value& v) {
     if (!v.is_table()) return;
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 4, "registry too deep");
+    lua_Integer position = 0;
     for (const auto& e : v.table().entries) {
-        push_key(L, e);
+        lua_Integer at = position;
+        push_key(L, e, &position);
         lua_rawget(L, idx);
         bool both_tables = lua_istable(L, -1) && e.value.is_table();
         if (both_tables) {
@@ -161,7 +175,7 @@ void merge_into_table(lua_State* L, int idx, const common::Value& v) {
             continue;
         }
         lua_pop(L, 1);
-        push_key(L, e);
+        push_key(L, e, &at);
         push_value(L, e.value);
         lua_rawset(L, idx);
     }

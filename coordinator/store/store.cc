@@ -212,6 +212,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, bool create_i
     rocksdb::Options opts;
     opts.create_if_missing = create_if_missing;
     opts.create_missing_column_families = true;
+    // Bounds the coordinator's memory: the default 64 MB write buffer per column family
+    // dominated planning huge ranges.
+    opts.db_write_buffer_size = 32 << 20;
     opts.keep_log_file_num = 3;  // RocksDB's own info logs in the state directory
     // The WAL stays on (RocksDB's default); commits sync where the contract says so.
 
