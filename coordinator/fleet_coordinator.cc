@@ -59,26 +59,6 @@ int fail(const std::string& msg) {
 constexpr const char* kRegistryKey = "registry";   // merged nmap.registry (RunPhase blob)
 constexpr const char* kPhaseKeyPrefix = "phase/";  // phase/1, phase/2: PhaseResult blobs
 
-std::string services_text(const std::vector<common::PortSpec>& ports) {
-    std::string out;
-    std::size_t i = 0;
-    while (i < ports.size()) {
-        if (ports[i].proto != 't') {
-            ++i;
-            continue;
-        }
-        std::size_t j = i;
-        while (j + 1 < ports.size() && ports[j + 1].proto == 't' &&
-               ports[j + 1].number == ports[j].number + 1)
-            ++j;
-        if (!out.empty()) out += ",";
-        out += std::to_string(ports[i].number);
-        if (j > i) out += "-" + std::to_string(ports[j].number);
-        i = j + 1;
-    }
-    return out;
-}
-
 // Pops the value of a flag that takes one ("--listen X" or "--listen=X"); false at the end.
 bool take_value(const std::vector<std::string>& args, std::size_t& i, const std::string& name,
                 std::string& out) {

@@ -12,6 +12,9 @@
 
 namespace coordinator {
 
+// The TCP ports of a scan in nmap's scaninfo "services" form: "21-23,80,443".
+std::string services_text(const std::vector<common::PortSpec>& ports);
+
 class OutputSink {
 public:
     // Opens every requested output (errors name the file). Normal output also goes to stdout

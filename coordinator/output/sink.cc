@@ -337,3 +337,27 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
 }
 
 }  // namespace coordinator
+
+namespace coordinator {
+
+std::string services_text(const std::vector<common::PortSpec>& ports) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < ports.size()) {
+        if (ports[i].proto != 't') {
+            ++i;
+            continue;
+        }
+        std::size_t j = i;
+        while (j + 1 < ports.size() && ports[j + 1].proto == 't' &&
+               ports[j + 1].number == ports[j].number + 1)
+            ++j;
+        if (!out.empty()) out += ",";
+        out += std::to_string(ports[i].number);
+        if (j > i) out += "-" + std::to_string(ports[j].number);
+        i = j + 1;
+    }
+    return out;
+}
+
+}  // namespace coordinator
