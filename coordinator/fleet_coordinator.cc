@@ -55,6 +55,17 @@ int fail(const std::string& msg) {
     return 1;
 }
 
+// The target specs of a scan, as the cursor walks them.
+common::TargetSources target_sources(const common::ScanOptions& o) {
+    common::TargetSources src;
+    src.specs = o.targets;
+    src.input_files = o.input_files;
+    src.excludes = o.excludes;
+    src.exclude_files = o.exclude_files;
+    src.ipv6 = o.ipv6;
+    return src;
+}
+
 // Registry keys of the store that hold the coordinator's own records.
 constexpr const char* kRegistryKey = "registry";   // merged nmap.registry (RunPhase blob)
 constexpr const char* kPhaseKeyPrefix = "phase/";  // phase/1, phase/2: PhaseResult blobs
@@ -281,13 +292,7 @@ common::Status Coordinator::setup() {
     if (opts_.max_hostgroup > 0) group_size_ = std::min<std::size_t>(group_size_, opts_.max_hostgroup);
     phases_ = opts_.scripts_requested();
 
-    common::TargetSources src;
-    src.specs = opts_.targets;
-    src.input_files = opts_.input_files;
-    src.excludes = opts_.excludes;
-    src.exclude_files = opts_.exclude_files;
-    src.ipv6 = opts_.ipv6;
-    auto cur = common::TargetCursor::open(src);
+    auto cur = common::TargetCursor::open(target_sources(opts_));
     if (!cur) return cur.status();
     cursor_.emplace(std::move(*cur));
     if (auto s = restore_groups(); !s) return s;
@@ -375,13 +380,7 @@ common::Status Coordinator::restore_groups() {
             continue;
         }
         if (!replay) {
-            common::TargetSources src;
-            src.specs = opts_.targets;
-            src.input_files = opts_.input_files;
-            src.excludes = opts_.excludes;
-            src.exclude_files = opts_.exclude_files;
-            src.ipv6 = opts_.ipv6;
-            auto c = common::TargetCursor::open(src);
+            auto c = common::TargetCursor::open(target_sources(opts_));
             if (!c) return c.status();
             replay.emplace(std::move(*c));
         }

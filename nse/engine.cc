@@ -43,7 +43,6 @@ struct ThreadRec {
     double deadline = 0;                  // --script-timeout, steady clock, 0 = none
     double host_deadline = 0;             // --host-timeout of the thread's host, 0 = none
     bool killed = false;
-    std::string rtype;                    // prerule/hostrule/portrule/postrule, "" for workers
     std::map<CleanupId, std::function<void()>> cleanups;
 };
 
@@ -134,7 +133,14 @@ private:
     // thread cap. `next` returns false when it has nothing more to start.
     void run_threads(const std::function<bool()>& next);
     common::Status run_prepost(bool pre, std::vector<common::ScriptResult>& out);
-    std::string target_name(const ThreadRec& t) const;
+    // A new coroutine anchored in the registry, for a thread record not yet queued.
+    std::unique_ptr<ThreadRec> new_thread_rec();
+    // Queues a new thread for its first resume and counts it against its host.
+    void enqueue(std::unique_ptr<ThreadRec> rec);
+    // "http-title against 127.0.0.1:80" for log lines.
+    std::string describe(const ThreadRec& t) const;
+    // A thread stopped past its host's --host-timeout makes the host timed out.
+    void note_host_timeout(const ThreadRec& t);
     void debug(int level, const std::string& msg) {
         if (cfg_.debugging >= level) emb_.write(true, "NSE: " + msg + "\n");
     }
@@ -148,7 +154,6 @@ private:
     std::vector<Script> scripts_;
 
     std::unordered_map<std::uint64_t, std::unique_ptr<ThreadRec>> threads_;
-    std::unordered_map<lua_State*, std::uint64_t> by_co_;  // base coroutine → thread id
     std::deque<std::uint64_t> ready_;
     std::uint64_t next_thread_ = 1;
     std::uint64_t next_cleanup_ = 1;
@@ -492,9 +497,8 @@ common::HostResult* EngineImpl::find_host(const std::string& key) {
 
 void EngineImpl::spawn_worker(lua_State* L, int nargs) {
     if (!current_) luaL_error(L, "stdnse.new_thread can only be run from an active script");
-    auto rec = std::make_unique<ThreadRec>();
-    lua_State* co = lua_newthread(L_);
-    rec->ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    auto rec = new_thread_rec();
+    lua_State* co = rec->info.co;
     lua_xmove(L, co, nargs + 1);  // function and arguments
     rec->nargs = nargs;
     rec->info = current_->info;
@@ -506,18 +510,29 @@ void EngineImpl::spawn_worker(lua_State* L, int nargs) {
     rec->host_deadline = current_->host_deadline;
     lua_pushthread(co);
     lua_xmove(co, L, 1);
-    by_co_[co] = rec->info.id;
+    enqueue(std::move(rec));
+}
+
+std::unique_ptr<ThreadRec> EngineImpl::new_thread_rec() {
+    auto rec = std::make_unique<ThreadRec>();
+    rec->info.co = lua_newthread(L_);
+    rec->ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    return rec;
+}
+
+void EngineImpl::enqueue(std::unique_ptr<ThreadRec> rec) {
     ready_.push_back(rec->info.id);
-    if (rec->info.host >= 0 && static_cast<std::size_t>(rec->info.host) < host_alive_.size())
-        ++host_alive_[static_cast<std::size_t>(rec->info.host)];
+    int host = rec->info.host;
+    if (host >= 0 && static_cast<std::size_t>(host) < host_alive_.size())
+        ++host_alive_[static_cast<std::size_t>(host)];
+    if (!rec->info.worker) ++instances_alive_;
     threads_.emplace(rec->info.id, std::move(rec));
 }
 
 void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
                                 const common::PortResult* port) {
-    auto rec = std::make_unique<ThreadRec>();
-    lua_State* co = lua_newthread(L_);
-    rec->ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    auto rec = new_thread_rec();
+    lua_State* co = rec->info.co;
     push_driver(co);
     lua_getfield(co, -1, "run_instance");
     lua_remove(co, -2);
@@ -535,9 +550,7 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
     else
         lua_pushnil(co);
     rec->nargs = 4;
-    rec->rtype = rtype;
     rec->info.id = next_thread_++;
-    rec->info.co = co;
     rec->info.script_id = scripts_[i].id;
     rec->info.by_name = scripts_[i].by_name;
     rec->info.host = host;
@@ -551,19 +564,20 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
         double left = h.start_time + cfg_.host_timeout - emb_.now();
         rec->host_deadline = steady_now() + std::max(0.0, left);
     }
-    by_co_[co] = rec->info.id;
-    ready_.push_back(rec->info.id);
-    if (host >= 0) ++host_alive_[static_cast<std::size_t>(host)];
-    threads_.emplace(rec->info.id, std::move(rec));
-    ++instances_alive_;
+    enqueue(std::move(rec));
 }
 
-std::string EngineImpl::target_name(const ThreadRec& t) const {
-    if (t.info.host < 0 || !hosts_) return "";
-    const auto& h = (*hosts_)[static_cast<std::size_t>(t.info.host)];
-    std::string s = h.address;
+std::string EngineImpl::describe(const ThreadRec& t) const {
+    std::string s = t.info.script_id;
+    if (t.info.host < 0 || !hosts_) return s;
+    s += " against " + (*hosts_)[static_cast<std::size_t>(t.info.host)].address;
     if (t.info.port >= 0) s += ":" + std::to_string(t.info.port);
     return s;
+}
+
+void EngineImpl::note_host_timeout(const ThreadRec& t) {
+    if (t.host_deadline > 0 && steady_now() > t.host_deadline && hosts_ && t.info.host >= 0)
+        (*hosts_)[static_cast<std::size_t>(t.info.host)].timed_out = true;
 }
 
 void EngineImpl::resume(ThreadRec& t) {
@@ -646,12 +660,9 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
             msg = luaL_tolstring(co, -1, nullptr);
             lua_pop(co, 1);
         }
-        std::string who = t.info.script_id;
-        std::string target = target_name(t);
-        if (!target.empty()) who += " against " + target;
+        std::string who = describe(t);
         if (t.killed) {
-            if (t.host_deadline > 0 && steady_now() > t.host_deadline && hosts_)
-                (*hosts_)[static_cast<std::size_t>(t.info.host)].timed_out = true;
+            note_host_timeout(t);
             debug(1, who + " timed out");
         } else if (quiet_try) {
             debug(1, "Finished " + who + ". Reason: " + msg);
@@ -682,7 +693,6 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
     run_cleanups(t);
     if (!t.info.worker) --instances_alive_;
     int host = t.info.host;
-    by_co_.erase(co);
     luaL_unref(L_, LUA_REGISTRYINDEX, t.ref);
     threads_.erase(t.info.id);  // t is gone from here on
     if (host >= 0 && static_cast<std::size_t>(host) < host_alive_.size()) {
@@ -703,12 +713,8 @@ void EngineImpl::run_cleanups(ThreadRec& t) {
 }
 
 void EngineImpl::kill(ThreadRec& t, const char* why) {
-    if (t.host_deadline > 0 && steady_now() > t.host_deadline && hosts_ && t.info.host >= 0)
-        (*hosts_)[static_cast<std::size_t>(t.info.host)].timed_out = true;
-    std::string who = t.info.script_id;
-    std::string target = target_name(t);
-    if (!target.empty()) who += " against " + target;
-    debug(1, who + " " + why);
+    note_host_timeout(t);
+    debug(1, describe(t) + " " + why);
     t.killed = true;
     finish(t, LUA_ERRRUN, -1);
 }
