@@ -1,11 +1,18 @@
 #pragma once
-// `nsefleet scan`: a coordinator and one worker engine per core in one process.
+// `nsefleet scan`: the fleet's coordinator and an in-process worker in one process.
+#include <string>
+
 #include "common/options.h"
 
 namespace coordinator {
 
+struct EmbeddedState {
+    std::string dir;      // --state DIR; empty: a temporary directory, removed at the end
+    bool resume = false;  // --resume (with --state): continue the scan journaled there
+};
+
 // Runs the whole scan and writes every requested output. Returns the process exit code;
 // errors are printed as one line on stderr.
-int run_embedded(common::ScanOptions opts);
+int run_embedded(common::ScanOptions opts, const EmbeddedState& state = {});
 
 }  // namespace coordinator

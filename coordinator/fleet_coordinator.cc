@@ -55,17 +55,6 @@ int fail(const std::string& msg) {
     return 1;
 }
 
-// The target specs of a scan, as the cursor walks them.
-common::TargetSources target_sources(const common::ScanOptions& o) {
-    common::TargetSources src;
-    src.specs = o.targets;
-    src.input_files = o.input_files;
-    src.excludes = o.excludes;
-    src.exclude_files = o.exclude_files;
-    src.ipv6 = o.ipv6;
-    return src;
-}
-
 // Registry keys of the store that hold the coordinator's own records.
 constexpr const char* kRegistryKey = "registry";   // merged nmap.registry (RunPhase blob)
 constexpr const char* kPhaseKeyPrefix = "phase/";  // phase/1, phase/2: PhaseResult blobs
@@ -111,13 +100,19 @@ common::Result<transport::ClientSecurity> client_security(const ClientArgs& a) {
 
 // ---------------------------------------------------------------- the coordinator
 
-struct Config {
-    std::string listen, state, key_file, allow_dir;
-    bool resume = false, insecure = false;
-    bool plan_only = false;  // benchmarks: GroupDone alone completes a group (sink workers)
-    double lease_timeout = 10;
-    std::vector<std::string> scan_args;
-};
+using Config = CoordinatorConfig;
+
+// Hosts added by scripts (nmap.add_targets) get indexes from here on: after every
+// command-line target in the output, and never colliding with the cursor's indexes.
+constexpr std::uint64_t kAddedBase = std::uint64_t(1) << 48;
+constexpr std::uint64_t kMaxAdded = std::uint64_t(1) << 20;  // per scan: bounds the memory
+constexpr const char* kAddedPrefix = "added/";  // added/<index hex> -> "address\tipv6\tname"
+
+std::string added_key(std::uint64_t index) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%016llx", kAddedPrefix, static_cast<unsigned long long>(index));
+    return buf;
+}
 
 struct WorkerRec {
     std::uint64_t id = 0;
@@ -168,11 +163,14 @@ private:
     void on_group_done(WorkerRec& w, const wire::GroupDone& m);
     void on_phase_result(WorkerRec& w, const wire::PhaseResult& m);
     void on_shared(WorkerRec& w, const wire::SharedOp& m);
+    void on_add_targets(WorkerRec& w, const wire::AddTargets& m);
+    common::Status restore_added();
+    void write_ordered(bool everything);
     void lose_worker(WorkerRec& w, const char* why);
     void requeue_group(std::uint64_t gid);
     void maybe_complete(std::uint64_t gid);
     void start_phase(wire::Phase p);
-    bool scanning_done() const { return targets_done_ && groups_.empty(); }
+    bool scanning_done() const { return targets_done_ && groups_.empty() && pending_added_.empty(); }
     wire::StatusReply status() const;
     void progress(double now);
     common::Status finish();
@@ -204,6 +202,12 @@ private:
     std::uint64_t next_group_id_ = 0;
     bool targets_done_ = false;
     std::uint64_t hosts_total_ = 0, hosts_done_ = 0, groups_done_ = 0;
+    // Script-added hosts: journaled on arrival, planned before the cursor's next groups.
+    std::deque<wire::LeaseHost> pending_added_;
+    std::set<std::string> added_seen_;
+    std::uint64_t added_count_ = 0;
+    // Normal/XML/grepable outputs are written in index order up to here (exclusive).
+    std::uint64_t written_next_ = 0;
 
     bool prerule_done_ = false, postrule_done_ = false, phases_ = false;
     std::optional<PhaseRun> phase_;
@@ -217,6 +221,7 @@ private:
 };
 
 void Coordinator::log(const std::string& text) {
+    if (cfg_.quiet && opts_.debugging == 0) return;
     std::fprintf(stderr, "nsefleet coordinator: %s\n", text.c_str());
 }
 
@@ -254,13 +259,17 @@ common::Status Coordinator::load_or_init_options() {
         scan_id_ = w.scan_id;
         return common::Status::ok();
     }
-    if (cfg_.scan_args.empty())
-        return common::Status::error(cfg_.resume ? "nothing to resume in '" + cfg_.state +
-                                                       "' and no targets given"
-                                                 : "no targets specified");
-    auto o = common::parse_scan_args(cfg_.scan_args);
-    if (!o) return o.status();
-    opts_ = std::move(*o);
+    if (cfg_.options) {
+        opts_ = *cfg_.options;
+    } else {
+        if (cfg_.scan_args.empty())
+            return common::Status::error(cfg_.resume ? "nothing to resume in '" + cfg_.state +
+                                                           "' and no targets given"
+                                                     : "no targets specified");
+        auto o = common::parse_scan_args(cfg_.scan_args);
+        if (!o) return o.status();
+        opts_ = std::move(*o);
+    }
     common::DataFiles files(opts_.datadir);
     auto svc_path = files.find_file("nmap-services");
     if (!svc_path) return common::Status::error("cannot find nmap-services in the data directories");
@@ -287,7 +296,7 @@ common::Status Coordinator::setup() {
     store_ = std::move(*st);
     if (auto s = load_or_init_options(); !s) return s;
 
-    group_size_ = 16;
+    group_size_ = cfg_.group_size ? cfg_.group_size : 16;
     if (opts_.min_hostgroup > 0) group_size_ = std::max<std::size_t>(group_size_, opts_.min_hostgroup);
     if (opts_.max_hostgroup > 0) group_size_ = std::min<std::size_t>(group_size_, opts_.max_hostgroup);
     phases_ = opts_.scripts_requested();
@@ -295,12 +304,17 @@ common::Status Coordinator::setup() {
     auto cur = common::TargetCursor::open(target_sources(opts_));
     if (!cur) return cur.status();
     cursor_.emplace(std::move(*cur));
+    if (auto s = restore_added(); !s) return s;
     if (auto s = restore_groups(); !s) return s;
 
     // Transport.
-    auto ctx = transport::Context::create();
-    if (!ctx) return ctx.status();
-    ctx_ = *ctx;
+    if (cfg_.context) {
+        ctx_ = *cfg_.context;
+    } else {
+        auto ctx = transport::Context::create();
+        if (!ctx) return ctx.status();
+        ctx_ = *ctx;
+    }
     transport::ServerSecurity sec;
     sec.insecure = cfg_.insecure;
     if (!cfg_.key_file.empty()) {
@@ -373,34 +387,49 @@ common::Status Coordinator::restore_groups() {
     if (!cnt) return cnt.status();
     hosts_done_ = *cnt;
     std::optional<common::TargetCursor> replay;
+    std::uint64_t added_planned = kAddedBase;  // first script-added index in no group
     for (const auto& g : *gs) {
         hosts_total_ += g.hosts.size();
+        bool added = !g.hosts.empty() && g.hosts.front() >= kAddedBase;
+        if (added) added_planned = std::max(added_planned, g.hosts.back() + 1);
         if (g.state == store::GroupState::done) {
             ++groups_done_;
             continue;
         }
-        if (!replay) {
-            auto c = common::TargetCursor::open(target_sources(opts_));
-            if (!c) return c.status();
-            replay.emplace(std::move(*c));
-        }
-        auto pos = common::CursorPosition::decode(g.range_begin);
-        if (!pos) return pos.status();
-        if (auto s = replay->restore(*pos); !s) return s;
-        auto hs = replay->next(g.hosts.size());
-        if (!hs) return hs.status();
-        if (hs->size() != g.hosts.size())
+        auto mismatch = [&] {
             return common::Status::error("group " + std::to_string(g.id) + " does not match the targets");
+        };
         GroupMem m;
         m.attempts = g.attempts;
-        for (std::size_t i = 0; i < hs->size(); ++i) {
-            const auto& t = (*hs)[i];
-            if (t.index != g.hosts[i])
-                return common::Status::error("group " + std::to_string(g.id) + " does not match the targets");
-            m.hosts.push_back({t.index, t.target.address, t.target.ipv6, t.target.targetname});
-            auto have = store_->result(t.index);
+        if (added) {
+            for (auto index : g.hosts) {
+                auto it = std::find_if(pending_added_.begin(), pending_added_.end(),
+                                       [&](const wire::LeaseHost& h) { return h.index == index; });
+                if (it == pending_added_.end()) return mismatch();
+                m.hosts.push_back(*it);
+            }
+        } else {
+            if (!replay) {
+                auto c = common::TargetCursor::open(target_sources(opts_));
+                if (!c) return c.status();
+                replay.emplace(std::move(*c));
+            }
+            auto pos = common::CursorPosition::decode(g.range_begin);
+            if (!pos) return pos.status();
+            if (auto s = replay->restore(*pos); !s) return s;
+            auto hs = replay->next(g.hosts.size());
+            if (!hs) return hs.status();
+            if (hs->size() != g.hosts.size()) return mismatch();
+            for (std::size_t i = 0; i < hs->size(); ++i) {
+                const auto& t = (*hs)[i];
+                if (t.index != g.hosts[i]) return mismatch();
+                m.hosts.push_back({t.index, t.target.address, t.target.ipv6, t.target.targetname});
+            }
+        }
+        for (const auto& h : m.hosts) {
+            auto have = store_->result(h.index);
             if (!have) return have.status();
-            if (*have) m.committed.insert(t.index);
+            if (*have) m.committed.insert(h.index);
         }
         std::uint64_t id = g.id;
         bool all = m.committed.size() == m.hosts.size();
@@ -410,6 +439,8 @@ common::Status Coordinator::restore_groups() {
         else
             queue_.push_back(id);
     }
+    // restore_added() loaded every journaled addition; the planned ones are in groups now.
+    std::erase_if(pending_added_, [&](const wire::LeaseHost& h) { return h.index < added_planned; });
     if (!j->cursor.empty()) {
         auto pos = common::CursorPosition::decode(j->cursor);
         if (!pos) return pos.status();
@@ -424,6 +455,21 @@ common::Status Coordinator::plan_more() {
     for (const auto& [id, w] : workers_)
         if (!w.lost) engines += w.engines;
     std::size_t want = std::max<std::size_t>(4, 2 * engines);
+    // Script-added hosts first: they are known already, and a /8 should not hide them.
+    while (!pending_added_.empty() && queue_.size() < want) {
+        store::Group g;
+        g.id = next_group_id_++;
+        GroupMem m;
+        while (!pending_added_.empty() && m.hosts.size() < group_size_) {
+            g.hosts.push_back(pending_added_.front().index);
+            m.hosts.push_back(std::move(pending_added_.front()));
+            pending_added_.pop_front();
+        }
+        if (auto s = store_->plan_group(g, cursor_->position().encode()); !s) return s;
+        hosts_total_ += m.hosts.size();
+        groups_.emplace(g.id, std::move(m));
+        queue_.push_back(g.id);
+    }
     while (!targets_done_ && queue_.size() < want) {
         auto before = cursor_->position();
         auto hs = cursor_->next(group_size_);
@@ -448,6 +494,91 @@ common::Status Coordinator::plan_more() {
         queue_.push_back(g.id);
     }
     return common::Status::ok();
+}
+
+// Loads the journaled script-added hosts into pending_added_ (restore_groups then drops the
+// ones already planned into groups).
+common::Status Coordinator::restore_added() {
+    std::string bad;
+    auto st = store_->for_each_registry(kAddedPrefix, [&](std::string_view key, std::string_view v) {
+        auto hex = key.substr(std::string_view(kAddedPrefix).size());
+        auto t1 = v.find('\t');
+        auto t2 = t1 == std::string_view::npos ? t1 : v.find('\t', t1 + 1);
+        if (t2 == std::string_view::npos) {
+            bad = "journaled added target '" + std::string(key) + "' is unreadable";
+            return false;
+        }
+        wire::LeaseHost h;
+        h.index = std::strtoull(std::string(hex).c_str(), nullptr, 16);
+        h.address = std::string(v.substr(0, t1));
+        h.ipv6 = v.substr(t1 + 1, t2 - t1 - 1) == "1";
+        h.targetname = std::string(v.substr(t2 + 1));
+        added_seen_.insert(h.address);
+        added_count_ = std::max(added_count_, h.index - kAddedBase + 1);
+        pending_added_.push_back(std::move(h));
+        return true;
+    });
+    if (!st) return st;
+    if (!bad.empty()) return common::Status::error(bad);
+    return common::Status::ok();
+}
+
+void Coordinator::on_add_targets(WorkerRec& w, const wire::AddTargets& m) {
+    if (prerule_done_ && scanning_done() && phase_) return;  // postrule: too late, as in nmap
+    std::size_t fresh = 0;
+    for (const auto& t : m.targets) {
+        if (t.address.empty() || t.address.size() > 64) continue;
+        if (added_count_ >= kMaxAdded) {
+            log("worker " + std::to_string(w.id) + " added more than " + std::to_string(kMaxAdded) +
+                " targets; the rest are ignored");
+            break;
+        }
+        if (!added_seen_.insert(t.address).second) continue;
+        wire::LeaseHost h{kAddedBase + added_count_++, t.address, t.ipv6, t.targetname.substr(0, 256)};
+        std::string rec = h.address + "\t" + (h.ipv6 ? "1" : "0") + "\t" + h.targetname;
+        if (auto s = store_->put_registry(added_key(h.index), rec); !s) return fatal(s.message());
+        pending_added_.push_back(std::move(h));
+        ++fresh;
+    }
+    if (fresh && opts_.debugging > 0)
+        log("worker " + std::to_string(w.id) + " added " + std::to_string(fresh) + " target(s)");
+}
+
+// Writes the ordered outputs (normal, XML, grepable) up to the first host that is not
+// committed yet: hosts are read back from the store, so memory does not grow with the
+// scan. `everything` writes every committed host (end of scan or an interrupted one).
+void Coordinator::write_ordered(bool everything) {
+    if (cfg_.plan_only) return;
+    std::uint64_t frontier = UINT64_MAX;
+    if (!everything) {
+        for (const auto& [gid, g] : groups_)
+            for (const auto& h : g.hosts)
+                if (h.index < frontier && !g.committed.count(h.index)) frontier = h.index;
+        if (!targets_done_) frontier = std::min(frontier, cursor_->position().index);
+        if (!pending_added_.empty()) frontier = std::min(frontier, pending_added_.front().index);
+    }
+    if (frontier <= written_next_) return;
+    std::string bad;
+    auto st = store_->for_each_result(
+        [&](std::uint64_t index, std::string_view bytes) {
+            if (index >= frontier) return false;
+            auto d = wire::decode(bytes);
+            if (!d || !std::holds_alternative<wire::HostResult>(d->message)) {
+                bad = "stored result " + std::to_string(index) + " is unreadable";
+                return false;
+            }
+            const auto& h = std::get<wire::HostResult>(d->message).host;
+            if (h.status == "up")
+                ++run_.hosts_up;
+            else
+                ++run_.hosts_down;
+            sink_->host(h);
+            written_next_ = index + 1;
+            return true;
+        },
+        written_next_);
+    if (!st) fatal(st.message());
+    if (!bad.empty()) fatal(bad);
 }
 
 void Coordinator::persist_registry() {
@@ -830,6 +961,7 @@ void Coordinator::handle(const transport::Incoming& in) {
     if (auto* m = std::get_if<wire::GroupDone>(&msg)) return on_group_done(w, *m);
     if (auto* m = std::get_if<wire::PhaseResult>(&msg)) return on_phase_result(w, *m);
     if (auto* m = std::get_if<wire::SharedOp>(&msg)) return on_shared(w, *m);
+    if (auto* m = std::get_if<wire::AddTargets>(&msg)) return on_add_targets(w, *m);
     if (std::holds_alternative<wire::Bye>(msg)) {
         lose_worker(w, "said Bye");
         by_peer_.erase(w.peer);
@@ -889,6 +1021,7 @@ void Coordinator::tick() {
     }
     if (!prerule_done_) start_phase(wire::Phase::Prerule);
     else if (scanning_done() && !postrule_done_) start_phase(wire::Phase::Postrule);
+    write_ordered(false);
     double every = opts_.stats_every > 0 ? opts_.stats_every : (opts_.verbosity > 0 ? 5.0 : 0);
     if (every > 0 && now - last_stats_ >= every) {
         last_stats_ = now;
@@ -896,7 +1029,7 @@ void Coordinator::tick() {
     }
 }
 
-// Rebuilds the ordered outputs from the store's committed results.
+// Writes the hosts not written yet and the post-scan results, and completes the files.
 common::Status Coordinator::finish() {
     if (phases_) {
         if (auto b = store_->registry(std::string(kPhaseKeyPrefix) + "2"); b && *b) {
@@ -905,23 +1038,8 @@ common::Status Coordinator::finish() {
                 run_.postscripts = std::get<wire::PhaseResult>(d->message).scripts;
         }
     }
-    std::string bad;
-    auto st = store_->for_each_result([&](std::uint64_t index, std::string_view bytes) {
-        auto d = wire::decode(bytes);
-        if (!d || !std::holds_alternative<wire::HostResult>(d->message)) {
-            bad = "stored result " + std::to_string(index) + " is unreadable";
-            return false;
-        }
-        const auto& h = std::get<wire::HostResult>(d->message).host;
-        if (h.status == "up")
-            ++run_.hosts_up;
-        else
-            ++run_.hosts_down;
-        sink_->host(h);
-        return true;
-    });
-    if (!st) return st;
-    if (!bad.empty()) return common::Status::error(bad);
+    write_ordered(true);
+    if (!fatal_.empty()) return common::Status::error(fatal_);
     run_.hosts_total = hosts_total_;
     run_.end = epoch_now();
     return sink_->finish(run_);
@@ -950,11 +1068,18 @@ int Coordinator::run() {
         if (now - last_tick_ >= 0.1) {
             last_tick_ = now;
             tick();
+            if (cfg_.halted && !(scanning_done() && postrule_done_)) {
+                if (auto why = cfg_.halted(); !why.empty()) fatal(why);
+            }
         }
     }
     int rc = 0;
     if (!fatal_.empty()) {
         rc = fail(fatal_);
+    } else if (g_stop && cfg_.finish_on_interrupt) {
+        // `nsefleet scan` without --state: nothing to resume, so report what is done.
+        if (auto s = finish(); !s) fail(s.message());
+        rc = 130;
     } else if (g_stop) {
         log("interrupted: state saved in " + cfg_.state + " (resume with --resume)");
         rc = 130;
@@ -965,8 +1090,9 @@ int Coordinator::run() {
     }
     for (auto& [id, w] : workers_)
         if (!w.lost) send(w.peer, wire::Bye{rc == 0 ? "scan done" : "coordinator stopping"});
-    // Let the Byes leave and answer late questions (status, stragglers) briefly.
-    double until = epoch_now() + 0.3;
+    // Let the Byes leave and answer late questions (status, stragglers) briefly. In-process
+    // workers are stopped by their owner instead.
+    double until = epoch_now() + (cfg_.context ? 0.0 : 0.3);
     while (epoch_now() < until) {
         auto in = router_->recv(std::chrono::milliseconds(50));
         if (!in) break;
@@ -984,6 +1110,18 @@ int Coordinator::run() {
 }  // namespace
 
 // ---------------------------------------------------------------- commands
+
+common::TargetSources target_sources(const common::ScanOptions& o) {
+    common::TargetSources src;
+    src.specs = o.targets;
+    src.input_files = o.input_files;
+    src.excludes = o.excludes;
+    src.exclude_files = o.exclude_files;
+    src.ipv6 = o.ipv6;
+    return src;
+}
+
+int run_coordinator(CoordinatorConfig cfg) { return Coordinator(std::move(cfg)).run(); }
 
 int run_coordinator(const std::vector<std::string>& args) {
     Config cfg;

@@ -50,7 +50,27 @@ int main(int argc, char** argv) {
                      cmd.c_str());
         return 2;
     }
-    std::vector<std::string> args(argv + 2, argv + argc);
+    // --state DIR / --resume belong to the embedded coordinator, not to the nmap options.
+    std::vector<std::string> args;
+    coordinator::EmbeddedState state;
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--resume") {
+            state.resume = true;
+        } else if (a == "--state" || a.rfind("--state=", 0) == 0) {
+            if (a == "--state" && i + 1 >= argc) {
+                std::fprintf(stderr, "nsefleet: --state needs a directory\n");
+                return 2;
+            }
+            state.dir = a == "--state" ? argv[++i] : a.substr(8);
+        } else {
+            args.push_back(std::move(a));
+        }
+    }
+    if (state.resume && state.dir.empty()) {
+        std::fprintf(stderr, "nsefleet: --resume needs --state DIR (the directory of the interrupted scan)\n");
+        return 2;
+    }
     auto opts = common::parse_scan_args(args);
     if (!opts) {
         std::fprintf(stderr, "nsefleet: %s\n", opts.message().c_str());
@@ -60,5 +80,5 @@ int main(int argc, char** argv) {
         std::fputs(common::scan_usage().c_str(), stdout);
         return 0;
     }
-    return coordinator::run_embedded(std::move(*opts));
+    return coordinator::run_embedded(std::move(*opts), state);
 }

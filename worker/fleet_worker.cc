@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "common/datafiles.h"
 #include "common/options.h"
 #include "common/services.h"
+#include "common/targets.h"
 #include "common/transport/keys.h"
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
@@ -68,6 +70,12 @@ struct Args {
     int verbose = 0;
     double coordinator_timeout = 60;  // seconds of silence before giving up
     double reply_timeout = 10;        // seconds a synchronous shared-state call may wait
+    // In-process (`nsefleet scan`): the coordinator's context, a stop flag its owner sets,
+    // and where the reason of a failed start goes (printed by the coordinator instead).
+    std::optional<transport::Context> context;
+    const std::atomic<bool>* stop = nullptr;
+    std::string* fatal_out = nullptr;
+    bool quiet = false;  // informational log lines only with -v
 };
 
 const char* kUsage =
@@ -134,14 +142,16 @@ common::Result<Args> parse_args(const std::vector<std::string>& args) {
 // Log lines and script terminal output from every thread, never interleaved.
 class Console {
 public:
-    explicit Console(int verbose) : verbose_(verbose) {}
+    Console(int verbose, bool quiet) : verbose_(verbose), quiet_(quiet) {}
     void write(bool to_stderr, const std::string& text) {
         std::lock_guard lk(mu_);
         FILE* f = to_stderr ? stderr : stdout;
         std::fwrite(text.data(), 1, text.size(), f);
         std::fflush(f);
     }
-    void log(const std::string& line) { write(true, "nsefleet worker: " + line + "\n"); }
+    void log(const std::string& line) {
+        if (!quiet_ || verbose_ > 0) write(true, "nsefleet worker: " + line + "\n");
+    }
     void debug(const std::string& line) {
         if (verbose_ > 0) log(line);
     }
@@ -149,6 +159,7 @@ public:
 private:
     std::mutex mu_;
     int verbose_;
+    bool quiet_;
 };
 
 // What the I/O loop hands to the engine threads and what they report back.
@@ -172,10 +183,13 @@ struct Board {
 };
 
 // One engine's embedder: output to the console, cancellation when the worker stops or the
-// running group's lease is lost.
+// running group's lease is lost, added targets to the coordinator.
 class EngineEmbedder : public nse::Embedder {
 public:
-    EngineEmbedder(Console& console, Board& board) : console_(console), board_(board) {}
+    using Send = std::function<bool(wire::Message)>;
+    EngineEmbedder(Console& console, Board& board, const common::ScanOptions& opts,
+                   std::atomic<std::size_t>& added, Send send)
+        : console_(console), board_(board), opts_(opts), added_(added), send_(std::move(send)) {}
     void write(bool to_stderr, const std::string& text) override { console_.write(to_stderr, text); }
     double now() override { return epoch_now(); }
     bool cancelled() override {
@@ -183,11 +197,32 @@ public:
         std::lock_guard lk(board_.mu);
         return board_.stop || (group_ && board_.lost.count(*group_));
     }
+    // Checked here against the scan's excludes so the script learns at once which specs were
+    // taken; the coordinator drops hosts the scan was already given.
+    std::size_t add_targets(const std::vector<std::string>& specs) override {
+        wire::AddTargets m;
+        std::size_t n = 0;
+        for (const auto& s : specs) {
+            auto t = common::expand_targets({s}, {}, opts_.excludes, opts_.exclude_files, opts_.ipv6,
+                                            1u << 16);
+            if (!t) break;
+            for (const auto& x : *t) m.targets.push_back({0, x.address, x.ipv6, x.targetname});
+            ++n;
+        }
+        if (!m.targets.empty()) send_(std::move(m));
+        added_ += n;
+        return n;
+    }
+    // This worker's count (the fleet's total is the coordinator's to know).
+    std::size_t targets_added() override { return added_; }
     std::optional<std::uint64_t> group_;  // set by the engine thread only
 
 private:
     Console& console_;
     Board& board_;
+    const common::ScanOptions& opts_;
+    std::atomic<std::size_t>& added_;
+    Send send_;
 };
 
 // Per-engine view of the fleet state: mutexes and condvars go to the coordinator; during a
@@ -274,6 +309,7 @@ private:
     // itself (no engine threads, no thread hand-offs: the coordinator is what is measured).
     unsigned sink_inflight_ = 0;
     Clock::time_point sink_requested_at_{}, sink_retry_at_{};
+    std::atomic<std::size_t> targets_added_{0};
 };
 
 bool FleetWorker::send(const wire::Message& m) {
@@ -500,8 +536,12 @@ int FleetWorker::run() {
         sec.key = std::move(*kp);
         sec.server_key = std::move(*pub);
     }
-    auto ctx = transport::Context::create();
-    if (!ctx) return console_.log(ctx.message()), kExitFailure;
+    std::optional<transport::Context> ctx = args_.context;
+    if (!ctx) {
+        auto made = transport::Context::create();
+        if (!made) return console_.log(made.message()), kExitFailure;
+        ctx = *made;
+    }
     auto dealer = transport::Dealer::connect(*ctx, args_.connect, sec);
     if (!dealer) return console_.log(dealer.message()), kExitUsage;
     dealer_ = std::move(*dealer);
@@ -553,6 +593,7 @@ int FleetWorker::run() {
 
         now = Clock::now();
         if (g_interrupted) return finish(kExitInterrupted, "interrupted");
+        if (args_.stop && *args_.stop) return finish(0, "");
         std::string fatal;
         bool stop, done;
         {
@@ -564,7 +605,10 @@ int FleetWorker::run() {
             done = board_.scan_done && (args_.sink || (board_.ready == engines_ && board_.idle == engines_)) &&
                    board_.leases.empty() && board_.phases.empty();
         }
-        if (!fatal.empty()) return console_.log(fatal), finish(welcome_ ? kExitFailure : kExitCoordinator, fatal);
+        if (!fatal.empty()) {
+            if (args_.fatal_out) *args_.fatal_out = fatal;
+            return console_.log(fatal), finish(welcome_ ? kExitFailure : kExitCoordinator, fatal);
+        }
         if (stop) return finish(0, "");
         if (done) {
             console_.log("scan done");
@@ -603,14 +647,14 @@ int FleetWorker::finish(int code, const std::string& bye_reason) {
         closed_ = true;
     }
     (void)flush();
-    int linger = 1000;  // bounded: a dead coordinator must not hang the exit
+    int linger = args_.context ? 0 : 1000;  // bounded: a dead coordinator must not hang the exit
     zmq_setsockopt(dealer_->handle(), ZMQ_LINGER, &linger, sizeof linger);
     dealer_.reset();
     return code;
 }
 
 void FleetWorker::engine_main(unsigned index) {
-    EngineEmbedder emb(console_, board_);
+    EngineEmbedder emb(console_, board_, opts_, targets_added_, [this](wire::Message m) { return send(m); });
     EngineShared shared(*shared_);
     const std::uint64_t engine_id = (welcome_->worker_id << kEngineBits) | (index + 1);
     auto created = Worker::create(opts_, *services_, emb, shared, engine_id);
@@ -757,8 +801,24 @@ int run_worker(const std::vector<std::string>& args) {
     std::signal(SIGPIPE, SIG_IGN);
     std::signal(SIGINT, fleet_worker_on_signal);
     std::signal(SIGTERM, fleet_worker_on_signal);
-    Console console(parsed->verbose);
+    Console console(parsed->verbose, false);
     FleetWorker fw(std::move(*parsed), console);
+    return fw.run();
+}
+
+int run_local_worker(const LocalWorker& lw) {
+    Args a;
+    a.connect = lw.endpoint;
+    a.engines = lw.engines;
+    a.insecure = true;  // inproc:// never leaves the process
+    a.name = "local";
+    a.context = lw.context;
+    a.stop = lw.stop;
+    a.fatal_out = lw.fatal_out;
+    a.quiet = true;
+    a.verbose = lw.verbose;
+    Console console(a.verbose, a.quiet);
+    FleetWorker fw(std::move(a), console);
     return fw.run();
 }
 

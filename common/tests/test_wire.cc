@@ -234,6 +234,7 @@ std::vector<Message> samples() {
                             {{1, "a", 2, {4, 5}, 1700000000.5}, {2, "b", 1, {}, 0}}});
     v.push_back(Error{ErrorCode::UnknownLease, "group 9 is not yours", 44});
     v.push_back(Bye{"done"});
+    v.push_back(AddTargets{{{0, "127.0.0.8", false, ""}, {0, "::1", true, "localhost"}}});
     return v;
 }
 
@@ -349,7 +350,7 @@ TEST_CASE("wire: envelope checks") {
         CHECK(decode_error(v0) == ErrorCode::BadVersion);
     }
     SUBCASE("unknown type") {
-        for (std::uint32_t t : {0u, 20u, 255u, 256u, 100000u}) {
+        for (std::uint32_t t : {0u, 21u, 255u, 256u, 100000u}) {
             auto bytes = raw([&](auto& pk) { envelope_head(pk, kProtocolVersion, t); pk.pack_array(0); });
             CHECK(decode_error(bytes) == ErrorCode::UnknownType);
         }

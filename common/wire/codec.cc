@@ -197,6 +197,7 @@ void body(Packer& pk, const StatusReply& m) {
 }
 void body(Packer& pk, const Error& m) { fields(pk, m.code, m.text, m.in_reply_to); }
 void body(Packer& pk, const Bye& m) { fields(pk, m.reason); }
+void body(Packer& pk, const AddTargets& m) { fields(pk, m.targets); }
 
 // ---------------------------------------------------------------- structural pre-scan
 
@@ -498,6 +499,7 @@ void get_body(const Obj& o, StatusReply& m) {
 }
 void get_body(const Obj& o, Error& m) { read_fields(o, "Error", m.code, m.text, m.in_reply_to); }
 void get_body(const Obj& o, Bye& m) { read_fields(o, "Bye", m.reason); }
+void get_body(const Obj& o, AddTargets& m) { read_fields(o, "AddTargets", m.targets); }
 
 // Decodes the body of the variant alternative whose kType is `t`.
 template <std::size_t I = 0>
@@ -540,6 +542,7 @@ const char* type_name(MsgType t) {
     case MsgType::StatusReply: return "StatusReply";
     case MsgType::Error: return "Error";
     case MsgType::Bye: return "Bye";
+    case MsgType::AddTargets: return "AddTargets";
     }
     return "unknown";
 }

@@ -40,6 +40,7 @@ enum class MsgType : std::uint8_t {
     StatusReply = 17,
     Error = 18,
     Bye = 19,
+    AddTargets = 20,
 };
 
 // Error codes carried by Error (and reported by decode): callers branch on these, never on
@@ -268,10 +269,19 @@ struct Bye {
     bool operator==(const Bye&) const = default;
 };
 
+// Worker -> coordinator: hosts a script added with nmap.add_targets, already expanded and
+// checked against the scan's excludes. The coordinator drops ones it was given before and
+// scans the rest in new groups. Sent before the HostResult/PhaseResult of the adding script.
+struct AddTargets {
+    static constexpr MsgType kType = MsgType::AddTargets;
+    std::vector<LeaseHost> targets;  // index is ignored (the coordinator assigns one)
+    bool operator==(const AddTargets&) const = default;
+};
+
 using Message = std::variant<Hello, Welcome, Heartbeat, RequestWork, Lease, NoWork,
                              LeaseRenewed, LeaseLost, HostResult, GroupDone, RunPhase,
                              PhaseResult, SharedOp, SharedReply, SharedNotify, StatusQuery,
-                             StatusReply, Error, Bye>;
+                             StatusReply, Error, Bye, AddTargets>;
 
 // Type number of the message held.
 MsgType type_of(const Message& m);

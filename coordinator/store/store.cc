@@ -421,9 +421,9 @@ Result<std::uint64_t> Store::count_results() const {
 }
 
 Status Store::for_each_result(
-    const std::function<bool(std::uint64_t, std::string_view)>& fn) const {
+    const std::function<bool(std::uint64_t, std::string_view)>& fn, std::uint64_t from) const {
     std::lock_guard lk(mu_);
-    return impl_->scan(kResults, {}, {}, [&](std::string_view k, std::string_view v) {
+    return impl_->scan(kResults, be64(from), {}, [&](std::string_view k, std::string_view v) {
         return fn(from_be64(k), v);
     });
 }

@@ -108,11 +108,12 @@ public:
     [[nodiscard]] Result<CommitOutcome> commit_host(std::uint64_t index, std::string_view bytes);
     [[nodiscard]] Result<std::optional<std::string>> result(std::uint64_t index) const;
     [[nodiscard]] Result<std::uint64_t> count_results() const;
-    // Calls fn(index, bytes) for every result in ascending index order until fn returns
-    // false. The bytes are valid only during the call; fn must not call back into the store
-    // (the store is locked meanwhile). Errors: I/O or corruption.
+    // Calls fn(index, bytes) for every result with index >= from in ascending index order
+    // until fn returns false. The bytes are valid only during the call; fn must not call back
+    // into the store (the store is locked meanwhile). Errors: I/O or corruption.
     [[nodiscard]] Status for_each_result(
-        const std::function<bool(std::uint64_t, std::string_view)>& fn) const;
+        const std::function<bool(std::uint64_t, std::string_view)>& fn,
+        std::uint64_t from = 0) const;
 
     // ---- NSE registry (fleet-wide nmap.registry entries)
     [[nodiscard]] Status put_registry(std::string_view key, std::string_view bytes);

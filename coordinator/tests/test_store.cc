@@ -238,6 +238,12 @@ TEST_CASE("results iterate in index order") {
                  return seen.size() < 3;  // stop early
              }).is_ok());
     CHECK(seen.size() == 3);
+    seen.clear();
+    REQUIRE(s->for_each_result([&](std::uint64_t i, std::string_view) {
+                 seen.push_back(i);
+                 return true;
+             }, 256).is_ok());
+    CHECK(seen == std::vector<std::uint64_t>{256, 300, 65536, 1ull << 40});
 }
 
 TEST_CASE("registry and locks") {
