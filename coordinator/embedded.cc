@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -57,7 +58,8 @@ int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
     if (temporary) {
         std::error_code ec;
         auto base = std::filesystem::temp_directory_path(ec);
-        std::string tmpl = (ec ? std::string("/tmp") : base.string()) + "/nsefleet-scan-XXXXXX";
+        std::string tmpl = (ec ? std::string("/tmp") : base.string()) + "/nsefleet-scan-" +
+                           std::to_string(::getpid()) + "-XXXXXX";
         if (!::mkdtemp(tmpl.data())) return fail("cannot create a state directory in " + tmpl);
         dir = tmpl;
     }

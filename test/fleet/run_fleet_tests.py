@@ -407,8 +407,31 @@ def inner(binary):
     else:
         real_workers(binary, work, Coord, hosts_of_xml, mask)
 
+    plan_only(binary, work, Coord)
+
     if not failed:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def plan_only(binary, work, Coord):
+    # The planning benchmark's pieces (tools/bench PLAN): a --plan-only coordinator over a /18
+    # and one --sink worker that acknowledges every lease without scanning.
+    n = 1 << 14
+    c = Coord(os.path.join(work, "plan"), ["-sT", "-Pn", "-n", "-p", "80", "--max-hostgroup", "256",
+                                           "--stats-every", "1h", "127.0.0.0/18"], extra=["--plan-only"])
+    sink = subprocess.Popen([binary, "worker", "--connect", c.endpoint, "--insecure", "--sink",
+                             "--engines", "4", "--name", "sink"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    rc = c.wait(120)
+    try:
+        src = sink.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        sink.kill()
+        src = sink.wait()
+    err = c.stderr()
+    check(rc == 0 and src == 0, "plan-only: coordinator and sink worker exit 0 (rc=%s, sink=%s)" % (rc, src))
+    check("%d/%d hosts completed" % (n, n) in err,
+          "plan-only: every one of %d hosts leased and acknowledged" % n)
 
 
 def real_workers(binary, work, Coord, hosts_of_xml, mask):

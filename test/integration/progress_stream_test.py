@@ -1,8 +1,16 @@
 #!/usr/bin/env python3
-"""Progress and streaming: NDJSON lines appear as hosts finish (before the scan ends), and
---stats-every prints hosts done/total with an estimate on stderr."""
+"""`nsefleet scan` as a process: NDJSON lines appear as hosts finish and normal output in
+target order as soon as the hosts before are done (both before the scan ends);
+--stats-every prints hosts done/total with an estimate on stderr; --state DIR survives
+kill -9 and --resume finishes with the same report; SIGINT without --state exits 130 with a
+complete, valid XML report of what was done."""
+import difflib
 import json
 import os
+import re
+import shutil
+import signal
+import tempfile
 import subprocess
 import sys
 import threading
@@ -65,7 +73,104 @@ def progress():
     check("progress: estimate shown", any("remaining" in l for l in lines), lines)
 
 
+def ordered_streaming():
+    # Two engines: 127.0.0.1 fast, .2 slow (4 s), .3 fast. Normal output on stdout is in target
+    # order: .1 is printed at once, .3 only after .2 although it finished long before.
+    args = [BIN, "scan", "-sn", "-Pn", "-n", "--workers", "2", "--max-hostgroup", "1",
+            "--script", SCRIPT, "--script-args", "slowhost.hosts=127.0.0.2,slowhost.secs=4",
+            "127.0.0.1-3"]
+    t0 = time.time()
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = {}
+    for line in p.stdout:
+        m = re.match(r"Nmap scan report for (\S+)", line)
+        if m:
+            seen[m.group(1)] = time.time() - t0
+    p.wait(timeout=60)
+    end = time.time() - t0
+    order = sorted(seen, key=seen.get)
+    check("ordered: exit 0", p.returncode == 0)
+    check("ordered: target order", order == ["127.0.0.1", "127.0.0.2", "127.0.0.3"], seen)
+    check("ordered: first host printed before the slow one finished",
+          seen.get("127.0.0.1", end) < end - 2.5, "%s, end %.2f" % (seen, end))
+
+
+def mask(xml):
+    # Times, dates and the command line (output file names) differ between two runs.
+    xml = re.sub(r"<!--.*?-->", "", xml)
+    xml = re.sub(r'(start|end|time|elapsed|startstr|timestr|srtt|rttvar|to|args|summary)="[^"]*"',
+                 r'\1=""', xml)
+    return xml
+
+
+def state_and_resume():
+    # Eight hosts one at a time, every one slow (1 s): kill -9 after three are done, then
+    # --resume on the same --state must give the report of an uninterrupted run.
+    work = tempfile.mkdtemp(prefix="nsefleet-state-")
+    hosts = ",".join("127.0.0.%d" % i for i in range(1, 9))
+    base = ["-sn", "-Pn", "-n", "--workers", "1", "--max-hostgroup", "1", "--script", SCRIPT,
+            "--script-args", 'slowhost.hosts="%s",slowhost.secs=1' % hosts, "127.0.0.1-8"]
+    ref = os.path.join(work, "ref.xml")
+    r = subprocess.run([BIN, "scan"] + base + ["-oX", ref], capture_output=True, text=True, timeout=60)
+    check("state: uninterrupted run", r.returncode == 0, r.stderr)
+    state = os.path.join(work, "state")
+    out = os.path.join(work, "out.xml")
+    jl = os.path.join(work, "out.json")
+    p = subprocess.Popen([BIN, "scan", "--state", state] + base + ["-oX", out, "-oJ", jl],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline and p.poll() is None:
+        part = jl + ".part"  # streamed while the scan runs, renamed at the end
+        if os.path.exists(part) and len(re.findall(r'"type": ?"host"', open(part).read())) >= 3:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    check("state: XML not left in place by a killed scan", not os.path.exists(out))
+    r = subprocess.run([BIN, "scan", "--state", state, "--resume"] + base + ["-oX", out],
+                       capture_output=True, text=True, timeout=60)
+    check("state: --resume exits 0", r.returncode == 0, r.stderr)
+    a = mask(open(ref).read()) if os.path.exists(ref) else ""
+    b = mask(open(out).read()) if os.path.exists(out) else ""
+    check("state: resumed report equals the uninterrupted one", a and a == b,
+          "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm=""))[:2000])
+    r = subprocess.run([BIN, "scan", "--state", state] + base + ["-oX", out],
+                       capture_output=True, text=True, timeout=60)
+    check("state: reusing a state directory without --resume is refused",
+          r.returncode != 0 and "--resume" in r.stderr, r.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def interrupt():
+    # SIGINT mid-scan without --state: exit 130, a complete XML report of the hosts done.
+    work = tempfile.mkdtemp(prefix="nsefleet-int-")
+    out = os.path.join(work, "out.xml")
+    args = [BIN, "scan", "-sn", "-Pn", "-n", "--workers", "1", "--max-hostgroup", "1",
+            "--script", SCRIPT, "--script-args", "slowhost.hosts=127.0.0.3,slowhost.secs=30",
+            "-oX", out, "127.0.0.1-4"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    try:
+        rc = p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = None
+    check("interrupt: exit 130", rc == 130, rc)
+    text = open(out).read() if os.path.exists(out) else ""
+    check("interrupt: XML complete", text.rstrip().endswith("</nmaprun>"), text[-200:])
+    check("interrupt: hosts done are reported",
+          'addr="127.0.0.1"' in text and 'addr="127.0.0.2"' in text, text[-400:])
+    leftovers = [d for d in os.listdir(tempfile.gettempdir())
+                 if d.startswith("nsefleet-scan-%d-" % p.pid)]
+    check("interrupt: no state directory left behind", not leftovers, leftovers)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 streaming()
 progress()
+ordered_streaming()
+state_and_resume()
+interrupt()
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
