@@ -123,6 +123,7 @@ struct WorkerRec {
     bool lost = false;
     std::set<std::uint64_t> leases;
     std::uint64_t hosts_done = 0;
+    std::string last_error;  // text of its last Error message
     // Shared-state footprints, so a lost worker's locks and waits can be dropped for it.
     std::set<std::tuple<std::string, std::uint64_t, std::uint64_t>> locks, waits;
 };
@@ -133,6 +134,7 @@ struct GroupMem {
     std::uint64_t worker = 0;           // holder while leased
     double deadline = 0;
     std::uint32_t attempts = 0;
+    std::uint32_t failures = 0;  // GroupDone with hosts missing
     bool leased = false;
 };
 
@@ -177,7 +179,8 @@ private:
     void send(const std::string& peer, const wire::Message& m);
     void send_error(const std::string& peer, wire::ErrorCode c, const std::string& text,
                     std::uint64_t seq);
-    void log(const std::string& text);
+    void log(const std::string& text);   // informational: not with Config::quiet
+    void warn(const std::string& text);  // always printed
     void fatal(const std::string& text);
     void persist_registry();
 
@@ -222,6 +225,10 @@ private:
 
 void Coordinator::log(const std::string& text) {
     if (cfg_.quiet && opts_.debugging == 0) return;
+    warn(text);
+}
+
+void Coordinator::warn(const std::string& text) {
     std::fprintf(stderr, "nsefleet coordinator: %s\n", text.c_str());
 }
 
@@ -827,7 +834,15 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
         maybe_complete(m.group_id);
         return;
     }
-    // The worker says it is done but hosts are missing: someone else finishes them.
+    // The worker says it is done but hosts are missing: someone else finishes them, unless
+    // the group keeps failing (a scan that cannot progress must end, not loop).
+    constexpr std::uint32_t kMaxFailures = 3;
+    if (++it->second.failures >= kMaxFailures) {
+        fatal("group " + std::to_string(m.group_id) + " failed " + std::to_string(kMaxFailures) +
+              " times" + (w.last_error.empty() ? "" : ", last: " + w.last_error) +
+              (cfg_.context ? "" : " (state kept: fix the cause, then --resume)"));
+        return;
+    }
     log("group " + std::to_string(m.group_id) + " finished by worker " + std::to_string(w.id) +
         " with " + std::to_string(it->second.hosts.size() - it->second.committed.size()) +
         " host(s) missing; requeued");
@@ -838,7 +853,7 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
 
 void Coordinator::on_phase_result(WorkerRec& w, const wire::PhaseResult& m) {
     if (!phase_ || phase_->id != m.phase_id || phase_->phase != m.phase) return;  // stale
-    if (!m.error.empty()) log("phase failed on worker " + std::to_string(w.id) + ": " + m.error);
+    if (!m.error.empty()) warn("phase failed on worker " + std::to_string(w.id) + ": " + m.error);
     shared_.registry_merge(m.registry);
     persist_registry();
     auto key = std::string(kPhaseKeyPrefix) + std::to_string(static_cast<int>(m.phase));
@@ -940,8 +955,9 @@ void Coordinator::handle(const transport::Incoming& in) {
     }
     if (std::holds_alternative<wire::Error>(msg)) {
         const auto& e = std::get<wire::Error>(msg);
-        log("peer reports error " + std::to_string(static_cast<unsigned>(e.code)) + ": " +
+        warn("peer reports error " + std::to_string(static_cast<unsigned>(e.code)) + ": " +
             e.text.substr(0, 200));
+        if (known != by_peer_.end()) workers_[known->second].last_error = e.text.substr(0, 500);
         return;
     }
     if (known == by_peer_.end()) {

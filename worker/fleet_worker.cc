@@ -747,13 +747,13 @@ void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& l
         return;
     }
     if (!st) {
-        // No GroupDone and no more heartbeats for it: the lease runs out and the group goes
-        // back to the queue; the coordinator learns why now.
+        // The coordinator learns why, then a GroupDone short of hosts gives the group back
+        // (it gives up on a group that keeps failing).
         console_.log("group " + std::to_string(gid) + " failed: " + st.message());
         send(wire::Error{wire::ErrorCode::Internal, "group " + std::to_string(gid) + " failed: " + st.message(), 0});
-        return;
+    } else {
+        for (const auto& h : hosts) deliver(h);  // hosts the engine finished without a host_done
     }
-    for (const auto& h : hosts) deliver(h);  // hosts the engine finished without a host_done
     wire::GroupDone done;
     done.group_id = gid;
     done.hosts = static_cast<std::uint32_t>(sent.size());
