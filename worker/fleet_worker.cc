@@ -735,12 +735,23 @@ void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& l
         return board_.stop || board_.lost.count(gid) > 0;
     };
     std::set<std::size_t> sent;
+    // The group's last host goes out only after run_group has pushed the group's registry
+    // changes: its commit completes the group, and the postrule may start right then.
+    std::optional<common::HostResult> held;
+    bool group_over = false;
     auto deliver = [&](const common::HostResult& h) {
-        if (lost() || !sent.insert(h.index).second) return;
+        if (lost() || sent.count(h.index)) return;
+        if (!group_over && sent.size() + 1 == hosts.size()) {
+            held = h;
+            return;
+        }
+        sent.insert(h.index);
         send(wire::HostResult{gid, h});
     };
     emb.group_ = gid;
     auto st = w.run_group(hosts, deliver);
+    group_over = true;
+    if (held) deliver(*held);
     emb.group_.reset();
     if (lost()) {
         console_.debug("group " + std::to_string(gid) + " abandoned");
