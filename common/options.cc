@@ -304,6 +304,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         return Status::error("--min-hostgroup (" + std::to_string(o.min_hostgroup) +
                              ") is greater than --max-hostgroup (" +
                              std::to_string(o.max_hostgroup) + ")");
+    if (o.workers > 1024)  // each is a thread with its own Lua state
+        return Status::error("invalid value for --workers: '" + std::to_string(o.workers) + "' (at most 1024)");
     if (o.targets.empty() && o.input_files.empty()) return Status::error("no targets specified");
     return o;
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "common/target_cursor.h"
 #include "common/transport/transport.h"
@@ -79,23 +80,32 @@ int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
     cfg.quiet = true;
     cfg.finish_on_interrupt = temporary;
 
-    std::atomic<bool> stop{false}, exited{false};
-    std::string worker_error;
-    int worker_rc = 0;
-    worker::LocalWorker lw{*ctx, endpoint, engines, opts.debugging, &stop, &worker_error};
+    // One single-engine worker per engine, as a fleet of one-core machines would be.
+    std::atomic<bool> stop{false};
+    std::vector<std::atomic<bool>> exited(engines);  // each set after its error is written
+    std::vector<std::string> errors(engines);
+    std::vector<worker::LocalWorker> locals;
+    for (unsigned i = 0; i < engines; ++i)
+        locals.push_back({*ctx, endpoint, "local" + std::to_string(i + 1), 1, opts.debugging, &stop,
+                          &errors[i]});
     cfg.options = std::move(opts);
-    std::thread engines_thread([&] {
-        worker_rc = worker::run_local_worker(lw);
-        exited = true;
-    });
+    std::vector<std::thread> threads;
+    for (unsigned i = 0; i < engines; ++i)
+        threads.emplace_back([&, i] {
+            worker::run_local_worker(locals[i]);
+            exited[i] = true;
+        });
+    // A worker leaving before the coordinator is done failed to start (they only leave when
+    // told to); its error is the scan's.
     cfg.halted = [&]() -> std::string {
-        if (!exited) return {};
-        if (!worker_error.empty()) return worker_error;
-        return "the scan engines stopped (exit " + std::to_string(worker_rc) + ")";
+        std::string why;
+        for (unsigned i = 0; i < engines && why.empty(); ++i)
+            if (exited[i]) why = errors[i].empty() ? "the scan engines stopped unexpectedly" : errors[i];
+        return why;
     };
     int rc = run_coordinator(std::move(cfg));
     stop = true;
-    engines_thread.join();
+    for (auto& t : threads) t.join();
     if (temporary) {
         std::error_code ec;
         std::filesystem::remove_all(dir, ec);

@@ -183,6 +183,9 @@ private:
     void warn(const std::string& text);  // always printed
     void fatal(const std::string& text);
     void persist_registry();
+    // How long an idle worker waits before asking again: short in-process, where asking
+    // costs nothing and every wait shows in a small scan's wall time.
+    std::uint32_t retry_ms(std::uint32_t fleet) const { return cfg_.context ? 50 : fleet; }
 
     Config cfg_;
     common::ScanOptions opts_;
@@ -743,7 +746,7 @@ void Coordinator::on_request_work(WorkerRec& w, const wire::RequestWork& m) {
     }
     if (!prerule_done_) {
         start_phase(wire::Phase::Prerule);
-        send(w.peer, wire::NoWork{300, false});
+        send(w.peer, wire::NoWork{retry_ms(300), false});
         return;
     }
     if (auto s = plan_more(); !s) {
@@ -781,7 +784,7 @@ void Coordinator::on_request_work(WorkerRec& w, const wire::RequestWork& m) {
     }
     if (given == 0) {
         if (scanning_done()) start_phase(wire::Phase::Postrule);
-        send(w.peer, wire::NoWork{500, false});
+        send(w.peer, wire::NoWork{retry_ms(500), false});
     }
 }
 

@@ -822,7 +822,7 @@ int run_local_worker(const LocalWorker& lw) {
     a.connect = lw.endpoint;
     a.engines = lw.engines;
     a.insecure = true;  // inproc:// never leaves the process
-    a.name = "local";
+    a.name = lw.name;
     a.context = lw.context;
     a.stop = lw.stop;
     a.fatal_out = lw.fatal_out;

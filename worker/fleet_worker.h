@@ -19,6 +19,7 @@ int run_worker(const std::vector<std::string>& args);
 struct LocalWorker {
     common::transport::Context context;
     std::string endpoint;
+    std::string name;  // in the coordinator's progress line
     unsigned engines = 1;
     int verbose = 0;  // > 0: the worker's log lines too
     const std::atomic<bool>* stop = nullptr;

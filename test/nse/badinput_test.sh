@@ -64,6 +64,7 @@ check args-double-eq    "x=a=b"         -Pn -n -sn --script "$TMP/fine.nse" --sc
 check args-open-brace   "k={"           -Pn -n -sn --script "$TMP/fine.nse" --script-args "k={" $T
 check timing-T9         "T9"            -Pn -n -sn -T9 $T
 check max-hostgroup     "max-hostgroup"            -Pn -n -sn --max-hostgroup x $T
+check workers-too-many  "--workers"     -Pn -n -sn --workers 5000 $T
 check script-timeout    "5x"            -Pn -n -sn --script "$TMP/fine.nse" --script-timeout 5x $T
 check missing-iL        "$TMP/no-such-targets.txt" -Pn -n -sn -iL "$TMP/no-such-targets.txt"
 
