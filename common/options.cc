@@ -349,6 +349,8 @@ TIMING AND PERFORMANCE:
   --stats-every <time>: Print progress at this interval
   --workers <number>: Number of scan engines (default: one per core)
   --engine-memory <MiB>: Memory cap of each engine's Lua state (default 1024)
+  --state <dir>: Keep the scan journal in <dir> (default: a temporary directory)
+  --resume: With --state, continue the scan journaled there (same command line)
 OUTPUT:
   -oN/-oX/-oG/-oJ <file>: Output scan in normal, XML, grepable or JSON
      format to the given filename ('-' = stdout)
