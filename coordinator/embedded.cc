@@ -4,7 +4,6 @@
 #include "coordinator/embedded.h"
 
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,14 +21,6 @@
 namespace coordinator {
 
 namespace {
-
-void raise_fd_limit() {
-    rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
 
 int fail(const std::string& msg) {
     std::fprintf(stderr, "nsefleet: %s\n", msg.c_str());
@@ -53,7 +44,7 @@ std::size_t group_size(const common::ScanOptions& opts, unsigned engines) {
 }  // namespace
 
 int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
-    raise_fd_limit();
+    worker::raise_fd_limit();
     std::string dir = state.dir;
     bool temporary = dir.empty();
     if (temporary) {

@@ -413,9 +413,10 @@ common::Status Coordinator::restore_groups() {
         m.attempts = g.attempts;
         if (added) {
             for (auto index : g.hosts) {
-                auto it = std::find_if(pending_added_.begin(), pending_added_.end(),
-                                       [&](const wire::LeaseHost& h) { return h.index == index; });
-                if (it == pending_added_.end()) return mismatch();
+                // pending_added_ is in index order (restore_added reads the keys in order).
+                auto it = std::lower_bound(pending_added_.begin(), pending_added_.end(), index,
+                                           [](const wire::LeaseHost& h, std::uint64_t i) { return h.index < i; });
+                if (it == pending_added_.end() || it->index != index) return mismatch();
                 m.hosts.push_back(*it);
             }
         } else {

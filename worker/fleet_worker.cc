@@ -787,6 +787,8 @@ void FleetWorker::run_phase(Worker& w, EngineShared& shared, const wire::RunPhas
     send(r);
 }
 
+}  // namespace
+
 void raise_fd_limit() {
     rlimit rl{};
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -794,8 +796,6 @@ void raise_fd_limit() {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 }
-
-}  // namespace
 
 int run_worker(const std::vector<std::string>& args) {
     for (const auto& a : args)

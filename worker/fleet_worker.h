@@ -13,6 +13,9 @@ namespace worker {
 // --insecure]`. Returns the process exit code.
 int run_worker(const std::vector<std::string>& args);
 
+// Raises the open-files limit to its hard maximum: every script socket is a descriptor.
+void raise_fd_limit();
+
 // A worker inside the `nsefleet scan` process: connects to `endpoint` (inproc://) on the
 // coordinator's context and runs until `stop` is set (after the coordinator returned). A
 // failed start (bad --script, ...) is reported in *fatal_out and the worker exits.

@@ -21,14 +21,14 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+import labrun
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAB = os.path.join(HERE, "..", "lab", "lab.sh")
 COMPARE = os.path.join(HERE, "..", "conformance", "compare.py")
 DTD = "/usr/share/nmap/nmap.dtd"
 NS = "nsefleet-fleetlab-%d" % os.getpid()
@@ -46,17 +46,7 @@ RESUME_NET = "127.0.1.0/26"
 FAULT_KILLS = 4              # worker kill -9s in the fault run (at least 3 required)
 MAX_FLAKES = 6               # tolerated lab flakes per comparison (see compare_scripts)
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   - " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL - " + what, flush=True)
+check = labrun.check
 
 
 def info(msg):
@@ -277,14 +267,6 @@ def log_of(p):
         return ""
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 # ---------------------------------------------------------------- inner part (in the lab)
 
 def inner(binary):
@@ -296,7 +278,7 @@ def inner(binary):
     finally:
         procs.cleanup()
     info("total inner time %.1f s" % (time.monotonic() - t_all))
-    if failed:
+    if labrun.failed:
         info("files kept in " + work)
     else:
         shutil.rmtree(work, ignore_errors=True)
@@ -337,7 +319,7 @@ def run_all(binary, work, procs):
     check(rc == 0 and hosts_of_xml(scan_xml) == expect,
           "nsefleet scan reference: rc=%s, %d hosts in target order" % (rc, len(hosts_of_xml(scan_xml))))
 
-    port = free_port()
+    port = labrun.free_port()
     t = time.monotonic()
     c = coordinator(port, P("st-fleet"), SCAN + g16 + ["-oX", fleet_xml, NET])
     ws = [worker(port, "w%d" % i) for i in range(3)]
@@ -367,7 +349,7 @@ def run_all(binary, work, procs):
     info("fault run seed %d (replay: NSEFLEET_FLEETLAB_SEED=%d)" % (seed, seed))
     rng = random.Random(seed)
     fx, fj = P("fault.xml"), P("fault.ndjson")
-    port = free_port()
+    port = labrun.free_port()
     t = time.monotonic()
     c = coordinator(port, P("st-fault"), SCAN + ["--max-hostgroup", "8", "-oX", fx, "-oJ", fj, NET],
                     lease="2s", tag="coord-fault")
@@ -420,7 +402,7 @@ def run_all(binary, work, procs):
     expect26 = [str(a) for a in ipaddress.ip_network(RESUME_NET)]
     ux, uj = P("r-uninterrupted.xml"), P("r-uninterrupted.ndjson")
     args_u = SCAN + ["--max-hostgroup", "8", "-oX", ux, "-oJ", uj, RESUME_NET]
-    port = free_port()
+    port = labrun.free_port()
     t = time.monotonic()
     c = coordinator(port, P("st-r1"), args_u, tag="coord-r1")
     ws = [worker(port, "u%d" % i) for i in range(3)]
@@ -431,7 +413,7 @@ def run_all(binary, work, procs):
 
     rx, rj = P("r-resumed.xml"), P("r-resumed.ndjson")
     args_r = SCAN + ["--max-hostgroup", "8", "-oX", rx, "-oJ", rj, RESUME_NET]
-    port = free_port()
+    port = labrun.free_port()
     state = P("st-r2")
     t = time.monotonic()
     c = coordinator(port, state, args_r, tag="coord-r2")
@@ -480,33 +462,5 @@ def run_all(binary, work, procs):
          "resume run %.1f s" % (t_nmap, t_scan, t_fleet, t_fault, t_resume))
 
 
-# ---------------------------------------------------------------- outer part
-
-def main():
-    if len(sys.argv) >= 3 and sys.argv[1] == "--inner":
-        inner(sys.argv[2])
-        print("%d passed, %d failed" % (passed, failed))
-        sys.exit(1 if failed else 0)
-    if len(sys.argv) != 2:
-        print(__doc__)
-        sys.exit(2)
-    binary = os.path.abspath(sys.argv[1])
-    env = dict(os.environ, NSEFLEET_LAB_NS=NS)
-    r = subprocess.run([LAB, "start"], env=env)
-    if r.returncode != 0:
-        print("0 passed, 1 failed (lab did not start)")
-        sys.exit(1)
-    try:
-        r = subprocess.run([LAB, "exec", "/usr/bin/python3", os.path.abspath(__file__), "--inner",
-                            binary], env=env, timeout=720)
-        rc = r.returncode
-    except subprocess.TimeoutExpired:
-        print("FAIL - fleet lab tests timed out\n0 passed, 1 failed")
-        rc = 1
-    finally:
-        subprocess.run([LAB, "stop"], env=env)
-    sys.exit(rc)
-
-
 if __name__ == "__main__":
-    main()
+    labrun.main(__file__, inner, __doc__, NS, 720, "fleet lab tests")

@@ -13,15 +13,14 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
+import labrun
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAB = os.path.join(HERE, "..", "lab", "lab.sh")
 NS = "nsefleet-fleet-%d" % os.getpid()
 
 # Message type numbers (docs/protocol.md).
@@ -29,17 +28,7 @@ HELLO, WELCOME, HEARTBEAT, REQUEST_WORK, LEASE, NO_WORK, LEASE_RENEWED, LEASE_LO
 HOST_RESULT, GROUP_DONE, RUN_PHASE, PHASE_RESULT, SHARED_OP, SHARED_REPLY, SHARED_NOTIFY = range(9, 16)
 STATUS_QUERY, STATUS_REPLY, ERROR, BYE = range(16, 20)
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   - " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL - " + what, flush=True)
+check = labrun.check
 
 
 # ---------------------------------------------------------------- inner part (in the lab)
@@ -58,12 +47,6 @@ def inner(binary):
         m = msgpack.unpackb(b, raw=True, strict_map_key=False)
         return m[2], m[4]
 
-    def free_port():
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        return p
 
     class FakeWorker(threading.Thread):
         """A worker that 'scans' by answering every host as up with no ports.
@@ -150,7 +133,7 @@ def inner(binary):
 
     class Coord:
         def __init__(self, state, args, resume=False, lease="2s", extra=()):
-            self.port = free_port()
+            self.port = labrun.free_port()
             self.endpoint = "tcp://127.0.0.1:%d" % self.port
             cmd = [binary, "coordinator", "--listen", self.endpoint, "--state", state,
                    "--lease-timeout", lease] + list(extra)
@@ -409,7 +392,7 @@ def inner(binary):
 
     plan_only(binary, work, Coord)
 
-    if not failed:
+    if not labrun.failed:
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -480,33 +463,5 @@ def real_workers(binary, work, Coord, hosts_of_xml, mask):
           "real workers: kill -9 of a worker mid-scan, every host exactly once")
 
 
-# ---------------------------------------------------------------- outer part
-
-def main():
-    if len(sys.argv) >= 3 and sys.argv[1] == "--inner":
-        inner(sys.argv[2])
-        print("%d passed, %d failed" % (passed, failed))
-        sys.exit(1 if failed else 0)
-    if len(sys.argv) != 2:
-        print(__doc__)
-        sys.exit(2)
-    binary = os.path.abspath(sys.argv[1])
-    env = dict(os.environ, NSEFLEET_LAB_NS=NS)
-    r = subprocess.run([LAB, "start"], env=env)
-    if r.returncode != 0:
-        print("0 passed, 1 failed (lab did not start)")
-        sys.exit(1)
-    try:
-        r = subprocess.run([LAB, "exec", "/usr/bin/python3", os.path.abspath(__file__), "--inner",
-                            binary], env=env, timeout=900)
-        rc = r.returncode
-    except subprocess.TimeoutExpired:
-        print("FAIL - fleet tests timed out\n0 passed, 1 failed")
-        rc = 1
-    finally:
-        subprocess.run([LAB, "stop"], env=env)
-    sys.exit(rc)
-
-
 if __name__ == "__main__":
-    main()
+    labrun.main(__file__, inner, __doc__, NS, 900, "fleet tests")
