@@ -26,6 +26,34 @@ double steady_now() {
     return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
+// Thrown by the panic handler: an error outside any protected call (which the engine avoids)
+// becomes an engine error instead of abort().
+struct LuaPanic : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+int on_panic(lua_State* L) {
+    const char* msg = lua_tostring(L, -1);
+    throw LuaPanic(msg ? msg : "unprotected Lua error");
+}
+
+// The governor's window for the timing template (-T0..-T5) or a fixed --max-parallelism.
+GovernorConfig governor_config(const EngineConfig& cfg) {
+    GovernorConfig g;
+    if (cfg.socket_slots > 0) {
+        g.initial = g.min = g.max = cfg.socket_slots;
+        g.fixed = true;
+        return g;
+    }
+    static const double initial[] = {1, 2, 8, 64, 128, 256};
+    static const double floor[] = {1, 1, 2, 4, 8, 16};
+    int t = std::clamp(cfg.timing_level, 0, 5);
+    g.initial = initial[t];
+    g.min = floor[t];
+    g.max = t <= 2 ? g.initial : 1024;  // -T0..-T2 stay polite: no growth
+    return g;
+}
+
 // How often (in VM instructions) the hook looks at the clock.
 constexpr int kHookCount = 1000;
 
@@ -49,9 +77,11 @@ struct ThreadRec {
 class EngineImpl final : public Engine, public Runtime {
 public:
     EngineImpl(const EngineConfig& cfg, Embedder& emb, SharedState& shared)
-        : cfg_(cfg), emb_(emb), shared_(shared), files_(cfg.datadir) {}
+        : cfg_(cfg), emb_(emb), shared_(shared), files_(cfg.datadir),
+          governor_(governor_config(cfg)), budget_(std::make_shared<MemoryBudget>()) {}
 
     ~EngineImpl() override {
+        if (!broken_.empty()) return;  // after a panic the state cannot be trusted: leak it
         kill_all();
         if (L_) lua_close(L_);
     }
@@ -63,12 +93,14 @@ public:
     bool has_prerule() const override { return any_rule(&Script::prerule); }
     bool has_postrule() const override { return any_rule(&Script::postrule); }
     common::Status run_prerule(std::vector<common::ScriptResult>& out) override {
-        return run_prepost(true, out);
+        return guarded([&] { return run_prepost(true, out); });
     }
     common::Status run_postrule(std::vector<common::ScriptResult>& out) override {
-        return run_prepost(false, out);
+        return guarded([&] { return run_prepost(false, out); });
     }
-    common::Status run_scan(std::vector<common::HostResult>& hosts) override;
+    common::Status run_scan(std::vector<common::HostResult>& hosts) override {
+        return guarded([&] { return scan_phase(hosts); });
+    }
     common::Value registry_export() override;
     void registry_import(const common::Value& v) override;
     asio::io_context& io() override { return io_; }
@@ -83,7 +115,15 @@ public:
     int timing_level() const override { return cfg_.timing_level; }
     bool ipv6() const override { return cfg_.ipv6; }
     const std::string& iface() const override { return cfg_.iface; }
+    Governor& governor() override { return governor_; }
+    const std::shared_ptr<MemoryBudget>& memory() override { return budget_; }
+    double steady_now() const override { return nse::steady_now(); }
+    void note_resource_loss(const std::string& what) override;
     const ThreadInfo* current() const override { return current_ ? &current_->info : nullptr; }
+    void note_lock(std::uint64_t thread, int delta) override {
+        auto it = threads_.find(thread);
+        if (it != threads_.end()) it->second->info.locks_held += delta;
+    }
     std::uint64_t coroutine_id(lua_State* co) override;
     Waker prepare_wait(lua_State* L) override;
     CleanupId add_cleanup(lua_State* L, std::function<void()> fn) override;
@@ -99,12 +139,11 @@ public:
     // For the Lua-facing helpers below.
     ThreadRec* current_rec() { return current_; }
     bool over_deadline(const ThreadRec& t) const {
-        double now = steady_now();
+        double now = nse::steady_now();
         return t.killed || (t.deadline > 0 && now > t.deadline) ||
                (t.host_deadline > 0 && now > t.host_deadline) || emb_.cancelled();
     }
-    std::size_t mem_used = 0;
-    std::size_t mem_limit = 0;
+    MemoryBudget& budget() { return *budget_; }
 
 private:
     struct Script {
@@ -133,6 +172,21 @@ private:
     // thread cap. `next` returns false when it has nothing more to start.
     void run_threads(const std::function<bool()>& next);
     common::Status run_prepost(bool pre, std::vector<common::ScriptResult>& out);
+    common::Status scan_phase(std::vector<common::HostResult>& hosts);
+    // Runs a phase; a Lua panic (an error outside every protected call, which the engine
+    // avoids) ends the phase and the engine with an error instead of abort().
+    common::Status guarded(const std::function<common::Status()>& phase) {
+        if (!broken_.empty()) return common::Status::error(broken_);
+        try {
+            return phase();
+        } catch (const LuaPanic& e) {
+            broken_ = std::string("NSE engine error: ") + e.what();
+            hosts_ = nullptr;
+            prepost_out_ = nullptr;
+            current_ = nullptr;
+            return common::Status::error(broken_);
+        }
+    }
     // A new coroutine anchored in the registry, for a thread record not yet queued.
     std::unique_ptr<ThreadRec> new_thread_rec();
     // Queues a new thread for its first resume and counts it against its host.
@@ -143,6 +197,21 @@ private:
     void note_host_timeout(const ThreadRec& t);
     void debug(int level, const std::string& msg) {
         if (cfg_.debugging >= level) emb_.write(true, "NSE: " + msg + "\n");
+    }
+    // Runs fn(L_) in protected mode: a Lua error (out of memory above all) comes back as its
+    // message instead of reaching the panic handler.
+    std::optional<std::string> protect(const std::function<void(lua_State*)>& fn);
+    // Hands a waiting thread its delivered values (protected): false when they could not be
+    // built (out of memory), in which case the thread gets nil, "not enough memory".
+    int push_delivery(ThreadRec& t);
+    // Lua's traceback of `co` under `msg` (protected; msg alone when it cannot be built).
+    std::string traceback(lua_State* co, const std::string& msg) {
+        std::string tb = msg;
+        protect([&](lua_State* L) {
+            luaL_traceback(L, co, msg.c_str(), 0);
+            tb = lua_tostring(L, -1);
+        });
+        return tb;
     }
 
     EngineConfig cfg_;
@@ -183,6 +252,10 @@ private:
         }
     }
     std::vector<common::ScriptResult>* prepost_out_ = nullptr;
+    Governor governor_;
+    std::shared_ptr<MemoryBudget> budget_;
+    std::uint64_t resource_losses_ = 0;
+    std::string broken_;  // set by a Lua panic: the state is unusable from then on
 };
 
 EngineImpl& impl_of(lua_State* L) {
@@ -190,16 +263,20 @@ EngineImpl& impl_of(lua_State* L) {
 }
 
 void* counting_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
-    auto* e = static_cast<EngineImpl*>(ud);
+    auto& b = static_cast<EngineImpl*>(ud)->budget();
     std::size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        e->mem_used -= old;
+        b.uncharge(old);
         std::free(ptr);
         return nullptr;
     }
-    if (nsize > old && e->mem_limit && e->mem_used + (nsize - old) > e->mem_limit) return nullptr;
+    if (nsize > old && !b.charge(nsize - old)) return nullptr;
     void* p = std::realloc(ptr, nsize);
-    if (p) e->mem_used = e->mem_used - old + nsize;
+    if (!p) {
+        if (nsize > old) b.uncharge(nsize - old);
+        return nullptr;
+    }
+    if (nsize < old) b.uncharge(old - nsize);
     return p;
 }
 
@@ -318,9 +395,10 @@ int yield(lua_State* L, lua_KContext ctx, lua_KFunction k) {
 }
 
 common::Status EngineImpl::init() {
-    mem_limit = cfg_.memory_limit;
+    budget_->limit = cfg_.memory_limit;
     L_ = lua_newstate(counting_alloc, this);
     if (!L_) return common::Status::error("cannot create Lua state");
+    lua_atpanic(L_, on_panic);
     *static_cast<EngineImpl**>(lua_getextraspace(L_)) = this;
     luaL_openlibs(L_);
     lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookCount);
@@ -531,24 +609,35 @@ void EngineImpl::enqueue(std::unique_ptr<ThreadRec> rec) {
 
 void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
                                 const common::PortResult* port) {
-    auto rec = new_thread_rec();
-    lua_State* co = rec->info.co;
-    push_driver(co);
-    lua_getfield(co, -1, "run_instance");
-    lua_remove(co, -2);
-    lua_pushinteger(co, static_cast<lua_Integer>(i + 1));
-    lua_pushstring(co, rtype);
-    if (host >= 0) {
-        lua_rawgeti(co, LUA_REGISTRYINDEX, host_registry_[host]);
-        lib::push_host(co, (*hosts_)[host], lua_gettop(co));
+    std::unique_ptr<ThreadRec> rec;
+    // Building the thread allocates: protected, so a full memory budget skips (and counts)
+    // the instance instead of panicking.
+    auto err = protect([&](lua_State*) {
+        rec = new_thread_rec();
+        lua_State* co = rec->info.co;
+        push_driver(co);
+        lua_getfield(co, -1, "run_instance");
         lua_remove(co, -2);
-    } else {
-        lua_pushnil(co);
+        lua_pushinteger(co, static_cast<lua_Integer>(i + 1));
+        lua_pushstring(co, rtype);
+        if (host >= 0) {
+            lua_rawgeti(co, LUA_REGISTRYINDEX, host_registry_[host]);
+            lib::push_host(co, (*hosts_)[host], lua_gettop(co));
+            lua_remove(co, -2);
+        } else {
+            lua_pushnil(co);
+        }
+        if (port)
+            lib::push_port(co, *port);
+        else
+            lua_pushnil(co);
+    });
+    if (err) {
+        if (rec) luaL_unref(L_, LUA_REGISTRYINDEX, rec->ref);
+        debug(1, scripts_[i].id + " could not start: " + *err);
+        note_resource_loss("memory");
+        return;
     }
-    if (port)
-        lib::push_port(co, *port);
-    else
-        lua_pushnil(co);
     rec->nargs = 4;
     rec->info.id = next_thread_++;
     rec->info.script_id = scripts_[i].id;
@@ -590,8 +679,7 @@ void EngineImpl::resume(ThreadRec& t) {
         if (!t.info.worker && cfg_.script_timeout > 0)
             t.deadline = steady_now() + cfg_.script_timeout;
     } else {
-        nargs = t.push ? t.push(co) : 0;
-        t.push = nullptr;
+        nargs = push_delivery(t);
     }
     current_ = &t;
     int nres = 0;
@@ -607,6 +695,66 @@ void EngineImpl::resume(ThreadRec& t) {
         return;
     }
     finish(t, st, st == LUA_OK ? nres : 0);
+}
+
+std::optional<std::string> EngineImpl::protect(const std::function<void(lua_State*)>& fn) {
+    auto tramp = [](lua_State* L) -> int {
+        auto* f = static_cast<const std::function<void(lua_State*)>*>(lua_touserdata(L, 1));
+        lua_remove(L, 1);
+        (*f)(L);
+        return 0;
+    };
+    int top = lua_gettop(L_);
+    if (!lua_checkstack(L_, 2)) return std::string(kNotEnoughMemory);
+    lua_pushcfunction(L_, tramp);
+    lua_pushlightuserdata(L_, const_cast<std::function<void(lua_State*)>*>(&fn));
+    int st = lua_pcall(L_, 1, 0, 0);
+    std::optional<std::string> err;
+    if (st != LUA_OK) err = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "error object is not a string";
+    lua_settop(L_, top);
+    return err;
+}
+
+int EngineImpl::push_delivery(ThreadRec& t) {
+    auto push = std::move(t.push);
+    t.push = nullptr;
+    if (!push) return 0;
+    lua_State* co = t.info.co;
+    // The values are built on the main thread under a protected call, then moved over:
+    // a delivery too large for the memory cap becomes a soft failure, never a panic.
+    int n = 0;
+    int top = lua_gettop(L_);
+    auto err = protect([&](lua_State* L) {
+        n = push(L);
+        luaL_checkstack(L, 2, nullptr);
+        // protect() resets the main stack: park the values in a table of the registry.
+        lua_createtable(L, n, 0);
+        lua_insert(L, -(n + 1));
+        for (int i = n; i >= 1; --i) lua_rawseti(L, -(i + 1), i);
+        lua_setfield(L, LUA_REGISTRYINDEX, "nsefleet.delivery");
+    });
+    lua_settop(L_, top);
+    if (err || !lua_checkstack(co, n + 2) || !lua_checkstack(L_, n + 2)) {
+        note_resource_loss("memory");
+        lua_pushnil(co);
+        lua_pushstring(co, kNotEnoughMemory);  // short strings are interned: nearly free
+        return 2;
+    }
+    lua_getfield(L_, LUA_REGISTRYINDEX, "nsefleet.delivery");
+    for (int i = 1; i <= n; ++i) lua_rawgeti(L_, -i, i);
+    lua_xmove(L_, co, n);
+    lua_pop(L_, 1);
+    lua_pushnil(L_);
+    lua_setfield(L_, LUA_REGISTRYINDEX, "nsefleet.delivery");
+    return n;
+}
+
+void EngineImpl::note_resource_loss(const std::string& what) {
+    ++resource_losses_;
+    const ThreadInfo* t = current();
+    std::string who = t ? t->script_id : "a script";
+    if (cfg_.verbosity > 0 || cfg_.debugging > 0)
+        emb_.write(true, "WARNING: " + who + ": engine " + what + " limit reached; a result may be missing\n");
 }
 
 void EngineImpl::record_result(ThreadRec& t, std::string text, std::optional<common::Value> tree) {
@@ -657,8 +805,13 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
             msg = lua_isstring(co, -1) ? lua_tostring(co, -1) : "";
             lua_pop(co, 1);
         } else {
-            msg = luaL_tolstring(co, -1, nullptr);
-            lua_pop(co, 1);
+            // Protected: __tostring may fail, and so may the allocation of the text.
+            auto err = protect([&](lua_State* L) {
+                lua_pushvalue(co, -1);
+                lua_xmove(co, L, 1);
+                msg = luaL_tolstring(L, -1, nullptr);
+            });
+            if (err) msg = "(error object cannot be shown: " + *err + ")";
         }
         std::string who = describe(t);
         if (t.killed) {
@@ -667,23 +820,15 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
         } else if (quiet_try) {
             debug(1, "Finished " + who + ". Reason: " + msg);
         } else if (t.info.worker) {
-            luaL_traceback(L_, co, msg.c_str(), 0);
-            std::string tb = lua_tostring(L_, -1);
-            lua_pop(L_, 1);
-            debug(1, "worker of " + who + " threw an error!\n" + tb);
-            push_driver(L_);
-            lua_getfield(L_, -1, "worker_failed");
+            debug(1, "worker of " + who + " threw an error!\n" + traceback(co, msg));
             lua_pushthread(co);
             lua_xmove(co, L_, 1);
             lua_pushstring(L_, msg.c_str());
-            lua_pcall(L_, 2, 0, 0);
-            lua_pop(L_, 1);
+            if (auto err = call_driver(L_, "worker_failed", 2, 0))
+                debug(1, "worker_failed: " + first_line(*err));
         } else {
             if (cfg_.debugging > 0) {
-                luaL_traceback(L_, co, msg.c_str(), 0);
-                std::string tb = lua_tostring(L_, -1);
-                lua_pop(L_, 1);
-                emb_.write(true, "NSE: " + who + " threw an error!\n" + tb + "\n");
+                emb_.write(true, "NSE: " + who + " threw an error!\n" + traceback(co, msg) + "\n");
             } else {
                 record_result(t, "ERROR: Script execution failed (use -d to debug)", std::nullopt);
             }
@@ -691,6 +836,7 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
         lua_settop(co, 0);
     }
     run_cleanups(t);
+    governor_.abandon(t.info.id, steady_now());  // sockets released theirs; this is a backstop
     if (!t.info.worker) --instances_alive_;
     int host = t.info.host;
     luaL_unref(L_, LUA_REGISTRYINDEX, t.ref);
@@ -759,6 +905,7 @@ void EngineImpl::run_threads(const std::function<bool()>& next) {
             auto it = threads_.find(id);
             if (it != threads_.end()) kill(*it->second, "timed out");
         }
+        governor_.tick(now);
         if (now - last_gc > 0.5) {
             lua_gc(L_, LUA_GCSTEP, 0);
             last_gc = now;
@@ -793,7 +940,7 @@ bool eligible(const common::PortResult& p) {
 }
 }  // namespace
 
-common::Status EngineImpl::run_scan(std::vector<common::HostResult>& hosts) {
+common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
     hosts_ = &hosts;
     host_alive_.assign(hosts.size(), 0);
     host_reported_.assign(hosts.size(), false);

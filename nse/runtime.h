@@ -3,14 +3,17 @@
 // door and the one resume door, per-thread cleanups, and the host data of the running phase.
 #include <lua.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "common/datafiles.h"
 #include "common/result.h"
 #include "nse/embedder.h"
+#include "nse/governor.h"
 
 namespace asio {
 class io_context;
@@ -19,6 +22,60 @@ class io_context;
 namespace nse {
 
 class Runtime;
+
+// The engine's memory budget: the Lua allocator and every byte held outside Lua on behalf of
+// scripts (socket receive buffers, decompression output) count against one cap. Shared
+// (std::shared_ptr) so charges held by late I/O handlers outlive the engine safely.
+struct MemoryBudget {
+    std::size_t used = 0;
+    std::size_t limit = 0;  // 0 = none
+    // Counts `n` more bytes; false (nothing counted) when that would pass the cap.
+    bool charge(std::size_t n) {
+        if (limit && used + n > limit) return false;
+        used += n;
+        return true;
+    }
+    void uncharge(std::size_t n) { used -= std::min(n, used); }
+};
+
+// Bytes counted against a budget while this object lives. Move-only.
+class MemCharge {
+public:
+    MemCharge() = default;
+    explicit MemCharge(std::shared_ptr<MemoryBudget> b) : budget_(std::move(b)) {}
+    MemCharge(MemCharge&& o) noexcept : budget_(std::move(o.budget_)), n_(std::exchange(o.n_, 0)) {}
+    MemCharge& operator=(MemCharge&& o) noexcept {
+        if (this != &o) {
+            reset();
+            budget_ = std::move(o.budget_);
+            n_ = std::exchange(o.n_, 0);
+        }
+        return *this;
+    }
+    ~MemCharge() { reset(); }
+    // Makes the charge `total` bytes; false (unchanged) when the budget cannot take it.
+    bool set(std::size_t total) {
+        if (!budget_) return true;
+        if (total > n_) {
+            if (!budget_->charge(total - n_)) return false;
+        } else {
+            budget_->uncharge(n_ - total);
+        }
+        n_ = total;
+        return true;
+    }
+    void reset() {
+        if (budget_) budget_->uncharge(n_);
+        n_ = 0;
+    }
+
+private:
+    std::shared_ptr<MemoryBudget> budget_;
+    std::size_t n_ = 0;
+};
+
+// The reason a script gets for an operation refused by the memory budget.
+inline constexpr const char* kNotEnoughMemory = "not enough memory";
 
 // A promise to resume one waiting script thread. Cheap to copy; firing it more than once,
 // or after the thread died or was resumed for another reason, does nothing.
@@ -52,6 +109,7 @@ struct ThreadInfo {
     std::string proto;             // port protocol
     lua_State* co = nullptr;       // the base coroutine
     std::uint64_t parent = 0;      // for workers: the instance they belong to
+    int locks_held = 0;            // nmap.mutex locks held (governor priority)
 };
 
 class Runtime {
@@ -67,9 +125,19 @@ public:
     virtual int timing_level() const = 0;
     virtual bool ipv6() const = 0;
     virtual const std::string& iface() const = 0;  // -e, "" when not given
+    // The script-socket governor and the memory budget of this engine.
+    virtual Governor& governor() = 0;
+    virtual const std::shared_ptr<MemoryBudget>& memory() = 0;
+    // Monotonic seconds (the governor's clock).
+    virtual double steady_now() const = 0;
+    // Counts a result lost to an engine limit (memory, descriptors), not to the script's own
+    // decision; shown at -v and in the end line.
+    virtual void note_resource_loss(const std::string& what) = 0;
 
     // The base thread being resumed now, or nullptr (module load, driver code).
     virtual const ThreadInfo* current() const = 0;
+    // nmap.mutex bookkeeping: the base thread `thread` took (+1) or gave back (-1) a lock.
+    virtual void note_lock(std::uint64_t thread, int delta) = 0;
     // Stable id for a coroutine (mutex owner, socket owner checks).
     virtual std::uint64_t coroutine_id(lua_State* co) = 0;
 

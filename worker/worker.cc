@@ -25,7 +25,7 @@ common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions
     cfg.verbosity = opts.verbosity;
     cfg.debugging = opts.debugging;
     cfg.timing_level = opts.timing.level;
-    cfg.max_threads = opts.max_parallelism;
+    cfg.socket_slots = opts.max_parallelism;  // nmap's meaning: NSE's socket slots
     cfg.datadir = opts.datadir;
     cfg.ipv6 = opts.ipv6;
     cfg.iface = opts.iface;
@@ -80,10 +80,10 @@ common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDon
         scan_status = scanner.start(hosts, [&done]() { done = true; });
         io.restart();
         while (scan_status && !done) io.run_one();
-        for (std::size_t i = 0; i < hosts.size(); ++i) {
-            hosts[i].mac_address = scanner.mac_of(i);
-            if (!hosts[i].mac_address.empty() && !hosts[i].interface.empty())
-                hosts[i].source_mac = interface_mac(hosts[i].interface);
+        for (auto& h : hosts) {
+            h.mac_address = scanner.mac_of(h.index);  // the scan's index, not the position
+            if (!h.mac_address.empty() && !h.interface.empty())
+                h.source_mac = interface_mac(h.interface);
         }
     } else {
         ConnectScanner scanner(io, opts_, services_);

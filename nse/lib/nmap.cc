@@ -613,12 +613,16 @@ int mutex_op(lua_State* L) {
     auto& rt = runtime(L);
     std::string key = lua_tostring(L, lua_upvalueindex(2));
     Owner me{rt.engine_id(), rt.coroutine_id(L)};
+    std::uint64_t tid = rt.current() ? rt.current()->id : 0;
     auto hold = [&]() {
         SharedState* shared = &rt.shared();
         auto* held = &st.held;
+        auto* r = &rt;
         auto k = std::make_pair(key, me.id);
-        st.held[k] = rt.add_cleanup(L, [shared, held, k, key, me]() {
+        rt.note_lock(tid, +1);
+        st.held[k] = rt.add_cleanup(L, [shared, held, k, key, me, r, tid]() {
             held->erase(k);
+            r->note_lock(tid, -1);
             shared->mutex_abandon(key, me);
         });
     };
@@ -647,6 +651,7 @@ int mutex_op(lua_State* L) {
             if (it != st.held.end()) {
                 rt.remove_cleanup(it->second);
                 st.held.erase(it);
+                rt.note_lock(tid, -1);
             }
             return 0;
         }

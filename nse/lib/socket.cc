@@ -66,6 +66,8 @@ struct Conn {
     bool connected = false;  // TCP connected (and handshaken) / UDP peer fixed
     bool has_peer = false;   // UDP: peer known (connect, sendto, receive_from)
     bool eof = false;        // TCP/TLS: the peer closed its side
+    double tcp_up = 0;       // TCP: when the handshake completed (steady seconds), 0 = not yet
+    std::uint64_t bytes_in = 0;
     udp::endpoint peer;
     udp::endpoint from;      // receive_from scratch
 
@@ -159,6 +161,11 @@ struct SockState {
     bool open = false;  // what close() reports
     CleanupId cleanup = 0;
     std::uint64_t cleanup_thread = 0;
+    // Governor slot held for `conn` (by thread slot_tid), or the ticket while queued for one.
+    bool has_slot = false;
+    std::uint64_t slot_tid = 0;
+    Governor::Ticket ticket = 0;
+    MemCharge buf_charge;  // `buf` counted against the engine's memory budget
 };
 
 // The userdata: just the shared state (empty after __gc).
@@ -177,6 +184,12 @@ struct Op {
     std::vector<char> chunk;  // read buffer
     std::optional<tcp::resolver> resolver;
     std::function<void(Op&)> on_timeout;  // cancels the I/O and delivers
+    MemCharge charge;                     // `data` of a read, against the memory budget
+    // TCP connect: the current attempt (stale handlers compare), when it started, and how to
+    // start another one after a time-out under congestion.
+    int attempt = 0;
+    double attempt_started = 0;
+    std::function<void()> retry;
 };
 
 Push push_status(const char* status) {
@@ -294,6 +307,22 @@ void drop_conn(SockState& s) {
     }
     s.pcap.reset();
     s.open = false;
+    Governor& g = s.rt->governor();
+    if (s.ticket != 0) g.cancel(std::exchange(s.ticket, 0));
+    if (s.has_slot) {
+        s.has_slot = false;
+        g.release(s.slot_tid, s.rt->steady_now());
+    }
+}
+
+// receive_buf's buffer changed size: count it. False when the budget cannot take it (the
+// buffer is then emptied).
+bool sync_buf_charge(SockState& s) {
+    if (s.buf_charge.set(s.buf.size())) return true;
+    s.buf.clear();
+    s.buf.shrink_to_fit();
+    s.buf_charge.set(0);
+    return false;
 }
 
 // Full close (close(), __close, __gc). Returns whether the socket was open. Idempotent.
@@ -302,6 +331,8 @@ bool close_socket(SockState& s) {
     drop_conn(s);
     if (s.cleanup != 0) s.rt->remove_cleanup(std::exchange(s.cleanup, 0));
     s.buf.clear();
+    s.buf.shrink_to_fit();
+    sync_buf_charge(s);
     s.has_bind = false;
     s.bind_addr.reset();
     s.bind_port = 0;
@@ -445,6 +476,17 @@ unsigned short check_port(lua_State* L, int idx, std::string* proto) {
 
 enum class How { tcp, udp, ssl };
 
+// Connect time-outs retried while the governor sees congestion: a full accept queue costs
+// time, not the result.
+constexpr int kCongestionRetries = 3;
+// A connection closed before its first byte this soon after the handshake was shed by the
+// server (accept queue, connection limit), not answered.
+constexpr double kEarlyDropSeconds = 1.0;
+
+void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>& sp,
+                 const std::shared_ptr<Conn>& c, tcp::endpoint ep, How how,
+                 std::shared_ptr<asio::ssl::context> ctx, std::string sni);
+
 void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>& sp,
                 const std::shared_ptr<Conn>& c, const asio::ip::address& addr,
                 unsigned short port, How how, std::shared_ptr<asio::ssl::context> ctx,
@@ -471,14 +513,43 @@ void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>&
         });
         return;
     }
-    tcp::endpoint ep(addr, port);
-    if (!open_and_bind(s, c->tcp_sock, ep.protocol(), false)) {
+    tcp_attempt(op, sp, c, tcp::endpoint(addr, port), how, std::move(ctx), std::move(sni));
+}
+
+// One TCP connect attempt (a fresh socket, so a fresh SYN). Feeds the governor; under
+// congestion a timed-out attempt is retried (Op::retry, from the connect's on_timeout).
+void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>& sp,
+                 const std::shared_ptr<Conn>& c, tcp::endpoint ep, How how,
+                 std::shared_ptr<asio::ssl::context> ctx, std::string sni) {
+    auto done = [op, sp, c](Push push) {
+        if (sp->conn == c) sp->owner = 0;
+        op->retry = nullptr;
+        finish(*op, std::move(push));
+    };
+    std::error_code ignored;
+    if (op->attempt > 0) c->tcp_sock.close(ignored);
+    if (!open_and_bind(*sp, c->tcp_sock, ep.protocol(), false)) {
         done(c->tcp_sock.is_open() ? push_status("ERROR")
                                    : push_false("Nsock connect failed immediately"));
         return;
     }
-    c->tcp_sock.async_connect(ep, [c, how, ctx, sni, done](std::error_code ec) {
+    Runtime* rt = sp->rt;
+    int attempt = ++op->attempt;
+    op->attempt_started = rt->steady_now();
+    std::weak_ptr<Op> weak = op;
+    op->retry = [weak, sp, c, ep, how, ctx, sni] {
+        if (auto o = weak.lock()) {
+            arm(o, sp->timeout_ms);
+            tcp_attempt(o, sp, c, ep, how, ctx, sni);
+        }
+    };
+    c->tcp_sock.async_connect(ep, [op, c, how, ctx, sni, done, rt, attempt](std::error_code ec) {
+        if (attempt != op->attempt || op->done) return;  // replaced by a retry, or timed out
+        double now = rt->steady_now();
+        if (!ec) rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
         if (ec) return done(push_status(status_of(ec)));
+        c->tcp_up = now;
+        op->retry = nullptr;
         if (how != How::ssl) {
             c->connected = true;
             return done(push_true());
@@ -517,6 +588,7 @@ int l_connect(lua_State* L) {
     // A connected socket is closed first; the bind address survives, the buffer does not.
     drop_conn(s);
     s.buf.clear();
+    sync_buf_charge(s);
     s.sni = sni;
     auto c = std::make_shared<Conn>(s.rt->io());
     c->is_udp = how == How::udp;
@@ -524,18 +596,55 @@ int l_connect(lua_State* L) {
     s.open = true;
     ensure_cleanup(L, sp);
 
-    auto op = new_op(L, *s.rt);
+    Runtime& rt = *s.rt;
+    auto op = new_op(L, rt);
     op->on_timeout = [c, sp](Op& o) {
+        Runtime& rt = *sp->rt;
+        double now = rt.steady_now();
+        if (o.retry && c->tcp_up == 0) {
+            // The TCP handshake itself timed out: a congestion signal, and while the
+            // governor sees congestion, another attempt rather than a lost result.
+            rt.governor().feedback(Signal::timeout, now - o.attempt_started, now);
+            if (o.attempt <= kCongestionRetries && rt.governor().congested(now)) {
+                rt.governor().note_retry();
+                auto retry = o.retry;
+                retry();
+                return;
+            }
+        }
         if (o.resolver) o.resolver->cancel();
         c->cancel();
         if (sp->conn == c) sp->owner = 0;
+        o.retry = nullptr;
         finish(o, push_status("TIMEOUT"));
     };
-    arm(op, s.timeout_ms);
-    resolve_then(op, s.rt->io(), host, s.inet6,
-                 [op, sp, c, port, how, ctx, sni](const asio::ip::address& a) {
-                     connect_to(op, sp, c, a, port, how, ctx, sni);
-                 });
+    // The connect starts once the thread holds a governor slot; the time-out runs from then.
+    auto start = [op, sp, c, host, port, how, ctx, sni] {
+        if (op->done || sp->conn != c) return;
+        arm(op, sp->timeout_ms);
+        resolve_then(op, sp->rt->io(), host, sp->inet6,
+                     [op, sp, c, port, how, ctx, sni](const asio::ip::address& a) {
+                         connect_to(op, sp, c, a, port, how, ctx, sni);
+                     });
+    };
+    const ThreadInfo* t = rt.current();
+    std::uint64_t tid = t->id;
+    std::weak_ptr<SockState> weak = sp;
+    asio::io_context* io = &rt.io();
+    // A thread holding a mutex goes first: slot holders may be waiting for that mutex.
+    s.ticket = rt.governor().acquire(tid, t->locks_held > 0, rt.steady_now(), [weak, tid, io, start] {
+        auto sp = weak.lock();
+        if (!sp) return;
+        sp->ticket = 0;
+        sp->has_slot = true;
+        sp->slot_tid = tid;
+        asio::post(*io, start);
+    });
+    if (s.ticket == 0) {
+        s.has_slot = true;
+        s.slot_tid = tid;
+        start();
+    }
     return nse::yield(L);
 }
 
@@ -551,10 +660,29 @@ bool satisfied(const std::string& data, ReadMode mode, lua_Integer n) {
 }
 
 void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, ReadMode mode,
-               lua_Integer n) {
-    c->read_some(c, asio::buffer(op->chunk), [op, c, mode, n](std::error_code ec, std::size_t len) {
+               lua_Integer n, Runtime* rt) {
+    c->read_some(c, asio::buffer(op->chunk), [op, c, mode, n, rt](std::error_code ec, std::size_t len) {
         if (op->done) return;
+        if (!op->charge.set(op->data.size() + len)) {
+            // What the script asked for does not fit the engine's memory cap.
+            c->cancel();
+            op->data.clear();
+            op->data.shrink_to_fit();
+            op->charge.reset();
+            rt->note_resource_loss("memory");
+            finish(*op, push_status(kNotEnoughMemory));
+            return;
+        }
         op->data.append(op->chunk.data(), len);
+        c->bytes_in += len;
+        if (ec && !c->is_udp && c->bytes_in == 0 && c->tcp_up > 0 &&
+            ec != asio::error::operation_aborted) {
+            // Closed or reset before the first byte, right after the connect: a server
+            // shedding load (full queues, connection limits).
+            double now = rt->steady_now();
+            if (now - c->tcp_up < kEarlyDropSeconds)
+                rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
+        }
         if (ec) {
             // receive_bytes/lines hand back what they have on EOF or error.
             if (mode != ReadMode::some && !op->data.empty())
@@ -568,7 +696,7 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
             finish(*op, push_data(std::move(op->data)));
             return;
         }
-        read_step(op, c, mode, n);
+        read_step(op, c, mode, n, rt);
     });
 }
 
@@ -581,6 +709,7 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
     std::shared_ptr<Conn> c = io_conn(L, sp, true);
     if (!c) return not_connected(L);
     auto op = new_op(L, *s.rt);
+    op->charge = MemCharge(s.rt->memory());
     op->chunk.resize(kChunk);
     op->on_timeout = [c, mode](Op& o) {
         c->cancel();
@@ -590,7 +719,7 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
             finish(o, push_status("TIMEOUT"));
     };
     arm(op, s.timeout_ms);
-    read_step(op, c, mode, n);
+    read_step(op, c, mode, n, s.rt);
     return nse::yield(L, 0, k);
 }
 
@@ -640,6 +769,7 @@ int recvbuf_match(lua_State* L, SockState& s) {
     lua_pushboolean(L, 1);
     lua_pushlstring(L, s.buf.data(), take);
     s.buf.erase(0, static_cast<std::size_t>(e));
+    sync_buf_charge(s);
     return 2;
 }
 
@@ -661,6 +791,12 @@ int recvbuf_step(lua_State* L) {
     std::size_t len = 0;
     const char* data = lua_tolstring(L, 5, &len);
     if (data) s.buf.append(data, len);
+    if (!sync_buf_charge(s)) {
+        s.rt->note_resource_loss("memory");
+        lua_pushnil(L);
+        lua_pushstring(L, kNotEnoughMemory);
+        return 2;
+    }
     lua_settop(L, 3);
     return recvbuf_loop(L);
 }
@@ -765,6 +901,7 @@ int l_reconnect_ssl(lua_State* L) {
     std::shared_ptr<Conn> c = s.conn;
     auto ctx = tls_context(L);
     s.buf.clear();
+    sync_buf_charge(s);
     auto op = new_op(L, *s.rt);
     op->on_timeout = [c, sp](Op& o) {
         c->cancel();
@@ -1286,6 +1423,7 @@ int l_new(lua_State* L) {
     luaL_setmetatable(L, kSocketMeta);
     auto s = std::make_shared<SockState>();
     s->rt = &rt;
+    s->buf_charge = MemCharge(rt.memory());
     s->udp_proto = proto == 1;
     s->inet6 = af == 1;
     u->s = std::move(s);
@@ -1327,7 +1465,8 @@ int l_sleep(lua_State* L) {
 
 int l_get_stats(lua_State* L) {
     lua_createtable(L, 0, 1);
-    lua_pushinteger(L, 0);  // no socket slots: connects never wait
+    // Threads queued for a governor slot (stdnse uses it to throttle new_thread workers).
+    lua_pushinteger(L, static_cast<lua_Integer>(runtime(L).governor().stats().waiting));
     lua_setfield(L, -2, "connect_waiting");
     return 1;
 }

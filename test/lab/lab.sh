@@ -12,6 +12,11 @@
 #        NSEFLEET_LAB_WAIT seconds to wait for all ports (default 20)
 #        NSEFLEET_LAB_KEYS optional dir keeping the TLS certificate and ssh host keys across
 #                          labs (created and filled on first use)
+#        NSEFLEET_LAB_STOCK=1 daemons with their stock listen settings, as ../shared/lab/lab.sh
+#                          runs them: vsftpd's own listener (accept queue of 32), nginx's and
+#                          redis' default backlogs (511), memcached's (1024). The default lab
+#                          is tuned (deep backlogs, inetd-style vsftpd); load tests and
+#                          tools/bench use this mode, since a real network is not tuned.
 #        NSEFLEET_LAB_EXTRA=1 also start the extra TCP services used by the conformance
 #                          tests: exim4 smtp (25), dnsmasq (53), dovecot pop3/imap (110/143),
 #                          rpcbind (111), slapd ldap (389), samba smbd (445), mariadb (3306)
@@ -24,6 +29,7 @@ L=${NSEFLEET_LAB_DIR:-${TMPDIR:-/tmp}}/lab.$NS
 WAIT=${NSEFLEET_LAB_WAIT:-20}
 PORTS="21 22 80 443 6379 11211"
 EXTRA=${NSEFLEET_LAB_EXTRA:-0}
+STOCK=${NSEFLEET_LAB_STOCK:-0}
 EXTRA_PORTS="25 53 110 111 143 389 445 3306"
 [ "$EXTRA" = 1 ] && PORTS="$PORTS $EXTRA_PORTS"
 
@@ -122,6 +128,8 @@ write_files() {
     "$L/www/pub/notes.txt" "$L/www/pub/zeros.bin" "$L/www/pub"
   make_keys
 
+  local BACKLOG=" backlog=4096"
+  [ "$STOCK" = 1 ] && BACKLOG=""
   cat > "$L/nginx.conf" <<NG
 user root;
 worker_processes 1;
@@ -141,8 +149,8 @@ http {
   uwsgi_temp_path $L/nginx-tmp/uwsgi;
   scgi_temp_path $L/nginx-tmp/scgi;
   autoindex on;
-  server { listen 80 backlog=4096; root $L/www; }
-  server { listen 443 ssl http2 backlog=4096; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
+  server { listen 80$BACKLOG; root $L/www; }
+  server { listen 443 ssl http2$BACKLOG; ssl_certificate $L/cert.pem; ssl_certificate_key $L/key.pem; root $L/www; }
 }
 NG
 
@@ -160,8 +168,15 @@ PermitRootLogin no
 LogLevel QUIET
 SS
 
+  # Stock: vsftpd's own listener (as ../shared/lab/lab.sh runs it); else inetd-style (below).
+  local LISTEN="listen=NO"
+  [ "$STOCK" = 1 ] && LISTEN="listen=YES
+listen_port=21
+background=YES
+max_clients=1000
+max_per_ip=1000"
   cat > "$L/vsftpd.conf" <<VS
-listen=NO
+$LISTEN
 listen_ipv6=NO
 anonymous_enable=YES
 local_enable=NO
@@ -302,15 +317,24 @@ do_start() {
   local fail=""
   nsx nginx -e "$L/nginx.err" -c "$L/nginx.conf" || fail="nginx"
   nsx /usr/sbin/sshd -f "$L/sshd_config" || fail="$fail sshd"
-  # vsftpd's own listener has a fixed accept backlog of 32, which drops SYNs (ports look
-  # "filtered") when a 256-host scan bursts; an inetd-style listener with a deep backlog
-  # spawning one vsftpd per connection has no such cap (nor a client limit).
-  setsid ip netns exec "$NS" systemd-socket-activate -l 0.0.0.0:21 -a --inetd \
-    vsftpd "$L/vsftpd.conf" </dev/null >>"$L/vsftpd-activate.log" 2>&1 &
+  local rbacklog="--tcp-backlog 4096" mbacklog="-b 4096"
+  if [ "$STOCK" = 1 ]; then
+    # vsftpd's own listener: a fixed accept backlog of 32, so a burst of connects overflows
+    # it, as on a real network. The scanner has to cope.
+    rbacklog="" mbacklog=""
+    nsx vsftpd "$L/vsftpd.conf" || fail="$fail vsftpd"
+  else
+    # Tuned: an inetd-style listener with a deep backlog spawning one vsftpd per connection
+    # has no accept-queue cap (nor a client limit).
+    setsid ip netns exec "$NS" systemd-socket-activate -l 0.0.0.0:21 -a --inetd \
+      vsftpd "$L/vsftpd.conf" </dev/null >>"$L/vsftpd-activate.log" 2>&1 &
+  fi
+  # shellcheck disable=SC2086
   nsx redis-server --port 6379 --bind 0.0.0.0 --dir "$L" --daemonize yes --pidfile "$L/run/redis.pid" \
-    --protected-mode no --maxclients 4000 --tcp-backlog 4096 --save '' --appendonly no --logfile "$L/redis.log" \
+    --protected-mode no --maxclients 4000 $rbacklog --save '' --appendonly no --logfile "$L/redis.log" \
     >/dev/null || fail="$fail redis-server"
-  nsx memcached -d -p 11211 -U 0 -u root -c 4096 -b 4096 -P "$L/run/memcached.pid" || fail="$fail memcached"
+  # shellcheck disable=SC2086
+  nsx memcached -d -p 11211 -U 0 -u root -c 4096 $mbacklog -P "$L/run/memcached.pid" || fail="$fail memcached"
   [ "$EXTRA" = 1 ] && fail="$fail$(start_extra)"
   if [ -n "$fail" ]; then do_stop keep; die "failed to launch:$fail (logs in $L)"; fi
 
@@ -328,9 +352,9 @@ do_start() {
     fi
     sleep 0.2
   done
-  # The vsftpd listener (systemd-socket-activate) has no pid file option: record its pid.
+  # The vsftpd listener (its own, or systemd-socket-activate) has no pid file option: record its pid.
   nsx ss -ltnpH 'sport = :21' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 > "$L/run/vsftpd.pid"
-  echo "lab: up in namespace $NS (dir $L): ports $PORTS"
+  echo "lab: up in namespace $NS (dir $L): ports $PORTS$([ "$STOCK" = 1 ] && echo ' (stock listen settings)')"
 }
 
 cmd=${1:-}

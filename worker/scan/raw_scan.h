@@ -57,6 +57,8 @@ public:
                                        std::function<void()> done);
 
     // MAC address ("AA:BB:CC:DD:EE:FF") learnt by ARP for host `index`, "" when none.
+    // The MAC address learnt for the host whose HostResult::index (the scan-wide index) is
+    // `index`, or "".
     std::string mac_of(std::size_t index) const;
 
 private:
