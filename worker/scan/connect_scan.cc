@@ -29,6 +29,14 @@ Clock::duration seconds(double s) {
 constexpr std::uint16_t kDiscoveryPorts[] = {80, 443};
 // Pause after running out of descriptors or local ports before trying again.
 constexpr auto kResourceBackoff = std::chrono::milliseconds(50);
+// Congestion control (as nmap's port scanner has): a probe that times out while others are
+// answered means a queue on the way dropped it, so the window halves (once per congestion
+// event), slow-starts back, and silent ports get more tries (up to one more than the most
+// any answered probe needed), each waiting twice as long. Without congestion a silent port
+// is tried 1 + max_retries times.
+constexpr int kCongestionRetries = 6;
+constexpr double kMaxProbeTimeout = 8.0;
+constexpr int kMinWindow = 8;
 
 // How one connect attempt ended.
 enum class Outcome {
@@ -128,6 +136,7 @@ struct State : std::enable_shared_from_this<State> {
     State(asio::io_context& io_, const common::ScanOptions& opts_, const common::Services& svc)
         : io(io_), opts(opts_), services(svc), pace_timer(io_), backoff_timer(io_) {
         cap = std::max(1, opts.timing.max_parallel_connects);
+        ssthresh = cap;
         for (const auto& p : opts.ports)
             if (p.proto == 't') tcp_ports.push_back(p.number);
         std::sort(tcp_ports.begin(), tcp_ports.end());
@@ -151,6 +160,22 @@ struct State : std::enable_shared_from_this<State> {
     asio::steady_timer backoff_timer;
     bool backing_off = false;
     int grow_credit = 0;
+    // Congestion: slow-start threshold, when the window was last cut, whether any cut
+    // happened (then silent ports get kCongestionRetries).
+    int ssthresh = 0;
+    Clock::time_point last_cut{};
+    bool congested = false;
+    int answered = 0;  // probes answered (open or closed): a time-out among answers is a drop
+    int best_retry = 0;  // highest attempt number that was answered
+
+    void congestion(Clock::time_point sent) {
+        if (answered == 0 || sent < last_cut) return;  // nothing answers yet, or same event
+        last_cut = Clock::now();
+        congested = true;
+        cap = std::max(std::min(kMinWindow, opts.timing.max_parallel_connects), cap / 2);
+        ssthresh = cap;
+        grow_credit = 0;
+    }
 
     void back_off() {
         if (backing_off) return;
@@ -297,7 +322,10 @@ void State::launch(Task t) {
     h.live.insert(p);
     p->sent = Clock::now();
     auto self = shared_from_this();
-    p->timer.expires_after(seconds(std::max(0.001, opts.timing.connect_timeout)));
+    // Each retry waits twice as long (the kernel's own SYN retransmission then fits in).
+    double wait = std::max(0.001, opts.timing.connect_timeout);
+    for (int i = 0; congested && i < t.attempt && wait < kMaxProbeTimeout; ++i) wait *= 2;
+    p->timer.expires_after(seconds(std::min(wait, std::max(kMaxProbeTimeout, opts.timing.connect_timeout))));
     p->timer.async_wait([self, p](const std::error_code& e) {
         if (e == asio::error::operation_aborted) return;
         self->on_result(p, asio::error::timed_out);
@@ -322,10 +350,15 @@ void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec
     Task t = p->task;
     double rtt = std::chrono::duration<double>(Clock::now() - p->sent).count();
     retire(p);
-    // Regrow the window after a descriptor shortage shrank it: one slot per window's
-    // worth of completions, so the shortage is not hit again at once.
-    if (v.outcome != Outcome::resource && cap < opts.timing.max_parallel_connects &&
-        ++grow_credit >= cap) {
+    if (v.outcome == Outcome::open || v.outcome == Outcome::closed) {
+        ++answered;
+        best_retry = std::max(best_retry, t.attempt);
+    }
+    if (v.outcome == Outcome::timeout) congestion(p->sent);
+    // Regrow the window after a shortage or congestion shrank it: slow start below the
+    // threshold, then one slot per window's worth of completions.
+    if (v.outcome != Outcome::resource && v.outcome != Outcome::timeout &&
+        cap < opts.timing.max_parallel_connects && (cap < ssthresh || ++grow_credit >= cap)) {
         ++cap;
         grow_credit = 0;
     }
@@ -344,7 +377,9 @@ void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec
             record(h, t, v);
             break;
         case Outcome::timeout:
-            if (t.attempt < opts.timing.max_retries) {
+            // Like nmap: more tries only while retries are what gets answers.
+            if (t.attempt < std::max(opts.timing.max_retries,
+                                     congested ? std::min(kCongestionRetries, best_retry + 1) : 0)) {
                 ++t.attempt;
                 queue.push_back(t);
             } else {
