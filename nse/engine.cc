@@ -399,6 +399,8 @@ common::Status EngineImpl::init() {
     L_ = lua_newstate(counting_alloc, this);
     if (!L_) return common::Status::error("cannot create Lua state");
     lua_atpanic(L_, on_panic);
+    lua_pushlightuserdata(L_, &budget_);
+    lua_setfield(L_, LUA_REGISTRYINDEX, kBudgetKey);
     *static_cast<EngineImpl**>(lua_getextraspace(L_)) = this;
     luaL_openlibs(L_);
     lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookCount);
@@ -790,6 +792,11 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
         }
         lua_settop(co, 0);
     } else if (nres >= 0) {
+        if (status == LUA_ERRMEM) {
+            current_ = &t;  // names the script in the warning
+            note_resource_loss("memory");
+            current_ = nullptr;
+        }
         // Error: the error object is on top of the dead coroutine.
         bool quiet_try = false;
         if (lua_istable(co, -1)) {
@@ -1006,6 +1013,17 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
     }
     for (int ref : host_registry_) luaL_unref(L_, LUA_REGISTRYINDEX, ref);
     host_registry_.clear();
+    if (cfg_.debugging > 0) {
+        auto g = governor_.stats();
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "socket governor: window %.1f, %llu slots granted (%llu after waiting, %llu "
+                      "over the window), %llu congestion cuts, %llu connects retried",
+                      g.window, static_cast<unsigned long long>(g.granted),
+                      static_cast<unsigned long long>(g.waited), static_cast<unsigned long long>(g.overflow),
+                      static_cast<unsigned long long>(g.decreases), static_cast<unsigned long long>(g.retries));
+        debug(1, line);
+    }
     walk_host_ = hosts.size();
     last_level_ = true;
     for (std::size_t h = 0; h < hosts.size(); ++h) {

@@ -53,9 +53,12 @@ public:
         return *this;
     }
     ~MemCharge() { reset(); }
-    // Makes the charge `total` bytes; false (unchanged) when the budget cannot take it.
+    // Makes the charge `total` bytes; false (unchanged) when the budget cannot take it, or
+    // when one buffer would hold more than a quarter of the cap (one greedy script must not
+    // starve every other script of its engine).
     bool set(std::size_t total) {
         if (!budget_) return true;
+        if (total > n_ && !within_share(total)) return false;
         if (total > n_) {
             if (!budget_->charge(total - n_)) return false;
         } else {
@@ -68,11 +71,27 @@ public:
         if (budget_) budget_->uncharge(n_);
         n_ = 0;
     }
+    // Whether one buffer of `n` bytes stays within its share of the cap.
+    bool within_share(std::size_t n) const {
+        return !budget_ || !budget_->limit || n <= budget_->limit / 4;
+    }
 
 private:
     std::shared_ptr<MemoryBudget> budget_;
     std::size_t n_ = 0;
 };
+
+// Registry key of a light userdata pointing to the engine's std::shared_ptr<MemoryBudget>.
+inline constexpr const char* kBudgetKey = "nsefleet.budget";
+
+// [-0, +0] A charge against the memory budget of L's engine (uncounted outside an engine,
+// e.g. in module unit tests).
+inline MemCharge budget_charge(lua_State* L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, kBudgetKey);
+    auto* b = static_cast<std::shared_ptr<MemoryBudget>*>(lua_touserdata(L, -1));
+    lua_pop(L, 1);
+    return b ? MemCharge(*b) : MemCharge();
+}
 
 // The reason a script gets for an operation refused by the memory budget.
 inline constexpr const char* kNotEnoughMemory = "not enough memory";

@@ -32,6 +32,7 @@
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
 #include "worker/fleet/fleet_shared_state.h"
+#include "worker/fleet/wire_fit.h"
 #include "worker/worker.h"
 
 namespace worker {
@@ -746,7 +747,10 @@ void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& l
             return;
         }
         sent.insert(h.index);
-        send(wire::HostResult{gid, h});
+        wire::HostResult m{gid, h};
+        for (const auto& note : fleet::fit_host(m.host, gid, wire::kDefaultMaxMessageBytes))
+            console_.log("WARNING: " + note);
+        send(m);
     };
     emb.group_ = gid;
     auto st = w.run_group(hosts, deliver);
@@ -782,6 +786,14 @@ void FleetWorker::run_phase(Worker& w, EngineShared& shared, const wire::RunPhas
     shared.end_phase();
     r.registry = std::move(shared.phase_out);
     if (!st) r.error = st.message();
+    // Half the message for the results, the rest for the registry (dropped, with a note,
+    // when the whole still does not fit).
+    for (const auto& note : fleet::fit_scripts(r.scripts, wire::kDefaultMaxMessageBytes / 2))
+        console_.log("WARNING: " + note);
+    if (wire::encode(r).size() > wire::kDefaultMaxMessageBytes) {
+        console_.log("WARNING: the phase's registry is too large for one message; not merged");
+        r.registry = {};
+    }
     console_.debug(std::string(p.phase == wire::Phase::Prerule ? "prerule" : "postrule") + " phase " +
                    std::to_string(p.phase_id) + ": " + std::to_string(r.scripts.size()) + " result(s)");
     send(r);

@@ -527,7 +527,10 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
         finish(*op, std::move(push));
     };
     std::error_code ignored;
-    if (op->attempt > 0) c->tcp_sock.close(ignored);
+    if (op->attempt > 0) {
+        c->tcp_sock.close(ignored);  // a fresh socket (and TLS stream) for the new attempt
+        c->tcp_up = 0;
+    }
     if (!open_and_bind(*sp, c->tcp_sock, ep.protocol(), false)) {
         done(c->tcp_sock.is_open() ? push_status("ERROR")
                                    : push_false("Nsock connect failed immediately"));
@@ -546,20 +549,30 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
     c->tcp_sock.async_connect(ep, [op, c, how, ctx, sni, done, rt, attempt](std::error_code ec) {
         if (attempt != op->attempt || op->done) return;  // replaced by a retry, or timed out
         double now = rt->steady_now();
-        if (!ec) rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
         if (ec) return done(push_status(status_of(ec)));
         c->tcp_up = now;
-        op->retry = nullptr;
         if (how != How::ssl) {
+            rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
             c->connected = true;
             return done(push_true());
         }
-        c->start_tls(ctx, sni).async_handshake(asio::ssl::stream_base::client,
-                                               [c, done](std::error_code ec) {
-                                                   if (ec) return done(push_status(status_of(ec)));
-                                                   c->connected = true;
-                                                   done(push_true());
-                                               });
+        // The handshake is part of the connect for the governor: a server too busy to
+        // finish it in time is congestion too.
+        c->start_tls(ctx, sni).async_handshake(
+            asio::ssl::stream_base::client, [op, c, done, rt, attempt](std::error_code ec) {
+                if (attempt != op->attempt || op->done) return;
+                double now = rt->steady_now();
+                if (ec) {
+                    if (ec != asio::error::operation_aborted && now - c->tcp_up < kEarlyDropSeconds &&
+                        (ec == asio::error::eof || ec == asio::error::connection_reset ||
+                         ec == asio::ssl::error::stream_truncated))
+                        rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
+                    return done(push_status(status_of(ec)));
+                }
+                rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
+                c->connected = true;
+                done(push_true());
+            });
     });
 }
 
@@ -601,9 +614,9 @@ int l_connect(lua_State* L) {
     op->on_timeout = [c, sp](Op& o) {
         Runtime& rt = *sp->rt;
         double now = rt.steady_now();
-        if (o.retry && c->tcp_up == 0) {
-            // The TCP handshake itself timed out: a congestion signal, and while the
-            // governor sees congestion, another attempt rather than a lost result.
+        if (o.retry && !c->connected) {
+            // The connect itself (TCP, then TLS) timed out: a congestion signal, and while
+            // the governor sees congestion, another attempt rather than a lost result.
             rt.governor().feedback(Signal::timeout, now - o.attempt_started, now);
             if (o.attempt <= kCongestionRetries && rt.governor().congested(now)) {
                 rt.governor().note_retry();
@@ -663,7 +676,12 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
                lua_Integer n, Runtime* rt) {
     c->read_some(c, asio::buffer(op->chunk), [op, c, mode, n, rt](std::error_code ec, std::size_t len) {
         if (op->done) return;
-        if (!op->charge.set(op->data.size() + len)) {
+        // Grown by hand so the charge covers the capacity, not just the size.
+        std::size_t need = op->data.size() + len;
+        std::size_t cap = need <= op->data.capacity()
+                              ? op->data.capacity()
+                              : std::max(need, op->data.capacity() + op->data.capacity() / 2);
+        if (!op->charge.set(cap)) {
             // What the script asked for does not fit the engine's memory cap.
             c->cancel();
             op->data.clear();
@@ -673,6 +691,7 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
             finish(*op, push_status(kNotEnoughMemory));
             return;
         }
+        op->data.reserve(cap);
         op->data.append(op->chunk.data(), len);
         c->bytes_in += len;
         if (ec && !c->is_udp && c->bytes_in == 0 && c->tcp_up > 0 &&

@@ -84,7 +84,10 @@ int l_compress(lua_State* L) {
         return 2;
     }
     zs.open = true;
-    std::string out;
+    // The output grows in a Lua buffer: it counts against the engine's memory cap, and
+    // over the cap the script gets Lua's memory error.
+    luaL_Buffer out;
+    luaL_buffinit(L, &out);
     zs.z.next_in = bytes(s);
     zs.z.avail_in = static_cast<uInt>(len);
     unsigned char buf[kChunk];
@@ -92,16 +95,22 @@ int l_compress(lua_State* L) {
         zs.z.next_out = buf;
         zs.z.avail_out = sizeof buf;
         ret = deflate(&zs.z, Z_FINISH);
-        out.append(reinterpret_cast<char*>(buf), sizeof buf - zs.z.avail_out);
+        luaL_addlstring(&out, reinterpret_cast<char*>(buf), sizeof buf - zs.z.avail_out);
     } while (ret == Z_OK);
     if (ret != Z_STREAM_END) {
         lua_pushnil(L);
         lua_pushinteger(L, ret);
         return 2;
     }
-    lua_pushlstring(L, out.data(), out.size());
+    luaL_pushresult(&out);
     lua_pushinteger(L, ret);
     return 2;
+}
+
+// Whether a buffer of `n` bytes is within what one buffer may take of the engine's budget.
+bool fits(lua_State* L, std::size_t n) {
+    MemCharge probe = nse::budget_charge(L);
+    return probe.set(0) && probe.within_share(n);
 }
 
 // decompress(s[, windowBits=15]) → string; raises on any failure.
@@ -116,17 +125,22 @@ int l_decompress(lua_State* L) {
         return luaL_error(L, "failed to initialize zstream structures");
     }
     zs.open = true;
-    std::string out;
+    // A Lua buffer, so a decompression bomb meets the engine's memory cap (Lua's memory
+    // error for the script) instead of growing the process.
+    luaL_Buffer out;
+    luaL_buffinit(L, &out);
     unsigned char buf[kChunk];
     int ret;
     do {
         zs.z.next_out = buf;
         zs.z.avail_out = sizeof buf;
         ret = inflate(&zs.z, Z_NO_FLUSH);
-        out.append(reinterpret_cast<char*>(buf), sizeof buf - zs.z.avail_out);
+        luaL_addlstring(&out, reinterpret_cast<char*>(buf), sizeof buf - zs.z.avail_out);
+        // Like any other buffer: at most a quarter of the engine's cap.
+        if (!fits(L, luaL_bufflen(&out))) return luaL_error(L, "%s", nse::kNotEnoughMemory);
     } while (ret == Z_OK);
     if (ret != Z_STREAM_END) return luaL_error(L, "failed to process zlib stream");
-    lua_pushlstring(L, out.data(), out.size());
+    luaL_pushresult(&out);
     return 1;
 }
 
@@ -144,6 +158,7 @@ struct Inflater {
     std::string out;           // decoded bytes not yet read, from outpos
     size_t outpos = 0;
     std::string dict;
+    MemCharge charge;  // `out` against the engine's memory budget
 
     ~Inflater() { inflateEnd(&z); }
     size_t avail() const { return out.size() - outpos; }
@@ -199,6 +214,13 @@ void fill(lua_State* L, int idx, Inflater& s, size_t want) {
         s.z.avail_out = sizeof buf;
         int ret = inflate(&s.z, Z_NO_FLUSH);
         s.out.append(reinterpret_cast<char*>(buf), sizeof buf - s.z.avail_out);
+        if (!s.charge.set(s.out.capacity())) {
+            s.out.clear();
+            s.out.shrink_to_fit();
+            s.outpos = 0;
+            s.charge.reset();
+            luaL_error(L, "%s", nse::kNotEnoughMemory);
+        }
         if (ret == Z_STREAM_END) {
             s.eof = true;
         } else if (ret == Z_NEED_DICT) {
@@ -362,6 +384,7 @@ int l_inflate(lua_State* L) {
         return luaL_error(L, "failed to initialize zstream structures");
     }
     box->p = s;
+    s->charge = nse::budget_charge(L);
     if (dict) s->dict.assign(dict, dlen);
     if (t == LUA_TSTRING) {
         size_t len;

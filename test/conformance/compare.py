@@ -2,12 +2,15 @@
 """Compare the NSE script results of two nmap-format XML files.
 
 Usage: compare.py [-q] [--show-masked] [--per-script] [--expect IDS] [--known KEYS]
-                  [--label TEXT] A.xml B.xml
+                  [--label TEXT] [--superset] A.xml B.xml
 
 Each <script> element is keyed by (host address, port "N/proto" or "host"/"pre"/"post",
 script id) and its `output` attribute is compared after masking values that legitimately
 differ between two runs against the same services (dates, uptimes, pids, counters, memory
 and CPU figures, clock skew).  Script order inside a port is ignored.
+
+--superset accepts results that only B has (B found a result A lost, e.g. nmap under load):
+every result of A must still be in B with equal output.
 
 Exit status: 0 when every key is present in both files with equal masked output, 1 on any
 mismatch or missing key, or when A holds no scripts at all (so an empty run cannot pass),
@@ -254,6 +257,8 @@ def main():
     ap.add_argument("--expect", default="", help="comma-separated ids that must have results")
     ap.add_argument("--known", default="", help="comma-separated known differences: id or id@where")
     ap.add_argument("--label", default="", help="prefix for per-script verdict names")
+    ap.add_argument("--superset", action="store_true",
+                    help="results only B has are allowed (A lost them); A's must all be in B")
     args = ap.parse_args()
     known = {k.strip() for k in args.known.split(",") if k.strip()}
     bad = {}  # script id -> [(key, reason)]
@@ -273,6 +278,9 @@ def main():
             continue
         if key not in a:
             only_b += 1
+            if args.superset:
+                print(f"EXTRA in {args.b}: {fmt(key)}")
+                continue
             bad.setdefault(key[2], []).append((key, "missing in A"))
             print(f"MISSING in {args.a}: {fmt(key)}")
             continue
@@ -294,11 +302,13 @@ def main():
                                              f"{args.b} {fmt(key)}", lineterm="", n=3):
                 print("  " + line)
 
-    unknown_fail = bool(mismatched or only_a or only_b)
+    unknown_fail = bool(mismatched or only_a or (only_b and not args.superset))
     if args.per_script:
         unknown_fail = per_script_verdicts(a, bad, args, known)
 
     hosts_a = {k[0] for k in a if k[0] != "-"}
+    print(f"compare: results: {sum(len(v) for v in a.values())} in A, "
+          f"{sum(len(v) for v in b.values())} in B")
     print(f"compare: {len(keys)} script results ({len(hosts_a)} hosts in A): {matched} match, "
           f"{mismatched} differ, {only_a} only in A, {only_b} only in B")
     if not a:
@@ -307,7 +317,7 @@ def main():
     if unknown_fail:
         print("compare: FAIL")
         return 1
-    if mismatched or only_a or only_b:
+    if mismatched or only_a or (only_b and not args.superset):
         print("compare: OK except known differences")
         return 0
     print("compare: OK")

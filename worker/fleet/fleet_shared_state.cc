@@ -3,6 +3,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/wire/codec.h"
+
 namespace worker::fleet {
 
 namespace wire = common::wire;
@@ -132,6 +134,14 @@ void FleetSharedState::condvar_cancel(const std::string& key, nse::Owner who) {
 void FleetSharedState::registry_merge(const common::Value& snapshot) {
     auto op = make(Kind::RegistryMerge, "", {});
     op.value = snapshot;
+    // A registry the wire cannot carry would cost the connection (the peer drops frames
+    // over its cap): keep this engine's registry local and say so.
+    std::size_t n = wire::encode(op).size();
+    if (n > wire::kDefaultMaxMessageBytes) {
+        log_("registry of " + std::to_string(n) + " bytes is too large for one message (at most " +
+             std::to_string(wire::kDefaultMaxMessageBytes) + "); not shared with the fleet");
+        return;
+    }
     post(std::move(op));
 }
 
