@@ -344,7 +344,7 @@ TIMING AND PERFORMANCE:
   -T<0-5>: Set timing template (higher is faster); also -T<name>:
            paranoid, sneaky, polite, normal, aggressive, insane
   --min-hostgroup/max-hostgroup <size>: Parallel host scan group sizes
-  --max-parallelism <numprobes>: Concurrent script threads per engine
+  --max-parallelism <numprobes>: Script socket slots per engine (default: adaptive)
   --host-timeout <time>: Give up on target after this long
   --stats-every <time>: Print progress at this interval
   --workers <number>: Number of scan engines (default: one per core)

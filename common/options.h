@@ -56,7 +56,7 @@ struct ScanOptions {
     std::string script_args_file;      // --script-args-file
     double script_timeout = 0;         // seconds, 0 = none
     double host_timeout = 0;           // seconds, 0 = none
-    int max_parallelism = 0;           // --max-parallelism: concurrent script threads per engine (0 = default)
+    int max_parallelism = 0;           // --max-parallelism: NSE socket slots per engine, fixed (0 = adaptive governor)
 
     TimingProfile timing;
     int verbosity = 0;  // -v count (or -vN)

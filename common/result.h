@@ -56,6 +56,9 @@ struct HostResult {
     std::string source_mac;
     bool timed_out = false;  // --host-timeout expired
     double start_time = 0, end_time = 0;  // epoch seconds
+    // Script results this host may lack because an engine limit (memory) was reached, not
+    // because a script decided so: counted for the end-of-scan warning.
+    std::uint32_t lost_results = 0;
     // Every scanned port, ascending (protocol, number). Writers collapse large same-state
     // runs into nmap's "Not shown: N closed tcp ports (conn-refused)".
     std::vector<PortResult> ports;
@@ -71,6 +74,7 @@ struct RunInfo {
     std::string services;  // port list in nmap's scaninfo "services" form
     int verbose = 0, debugging = 0;
     std::size_t hosts_up = 0, hosts_down = 0, hosts_total = 0;
+    std::size_t lost_results = 0;  // sum of HostResult::lost_results (and the phases')
     bool open_only = false;  // --open
     std::vector<ScriptResult> prescripts, postscripts;
     std::string version = "0.1.0";

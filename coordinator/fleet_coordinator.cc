@@ -583,6 +583,7 @@ void Coordinator::write_ordered(bool everything) {
                 ++run_.hosts_up;
             else
                 ++run_.hosts_down;
+            run_.lost_results += h.lost_results;
             sink_->host(h);
             written_next_ = index + 1;
             return true;

@@ -204,6 +204,8 @@ private:
     // Hands a waiting thread its delivered values (protected): false when they could not be
     // built (out of memory), in which case the thread gets nil, "not enough memory".
     int push_delivery(ThreadRec& t);
+    // Counts a result lost to an engine limit against its host and warns at -v.
+    void note_loss(const std::string& script, int host, const std::string& what);
     // Lua's traceback of `co` under `msg` (protected; msg alone when it cannot be built).
     std::string traceback(lua_State* co, const std::string& msg) {
         std::string tb = msg;
@@ -254,7 +256,6 @@ private:
     std::vector<common::ScriptResult>* prepost_out_ = nullptr;
     Governor governor_;
     std::shared_ptr<MemoryBudget> budget_;
-    std::uint64_t resource_losses_ = 0;
     std::string broken_;  // set by a Lua panic: the state is unusable from then on
 };
 
@@ -637,7 +638,7 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
     if (err) {
         if (rec) luaL_unref(L_, LUA_REGISTRYINDEX, rec->ref);
         debug(1, scripts_[i].id + " could not start: " + *err);
-        note_resource_loss("memory");
+        note_loss(scripts_[i].id, host, "memory");
         return;
     }
     rec->nargs = 4;
@@ -752,11 +753,15 @@ int EngineImpl::push_delivery(ThreadRec& t) {
 }
 
 void EngineImpl::note_resource_loss(const std::string& what) {
-    ++resource_losses_;
     const ThreadInfo* t = current();
-    std::string who = t ? t->script_id : "a script";
+    note_loss(t ? t->script_id : "a script", t ? t->host : -1, what);
+}
+
+void EngineImpl::note_loss(const std::string& script, int host, const std::string& what) {
+    if (host >= 0 && hosts_ && static_cast<std::size_t>(host) < hosts_->size())
+        ++(*hosts_)[static_cast<std::size_t>(host)].lost_results;
     if (cfg_.verbosity > 0 || cfg_.debugging > 0)
-        emb_.write(true, "WARNING: " + who + ": engine " + what + " limit reached; a result may be missing\n");
+        emb_.write(true, "WARNING: " + script + ": engine " + what + " limit reached; a result may be missing\n");
 }
 
 void EngineImpl::record_result(ThreadRec& t, std::string text, std::optional<common::Value> tree) {

@@ -20,7 +20,7 @@ namespace common::wire {
 // version bumped). Update the sizes below together with put()/get() of the struct.
 static_assert(sizeof(common::ScanOptions) == 624,
               "ScanOptions changed: update common/wire/codec.cc and docs/protocol.md");
-static_assert(sizeof(common::HostResult) == 400,
+static_assert(sizeof(common::HostResult) == 408,
               "HostResult changed: update common/wire/codec.cc and docs/protocol.md");
 static_assert(sizeof(common::PortResult) == 488,
               "PortResult changed: update common/wire/codec.cc and docs/protocol.md");
@@ -143,7 +143,7 @@ void put(Packer& pk, const common::HostResult& h) {
     fields(pk, static_cast<std::uint64_t>(h.index), h.address, h.ipv6, h.targetname, h.hostname,
            h.status, h.reason, h.reason_ttl, h.srtt, h.interface, h.interface_mtu,
            h.directly_connected, h.source_address, h.mac_address, h.source_mac, h.timed_out,
-           h.start_time, h.end_time, h.ports, h.hostscripts);
+           h.start_time, h.end_time, h.ports, h.hostscripts, h.lost_results);
 }
 
 void put(Packer& pk, const common::PortSpec& p) {
@@ -437,7 +437,7 @@ void get(const Obj& o, common::HostResult& h) {
     read_fields(o, "host", index, h.address, h.ipv6, h.targetname, h.hostname, h.status, h.reason,
                 h.reason_ttl, h.srtt, h.interface, h.interface_mtu, h.directly_connected,
                 h.source_address, h.mac_address, h.source_mac, h.timed_out, h.start_time,
-                h.end_time, h.ports, h.hostscripts);
+                h.end_time, h.ports, h.hostscripts, h.lost_results);
     h.index = static_cast<std::size_t>(index);
 }
 

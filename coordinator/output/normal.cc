@@ -174,6 +174,10 @@ public:
     common::Status finish(const common::RunInfo& run) override {
         const std::string blocks = script_blocks(run.postscripts);
         if (!blocks.empty()) out_.write("Post-scan script results:\n" + blocks);
+        if (terminal_ && run.lost_results > 0)
+            out_.write("WARNING: " + std::to_string(run.lost_results) + " script result" +
+                       (run.lost_results == 1 ? "" : "s") +
+                       " may be missing: an engine reached its memory limit (--engine-memory; -v names the scripts)\n");
         if (terminal_)
             out_.write("Nmap done: " + done_summary(run) + "\n");
         else

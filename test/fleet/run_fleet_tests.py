@@ -41,7 +41,7 @@ def inner(binary):
     work = tempfile.mkdtemp(prefix="fleet-test-")
 
     def pack(t, body, seq=1):
-        return msgpack.packb(["nsf", 1, t, seq, body], use_bin_type=False)
+        return msgpack.packb(["nsf", 2, t, seq, body], use_bin_type=False)
 
     def unpack(b):
         m = msgpack.unpackb(b, raw=True, strict_map_key=False)
@@ -319,9 +319,9 @@ def inner(binary):
             g = rnd.choice(good)
             msg = g[:rnd.randint(0, len(g) - 1)]
         elif kind == 2:
-            msg = msgpack.packb(["nsf", rnd.choice([0, 2, 99]), 1, 1, []])
+            msg = msgpack.packb(["nsf", rnd.choice([0, 1, 99]), 1, 1, []])
         elif kind == 3:
-            msg = msgpack.packb(["nsf", 1, rnd.randint(0, 300), rnd.randint(0, 2**64 - 1),
+            msg = msgpack.packb(["nsf", 2, rnd.randint(0, 300), rnd.randint(0, 2**64 - 1),
                                  [rnd.randint(-5, 5) for _ in range(rnd.randint(0, 5))]])
         elif kind == 4:
             msg = b"\xdd\xff\xff\xff\xff" + b"\x00" * rnd.randint(0, 8)  # 2^32 elements claimed

@@ -64,12 +64,12 @@ def scan_options(**over):
 
 
 def encode(mtype, seq, body):
-    return msgpack.packb(["nsf", 1, mtype, seq, body], use_bin_type=True)
+    return msgpack.packb(["nsf", 2, mtype, seq, body], use_bin_type=True)
 
 
 def decode(frame):
     env = msgpack.unpackb(frame, raw=False, unicode_errors="surrogateescape")
-    assert env[0] == "nsf" and env[1] == 1, env[:2]
+    assert env[0] == "nsf" and env[1] == 2, env[:2]
     return env[2], env[3], env[4]
 
 
@@ -114,7 +114,7 @@ def merge(dst, src):
 
 HOST_FIELDS = ["index", "address", "ipv6", "targetname", "hostname", "status", "reason",
                "reason_ttl", "srtt", "interface", "interface_mtu", "directly_connected",
-               "source_address", "mac_address", "source_mac", "timed_out", "start_time", "end_time", "ports", "hostscripts"]
+               "source_address", "mac_address", "source_mac", "timed_out", "start_time", "end_time", "ports", "hostscripts", "lost_results"]
 
 
 def host_dict(h):

@@ -107,6 +107,8 @@ def main():
                   get("reset", "hostile_resets"))
             check("memory-limit losses reported at -v", "memory limit reached" in r.stderr,
                   r.stderr[-400:])
+            check("memory-limit losses counted before the end line",
+                  "may be missing: an engine reached its memory limit" in r.stdout, r.stdout[-400:])
     finally:
         if servers:
             servers.kill()

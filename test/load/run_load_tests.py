@@ -66,14 +66,27 @@ def hosts_of(xml):
     return [h.find("address").get("addr") for h in ET.parse(xml).getroot().iter("host")]
 
 
+# ssh2.lua (stock nselib) encodes its DH public value as an mpint with a leading zero only
+# when its byte count is a multiple of 8; when the value is one byte shorter and its top bit
+# is set (about 1 exchange in 512), sshd reads a negative number and closes the connection,
+# so ssh-hostkey loses that host, in nmap and nsefleet alike. At most this many such losses
+# are tolerated per comparison, each listed.
+MAX_SSH_MPINT = 2
+
+
 def superset(nmap_xml, xml, what):
-    r = subprocess.run([sys.executable, COMPARE, "-q", "--superset", nmap_xml, xml],
+    r = subprocess.run([sys.executable, COMPARE, "--superset", "--max-diffs", "10", nmap_xml, xml],
                        capture_output=True, text=True, timeout=120)
     lines = [l for l in r.stdout.splitlines() if l.startswith("compare:")]
-    check(r.returncode == 0, "%s: every nmap result present and equal (%s)"
-          % (what, "; ".join(l[9:] for l in lines)))
-    if r.returncode != 0:
-        print("\n".join(r.stdout.splitlines()[:30]), flush=True)
+    bad = [l for l in r.stdout.splitlines() if l.startswith(("MISSING", "MISMATCH"))]
+    ssh = [l for l in bad if l.startswith("MISSING in %s:" % xml) and l.endswith(" 22/tcp ssh-hostkey")]
+    rest = [l for l in bad if l not in ssh and not (ssh and l == "MISMATCH: - post ssh-hostkey")]
+    for l in ssh:
+        info("%s: tolerated (ssh2.lua mpint encoding, see MAX_SSH_MPINT): %s" % (what, l))
+    ok = r.returncode == 0 or (not rest and len(ssh) <= MAX_SSH_MPINT)
+    check(ok, "%s: every nmap result present and equal (%s)" % (what, "; ".join(l[9:] for l in lines)))
+    if not ok:
+        print("\n".join(r.stdout.splitlines()[:60]), flush=True)
 
 
 def inner(binary):

@@ -33,6 +33,8 @@ TAG = f"{os.getpid() % 100000}"
 NS_S, NS_T = f"nsf-snf-s{TAG}", f"nsf-snf-t{TAG}"
 VS, VT = f"nfs{TAG}", f"nft{TAG}"
 TARGET = "198.51.100.2"
+TARGET2 = "198.51.100.3"
+MAC_SCRIPT = os.path.join(HERE, "mac_addr.nse")
 
 NIC_FILTER = ["ff:ff:ff:ff:ff:fe", "ff:ff:00:00:00:00", "ff:00:00:00:00:00",
               "01:00:00:00:00:00", "01:00:5e:00:00:00", "01:00:5e:00:00:03"]
@@ -165,6 +167,25 @@ def main():
             # the target (each of the 8 tests sends 1 frame, or 3 when unanswered).
             record(nm_frames == us_frames and us_frames > 0,
                    f"{name}: test frames at target: nmap {nm_frames}, nsefleet {us_frames}")
+        # host.mac_addr for hosts of every host group (one host per group): each must carry
+        # the target's MAC, as nmap's raw discovery gives it.
+        set_filter([])
+        nx(NS_T, "ip", "addr", "add", TARGET2 + "/24", "dev", VT)
+        mac = nx(NS_T, "cat", f"/sys/class/net/{VT}/address").stdout.strip().lower()
+        macs = {}
+        for who, cmd in (("nmap", ["nmap", "-sn", "-n"]), ("nsefleet", [binary, "scan", "-sS", "-sn", "-n"])):
+            r = nx(NS_S, *cmd, "--max-hostgroup", "1", "--script", MAC_SCRIPT, "-oX", "-",
+                   TARGET, TARGET2, check=False, timeout=120)
+            try:
+                root = ET.fromstring(r.stdout)
+                macs[who] = {h.find("address").get("addr"): [s.get("output") for s in h.iter("script")]
+                             for h in root.iter("host")}
+            except ET.ParseError:
+                macs[who] = r.stderr.strip()[:200]
+        want = {TARGET: [mac], TARGET2: [mac]}
+        record(macs.get("nmap") == want and macs.get("nsefleet") == want,
+               f"host.mac_addr in two host groups: want {want}, nmap {macs.get('nmap')}, "
+               f"nsefleet {macs.get('nsefleet')}")
         # The settings must really lead the script down its different endings (a positive
         # answer, no answer, "Unknown"), else matching nmap proves little.
         record(str(seen.get("promisc off")).startswith("['Likely in promiscuous mode")
