@@ -176,6 +176,7 @@ private:
     wire::StatusReply status() const;
     void progress(double now);
     common::Status finish();
+    void report_partial();
     void send(const std::string& peer, const wire::Message& m);
     void send_error(const std::string& peer, wire::ErrorCode c, const std::string& text,
                     std::uint64_t seq);
@@ -1050,6 +1051,23 @@ void Coordinator::tick() {
     }
 }
 
+// A scan stopped by an error still reports every host it has: the outputs are completed
+// with them (no post-scan results), and the user is told how many are missing.
+void Coordinator::report_partial() {
+    if (!sink_ || cfg_.plan_only) return;
+    write_ordered(true);
+    run_.hosts_total = std::max<std::size_t>(hosts_total_, run_.hosts_up + run_.hosts_down);
+    run_.end = epoch_now();
+    std::size_t have = run_.hosts_up + run_.hosts_down;
+    if (auto s = sink_->finish(run_); !s) {
+        warn("could not complete the reports: " + s.message());
+        return;
+    }
+    std::string missing = targets_done_ ? std::to_string(run_.hosts_total - have) : "the rest";
+    warn("the reports hold the " + std::to_string(have) + " host(s) scanned before the error; " + missing +
+         " not scanned" + (cfg_.context ? "" : " (--resume continues the scan)"));
+}
+
 // Writes the hosts not written yet and the post-scan results, and completes the files.
 common::Status Coordinator::finish() {
     if (phases_) {
@@ -1097,6 +1115,7 @@ int Coordinator::run() {
     int rc = 0;
     if (!fatal_.empty()) {
         rc = fail(fatal_);
+        report_partial();
     } else if (g_stop && cfg_.finish_on_interrupt) {
         // `nsefleet scan` without --state: nothing to resume, so report what is done.
         if (auto s = finish(); !s) fail(s.message());

@@ -118,7 +118,8 @@ public:
     Governor& governor() override { return governor_; }
     const std::shared_ptr<MemoryBudget>& memory() override { return budget_; }
     double steady_now() const override { return nse::steady_now(); }
-    void note_resource_loss(const std::string& what) override;
+    void note_resource_loss(const std::string& script, int host, const std::string& what) override;
+    using Runtime::note_resource_loss;
     const ThreadInfo* current() const override { return current_ ? &current_->info : nullptr; }
     void note_lock(std::uint64_t thread, int delta) override {
         auto it = threads_.find(thread);
@@ -204,8 +205,6 @@ private:
     // Hands a waiting thread its delivered values (protected): false when they could not be
     // built (out of memory), in which case the thread gets nil, "not enough memory".
     int push_delivery(ThreadRec& t);
-    // Counts a result lost to an engine limit against its host and warns at -v.
-    void note_loss(const std::string& script, int host, const std::string& what);
     // Lua's traceback of `co` under `msg` (protected; msg alone when it cannot be built).
     std::string traceback(lua_State* co, const std::string& msg) {
         std::string tb = msg;
@@ -638,7 +637,7 @@ void EngineImpl::spawn_instance(std::size_t i, const char* rtype, int host,
     if (err) {
         if (rec) luaL_unref(L_, LUA_REGISTRYINDEX, rec->ref);
         debug(1, scripts_[i].id + " could not start: " + *err);
-        note_loss(scripts_[i].id, host, "memory");
+        note_resource_loss(scripts_[i].id, host, "memory");
         return;
     }
     rec->nargs = 4;
@@ -752,12 +751,7 @@ int EngineImpl::push_delivery(ThreadRec& t) {
     return n;
 }
 
-void EngineImpl::note_resource_loss(const std::string& what) {
-    const ThreadInfo* t = current();
-    note_loss(t ? t->script_id : "a script", t ? t->host : -1, what);
-}
-
-void EngineImpl::note_loss(const std::string& script, int host, const std::string& what) {
+void EngineImpl::note_resource_loss(const std::string& script, int host, const std::string& what) {
     if (host >= 0 && hosts_ && static_cast<std::size_t>(host) < hosts_->size())
         ++(*hosts_)[static_cast<std::size_t>(host)].lost_results;
     if (cfg_.verbosity > 0 || cfg_.debugging > 0)
@@ -797,11 +791,7 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
         }
         lua_settop(co, 0);
     } else if (nres >= 0) {
-        if (status == LUA_ERRMEM) {
-            current_ = &t;  // names the script in the warning
-            note_resource_loss("memory");
-            current_ = nullptr;
-        }
+        if (status == LUA_ERRMEM) note_resource_loss(t.info.script_id, t.info.host, "memory");
         // Error: the error object is on top of the dead coroutine.
         bool quiet_try = false;
         if (lua_istable(co, -1)) {

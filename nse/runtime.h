@@ -149,9 +149,14 @@ public:
     virtual const std::shared_ptr<MemoryBudget>& memory() = 0;
     // Monotonic seconds (the governor's clock).
     virtual double steady_now() const = 0;
-    // Counts a result lost to an engine limit (memory, descriptors), not to the script's own
-    // decision; shown at -v and in the end line.
-    virtual void note_resource_loss(const std::string& what) = 0;
+    // Counts a result of `script` on host `host` (-1: none) lost to an engine limit (memory),
+    // not to the script's own decision; shown at -v and before the end line.
+    virtual void note_resource_loss(const std::string& script, int host, const std::string& what) = 0;
+    // The same for the script thread running now.
+    void note_resource_loss(const std::string& what) {
+        const ThreadInfo* t = current();
+        note_resource_loss(t ? t->script_id : "a script", t ? t->host : -1, what);
+    }
 
     // The base thread being resumed now, or nullptr (module load, driver code).
     virtual const ThreadInfo* current() const = 0;

@@ -190,6 +190,9 @@ struct Op {
     int attempt = 0;
     double attempt_started = 0;
     std::function<void()> retry;
+    // Whose operation it is, for counting results lost to the memory budget.
+    std::string script;
+    int host = -1;
 };
 
 Push push_status(const char* status) {
@@ -262,6 +265,9 @@ void arm(const std::shared_ptr<Op>& op, long long ms) {
 std::shared_ptr<Op> new_op(lua_State* L, Runtime& rt) {
     auto op = std::make_shared<Op>(rt.io());
     op->waker = rt.prepare_wait(L);
+    const ThreadInfo* t = rt.current();  // non-null: prepare_wait raised otherwise
+    op->script = t->script_id;
+    op->host = t->host;
     return op;
 }
 
@@ -687,7 +693,7 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
             op->data.clear();
             op->data.shrink_to_fit();
             op->charge.reset();
-            rt->note_resource_loss("memory");
+            rt->note_resource_loss(op->script, op->host, "memory");
             finish(*op, push_status(kNotEnoughMemory));
             return;
         }

@@ -137,7 +137,10 @@ int l_decompress(lua_State* L) {
         ret = inflate(&zs.z, Z_NO_FLUSH);
         luaL_addlstring(&out, reinterpret_cast<char*>(buf), sizeof buf - zs.z.avail_out);
         // Like any other buffer: at most a quarter of the engine's cap.
-        if (!fits(L, luaL_bufflen(&out))) return luaL_error(L, "%s", nse::kNotEnoughMemory);
+        if (!fits(L, luaL_bufflen(&out))) {
+            nse::runtime(L).note_resource_loss("memory");  // a budget exists: so does the engine
+            return luaL_error(L, "%s", nse::kNotEnoughMemory);
+        }
     } while (ret == Z_OK);
     if (ret != Z_STREAM_END) return luaL_error(L, "failed to process zlib stream");
     luaL_pushresult(&out);
@@ -219,6 +222,7 @@ void fill(lua_State* L, int idx, Inflater& s, size_t want) {
             s.out.shrink_to_fit();
             s.outpos = 0;
             s.charge.reset();
+            nse::runtime(L).note_resource_loss("memory");  // charged: the engine exists
             luaL_error(L, "%s", nse::kNotEnoughMemory);
         }
         if (ret == Z_STREAM_END) {

@@ -6,6 +6,9 @@ import socket
 import subprocess
 import sys
 
+# The fleet protocol version the fake peers speak (common/wire/messages.h kProtocolVersion).
+PROTOCOL = 2
+
 LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab", "lab.sh")
 
 passed = failed = 0

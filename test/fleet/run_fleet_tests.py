@@ -41,7 +41,7 @@ def inner(binary):
     work = tempfile.mkdtemp(prefix="fleet-test-")
 
     def pack(t, body, seq=1):
-        return msgpack.packb(["nsf", 2, t, seq, body], use_bin_type=False)
+        return msgpack.packb(["nsf", labrun.PROTOCOL, t, seq, body], use_bin_type=False)
 
     def unpack(b):
         m = msgpack.unpackb(b, raw=True, strict_map_key=False)
@@ -54,8 +54,9 @@ def inner(binary):
         HostResults. Re-says Hello when the coordinator does not know it (restarts)."""
 
         def __init__(self, endpoint, name, delay=0.0, die_after=None, engines=1, curve=None,
-                     time_limit=60):
+                     time_limit=60, short=False):
             super().__init__(daemon=True)
+            self.short = short  # leave each group's last host out (a group that keeps failing)
             self.endpoint, self.name, self.delay, self.die_after = endpoint, name, delay, die_after
             self.engines, self.curve, self.time_limit = engines, curve, time_limit
             self.sent_hosts = []     # host indexes sent
@@ -78,7 +79,7 @@ def inner(binary):
                 seq[0] += 1
                 s.send(pack(t, body, seq[0]))
 
-            send(HELLO, [1, self.name, self.engines, os.getpid(), ["fake"]])
+            send(HELLO, [labrun.PROTOCOL, self.name, self.engines, os.getpid(), ["fake"]])
             hb_ms = 1000
             last_hb = time.time()
             end = time.time() + self.time_limit
@@ -104,18 +105,18 @@ def inner(binary):
                     elif t == ERROR:
                         self.errors.append(body[0])
                         if body[0] == 5:  # NotAuthorized: the coordinator restarted
-                            send(HELLO, [1, self.name, self.engines, os.getpid(), ["fake"]])
+                            send(HELLO, [labrun.PROTOCOL, self.name, self.engines, os.getpid(), ["fake"]])
                     elif t == BYE:
                         self.done = True
                         break
                 elif leases:
                     gid, attempt, deadline, hosts = leases.pop(0)
-                    for h in hosts:
+                    for h in (hosts[:-1] if self.short else hosts):
                         index, addr, ipv6, tname = h
                         t0 = time.time()
                         time.sleep(self.delay)
                         host = [index, addr.decode(), ipv6, tname.decode(), "", "up", "user-set",
-                                0, 0.0, "", 0, False, "", "", "", False, t0, t0 + self.delay, [], []]
+                                0, 0.0, "", 0, False, "", "", "", False, t0, t0 + self.delay, [], [], 0]
                         send(HOST_RESULT, [gid, host])
                         self.sent_hosts.append(index)
                         if time.time() - last_hb > hb_ms / 1000.0:
@@ -207,6 +208,25 @@ def inner(binary):
     check(hosts_of_xml(xml2) == expect_40, "dead worker: every host exactly once, in order")
     check("requeued" in c.stderr(), "dead worker: coordinator logged the requeue")
 
+    # 2b. A group that keeps failing stops the scan, but the report keeps every host the
+    # scan has: exit 1, the reason, and the XML completed with the committed hosts.
+    st = os.path.join(work, "s2b")
+    xml2b = os.path.join(work, "s2b.xml")
+    c = Coord(st, scan + ["-oX", xml2b] + targets_40)
+    w = FakeWorker(c.endpoint, "short", delay=0.0, short=True)
+    w.start()
+    rc = c.wait(60)
+    w.stop = True
+    w.join(5)
+    err = c.stderr()
+    got = hosts_of_xml(xml2b)
+    check(rc == 1 and "failed 3 times" in err, "failing group: scan stops with exit 1 and the reason (rc=%s)" % rc)
+    check(len(got) >= 3 and got == sorted(set(got), key=lambda a: int(a.split(".")[-1])) and
+          set(got) <= set(expect_40) and os.path.exists(xml2b) and not os.path.exists(xml2b + ".part"),
+          "failing group: the XML is complete and holds the %d hosts scanned before the error" % len(got))
+    check("not scanned" in err and "host(s) scanned before the error" in err,
+          "failing group: the coordinator says what is missing (%s)" % err.strip().splitlines()[-1:])
+
     # 3. kill -9 the coordinator mid-scan, --resume finishes; result equals run 1's.
     st = os.path.join(work, "s3")
     xml3 = os.path.join(work, "s3.xml")
@@ -260,7 +280,7 @@ def inner(binary):
         s = ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.connect(c.endpoint)
-        s.send(pack(HELLO, [1, name, 1, 1, []]))
+        s.send(pack(HELLO, [labrun.PROTOCOL, name, 1, 1, []]))
         got = []
         end = time.time() + 5
         while time.time() < end and s.poll(int((end - time.time()) * 1000) + 1):
@@ -308,8 +328,8 @@ def inner(binary):
     f = ctx.socket(zmq.DEALER)
     f.setsockopt(zmq.LINGER, 0)
     f.connect(c.endpoint)
-    f.send(pack(HELLO, [1, "fuzzer", 1, 1, []]))
-    good = [pack(HELLO, [1, "fz", 1, 1, []]), pack(HOST_RESULT, [99, [0] * 18]),
+    f.send(pack(HELLO, [labrun.PROTOCOL, "fuzzer", 1, 1, []]))
+    good = [pack(HELLO, [labrun.PROTOCOL, "fz", 1, 1, []]), pack(HOST_RESULT, [99, [0] * 18]),
             pack(SHARED_OP, [1, 1, "k", [1, 1], None]), pack(LEASE, [1, 1, 1.0, []])]
     for i in range(600):
         kind = i % 6
@@ -319,9 +339,9 @@ def inner(binary):
             g = rnd.choice(good)
             msg = g[:rnd.randint(0, len(g) - 1)]
         elif kind == 2:
-            msg = msgpack.packb(["nsf", rnd.choice([0, 1, 99]), 1, 1, []])
+            msg = msgpack.packb(["nsf", rnd.choice([0, labrun.PROTOCOL + 1, 99]), 1, 1, []])
         elif kind == 3:
-            msg = msgpack.packb(["nsf", 2, rnd.randint(0, 300), rnd.randint(0, 2**64 - 1),
+            msg = msgpack.packb(["nsf", labrun.PROTOCOL, rnd.randint(0, 300), rnd.randint(0, 2**64 - 1),
                                  [rnd.randint(-5, 5) for _ in range(rnd.randint(0, 5))]])
         elif kind == 4:
             msg = b"\xdd\xff\xff\xff\xff" + b"\x00" * rnd.randint(0, 8)  # 2^32 elements claimed

@@ -11,6 +11,8 @@ import re
 import sys
 import time
 
+from labrun import PROTOCOL  # the version the fake coordinator speaks
+
 # Debian's python3-zmq / python3-msgpack live in the system interpreter; a pyenv shim may
 # shadow it.
 try:
@@ -64,12 +66,12 @@ def scan_options(**over):
 
 
 def encode(mtype, seq, body):
-    return msgpack.packb(["nsf", 2, mtype, seq, body], use_bin_type=True)
+    return msgpack.packb(["nsf", PROTOCOL, mtype, seq, body], use_bin_type=True)
 
 
 def decode(frame):
     env = msgpack.unpackb(frame, raw=False, unicode_errors="surrogateescape")
-    assert env[0] == "nsf" and env[1] == 2, env[:2]
+    assert env[0] == "nsf" and env[1] == PROTOCOL, env[:2]
     return env[2], env[3], env[4]
 
 

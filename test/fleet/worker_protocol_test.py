@@ -36,7 +36,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from worker_fakecoord import (ROOT, Checks, FakeCoordinator, host_dict,  # noqa: E402
+from worker_fakecoord import (PROTOCOL, ROOT, Checks, FakeCoordinator, host_dict,  # noqa: E402
                               py_to_value, value_to_py)
 
 SCRIPTS = {
@@ -161,7 +161,7 @@ def case_lease(binary, scripts, c):
         hello = fc.wait_for("Hello", 10)
         if not c.check("Hello received", hello is not None, w.stderr()):
             return
-        c.eq("Hello protocol/name/engines/pid", hello[:4], [1, "fake-test", 2, w.p.pid])
+        c.eq("Hello protocol/name/engines/pid", hello[:4], [PROTOCOL, "fake-test", 2, w.p.pid])
         fc.welcome(ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_mutex_port"]])
         fc.send_raw(b"\x93\x01\x02")            # not an envelope
         fc.send_raw(b"\xdd\xff\xff\xff\xff")    # claims 4G elements

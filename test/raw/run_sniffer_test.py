@@ -171,7 +171,7 @@ def main():
         # the target's MAC, as nmap's raw discovery gives it.
         set_filter([])
         nx(NS_T, "ip", "addr", "add", TARGET2 + "/24", "dev", VT)
-        mac = nx(NS_T, "cat", f"/sys/class/net/{VT}/address").stdout.strip().lower()
+        mac = nx(NS_T, "cat", f"/sys/class/net/{VT}/address").stdout.strip().lower().replace(":", "")
         macs = {}
         for who, cmd in (("nmap", ["nmap", "-sn", "-n"]), ("nsefleet", [binary, "scan", "-sS", "-sn", "-n"])):
             r = nx(NS_S, *cmd, "--max-hostgroup", "1", "--script", MAC_SCRIPT, "-oX", "-",
