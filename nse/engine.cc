@@ -87,6 +87,7 @@ public:
     }
 
     common::Status init();
+    void mark_broken(const std::string& why) { broken_ = why; }
 
     // Engine
     bool has_scripts() const override { return !scripts_.empty(); }
@@ -1030,24 +1031,38 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
 }
 
 common::Value EngineImpl::registry_export() {
-    lua_getglobal(L_, "nmap");
-    lua_getfield(L_, -1, "registry");
-    common::Value v = registry_to_value(L_, -1);
-    lua_pop(L_, 2);
+    common::Value v;
+    if (!broken_.empty()) return v;
+    auto err = protect([&](lua_State* L) {
+        lua_getglobal(L, "nmap");
+        lua_getfield(L, -1, "registry");
+        v = registry_to_value(L, -1);
+    });
+    if (err) emb_.write(true, "WARNING: NSE: registry not exported: " + first_line(*err) + "\n");
     return v;
 }
 
 void EngineImpl::registry_import(const common::Value& v) {
-    lua_getglobal(L_, "nmap");
-    lua_getfield(L_, -1, "registry");
-    merge_into_table(L_, -1, v);
-    lua_pop(L_, 2);
+    if (!broken_.empty()) return;
+    // Protected: merging allocates, and the engine's memory budget may be full.
+    auto err = protect([&](lua_State* L) {
+        lua_getglobal(L, "nmap");
+        lua_getfield(L, -1, "registry");
+        merge_into_table(L, -1, v);
+    });
+    if (err) emb_.write(true, "WARNING: NSE: registry not imported: " + first_line(*err) + "\n");
 }
 
 common::Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg, Embedder& emb,
                                                        SharedState& shared) {
     auto e = std::make_unique<EngineImpl>(cfg, emb, shared);
-    auto st = e->init();
+    common::Status st = common::Status::ok();
+    try {
+        st = e->init();
+    } catch (const LuaPanic& p) {
+        st = common::Status::error(std::string("NSE engine error: ") + p.what());
+        e->mark_broken(st.message());
+    }
     if (!st) return st;
     return std::unique_ptr<Engine>(std::move(e));
 }
