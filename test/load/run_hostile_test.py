@@ -7,7 +7,9 @@ port 80 and one test script per hostile server (hostile_*.nse). Checks: exit 0; 
 result present; the greedy scripts (endless stream to receive_bytes(2e9), endless line to
 receive_lines, zlib bomb through both decompression paths) fail softly with "not enough
 memory"; the silent server gives TIMEOUT; 1000 reset connections all end; peak RSS under
-1.2 GB; the memory-limit losses are reported at -v.
+1.2 GB; the memory-limit losses are reported at -v. Then results the fleet wire cannot carry
+(a 20 MiB output, a 300-level structured output): the hosts arrive, the first as the
+script's error with the reason, the second as text.
 
   run_hostile_test.py path/to/nsefleet
 Prints a line per check, then "N passed, M failed"; exit 1 on any failure.
@@ -109,6 +111,23 @@ def main():
                   r.stderr[-400:])
             check("memory-limit losses counted before the end line",
                   "may be missing: an engine reached its memory limit" in r.stdout, r.stdout[-400:])
+            # Results the fleet wire cannot carry: the host still arrives, with the reason.
+            xml2 = os.path.join(tmp, "huge.xml")
+            r2 = subprocess.run(["ip", "netns", "exec", NS, binary, "scan", "-sn", "-Pn", "-n",
+                                 "--script", os.path.join(HERE, "hostile_huge.nse"), "-oX", xml2,
+                                 "127.0.0.1-3"], capture_output=True, text=True, timeout=120)
+            check("too-large results: scan exits 0", r2.returncode == 0, r2.stderr[-300:])
+            huge = {}
+            if os.path.exists(xml2):
+                for h in ET.parse(xml2).getroot().iter("host"):
+                    for sc in h.iter("script"):
+                        huge[h.find("address").get("addr")] = sc.get("output") or ""
+            check("too-large result becomes the script's error",
+                  huge.get("127.0.0.1", "").startswith("ERROR: Script result too large for the fleet wire"),
+                  huge.get("127.0.0.1", "")[:120])
+            check("too-deep result arrives (as text)", "bottom" in huge.get("127.0.0.2", ""),
+                  huge.get("127.0.0.2", "")[-120:])
+            check("other hosts unaffected", huge.get("127.0.0.3") == "small result", str(huge.get("127.0.0.3")))
     finally:
         if servers:
             servers.kill()
