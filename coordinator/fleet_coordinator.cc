@@ -1054,7 +1054,8 @@ void Coordinator::tick() {
 // A scan stopped by an error still reports every host it has: the outputs are completed
 // with them (no post-scan results), and the user is told how many are missing.
 void Coordinator::report_partial() {
-    if (!sink_ || cfg_.plan_only) return;
+    // Nothing scanned (bad input, a worker that cannot start): the error line says it all.
+    if (!sink_ || cfg_.plan_only || hosts_done_ == 0) return;
     write_ordered(true);
     run_.hosts_total = std::max<std::size_t>(hosts_total_, run_.hosts_up + run_.hosts_down);
     run_.end = epoch_now();
