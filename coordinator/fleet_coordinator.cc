@@ -177,6 +177,8 @@ private:
     void progress(double now);
     common::Status finish();
     void report_partial();
+    template <class M>
+    common::Status read_record(const std::string& key, M& out);
     void send(const std::string& peer, const wire::Message& m);
     void send_error(const std::string& peer, wire::ErrorCode c, const std::string& text,
                     std::uint64_t seq);
@@ -352,20 +354,16 @@ common::Status Coordinator::setup() {
     run_.open_only = opts_.open_only;
     sink_->begin(run_);
 
-    // A resumed scan: the registry, the prerule's output and the hosts already streamed.
-    if (auto reg = store_->registry(kRegistryKey); reg && *reg) {
-        auto d = wire::decode(**reg);
-        if (d && std::holds_alternative<wire::RunPhase>(d->message))
-            shared_.registry_merge(std::get<wire::RunPhase>(d->message).registry);
-    }
+    // A resumed scan: the registry, the prerule's output and the hosts already streamed. A
+    // record that cannot be read ends the resume with the reason, never a silent gap.
+    wire::RunPhase saved;
+    if (auto s = read_record(kRegistryKey, saved); !s) return s;
+    shared_.registry_merge(saved.registry);
     if (prerule_done_ || !phases_) {
         prerule_done_ = true;
-        std::vector<common::ScriptResult> pre;
-        if (auto b = store_->registry(std::string(kPhaseKeyPrefix) + "1"); b && *b) {
-            auto d = wire::decode(**b);
-            if (d && std::holds_alternative<wire::PhaseResult>(d->message))
-                pre = std::get<wire::PhaseResult>(d->message).scripts;
-        }
+        wire::PhaseResult phase1;
+        if (auto s = read_record(std::string(kPhaseKeyPrefix) + "1", phase1); !s) return s;
+        std::vector<common::ScriptResult> pre = std::move(phase1.scripts);
         run_.prescripts = pre;
         sink_->prescan(pre);
     }
@@ -1051,6 +1049,21 @@ void Coordinator::tick() {
     }
 }
 
+// Reads the coordinator's own record `key` into `out` (left as is when there is none). A
+// store failure or a record that does not decode as M is an error naming the key.
+template <class M>
+common::Status Coordinator::read_record(const std::string& key, M& out) {
+    auto b = store_->registry(key);
+    if (!b) return common::Status::error("state: cannot read '" + key + "': " + b.status().message());
+    if (!*b) return common::Status::ok();
+    auto d = wire::decode(**b);
+    if (!d || !std::holds_alternative<M>(d->message))
+        return common::Status::error("state: record '" + key + "' is unreadable" +
+                                     (d ? std::string(" (wrong type)") : ": " + d.status().message()));
+    out = std::move(std::get<M>(d->message));
+    return common::Status::ok();
+}
+
 // A scan stopped by an error still reports every host it has: the outputs are completed
 // with them (no post-scan results), and the user is told how many are missing.
 void Coordinator::report_partial() {
@@ -1072,11 +1085,9 @@ void Coordinator::report_partial() {
 // Writes the hosts not written yet and the post-scan results, and completes the files.
 common::Status Coordinator::finish() {
     if (phases_) {
-        if (auto b = store_->registry(std::string(kPhaseKeyPrefix) + "2"); b && *b) {
-            auto d = wire::decode(**b);
-            if (d && std::holds_alternative<wire::PhaseResult>(d->message))
-                run_.postscripts = std::get<wire::PhaseResult>(d->message).scripts;
-        }
+        wire::PhaseResult phase2;
+        if (auto s = read_record(std::string(kPhaseKeyPrefix) + "2", phase2); !s) fatal(s.message());
+        run_.postscripts = std::move(phase2.scripts);
     }
     write_ordered(true);
     if (!fatal_.empty()) return common::Status::error(fatal_);

@@ -44,20 +44,16 @@ NmapState& state(lua_State* L) {
     return *static_cast<NmapState*>(lua_touserdata(L, lua_upvalueindex(1)));
 }
 
-double epoch_now() {
-    using namespace std::chrono;
-    return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
 // ---- run-time information
 
+// The embedder's clock (so a fake embedder controls it in tests).
 int l_clock(lua_State* L) {
-    lua_pushnumber(L, std::floor(epoch_now() * 1e6) / 1e6);
+    lua_pushnumber(L, std::floor(runtime(L).embedder().now() * 1e6) / 1e6);
     return 1;
 }
 
 int l_clock_ms(lua_State* L) {
-    lua_pushnumber(L, std::ceil(epoch_now() * 1000.0));
+    lua_pushnumber(L, std::ceil(runtime(L).embedder().now() * 1000.0));
     return 1;
 }
 
