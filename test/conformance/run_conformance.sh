@@ -135,6 +135,14 @@ COMMON16=(-sT -Pn -n -p 22 --script ssh-hostkey --script-args ssh_hostkey=full)
 if run nmap-nsefleet16 "$T1" "${NMAP[@]}" "${COMMON16[@]}" "$HOSTS16" -oX "$W/nmap-nsefleet16.xml" &&
    run nsefleet16 "$T1" "${SCANNER[@]}" "${COMMON16[@]}" "$HOSTS16" -oX "$W/nsefleet16.xml"; then
   validate nsefleet16
+  # ssh2.lua (stock nselib) sends its DH value as a negative mpint in about 1 key exchange
+  # of 512, and sshd drops that connection: a host's ssh-hostkey goes missing, in nmap and
+  # nsefleet alike (~3% of 16-host runs each). On a difference both run once more, said here.
+  if ! python3 "$HERE/compare.py" -q "$W/nmap-nsefleet16.xml" "$W/nsefleet16.xml" >/dev/null 2>&1; then
+    echo "conformance: 16-host ssh-hostkey differs; nmap and nsefleet run once more (ssh2.lua mpint case)"
+    run nmap-nsefleet16 "$T1" "${NMAP[@]}" "${COMMON16[@]}" "$HOSTS16" -oX "$W/nmap-nsefleet16.xml"
+    run nsefleet16 "$T1" "${SCANNER[@]}" "${COMMON16[@]}" "$HOSTS16" -oX "$W/nsefleet16.xml"
+  fi
   compare nsefleet16 "16hosts:" ssh-hostkey
   # The postrule's duplicate-key summary must be there (compare.py checks it is equal).
   if grep -q '<postscript>' "$W/nsefleet16.xml" && grep -q 'Possible duplicate hosts' "$W/nsefleet16.xml"; then
