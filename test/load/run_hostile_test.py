@@ -22,22 +22,17 @@ import time
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "fleet"))
+import labrun  # noqa: E402  (ok/FAIL counting shared by the test runners)
 NS = f"nsefleet-hostile-{os.getpid()}"
 PORTS = {"http": 80, "flood": 7001, "line": 7002, "bomb": 7003, "silent": 7004, "reset": 7005}
 SCRIPTS = ["http-title"] + [os.path.join(HERE, f"hostile_{n}.nse")
                             for n in ("greedy", "lines", "bomb", "silent", "resets")]
 
-passed = failed = 0
 
 
 def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
+    labrun.check(ok, name + (f" ({detail})" if detail and not ok else ""))
 
 
 def script_outputs(xml_path):
@@ -134,8 +129,8 @@ def main():
             servers.wait()
         subprocess.run(["ip", "netns", "pids", NS], capture_output=True)
         subprocess.run(["ip", "netns", "del", NS])
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(f"{labrun.passed} passed, {labrun.failed} failed")
+    return 1 if labrun.failed else 0
 
 
 if __name__ == "__main__":
