@@ -1,13 +1,11 @@
 // The fleet worker process: one DEALER to the coordinator, owned by the I/O loop on the
 // main thread, and N engine threads (one Worker each) that pull host groups. Engine
-// threads never touch the socket: they queue encoded messages and poke an eventfd that the
-// I/O loop polls beside the socket (ZeroMQ sockets are not thread-safe).
+// threads never touch the socket: they queue encoded messages and poke the transport's
+// Waker, which the I/O loop waits on beside the socket (ZeroMQ sockets are not thread-safe).
 #include "worker/fleet_worker.h"
 
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include <algorithm>
 #include <atomic>
@@ -264,9 +262,6 @@ private:
 class FleetWorker {
 public:
     FleetWorker(Args args, Console& console) : args_(std::move(args)), console_(console) {}
-    ~FleetWorker() {
-        if (wake_fd_ >= 0) ::close(wake_fd_);
-    }
     int run();
 
 private:
@@ -289,7 +284,7 @@ private:
     Args args_;
     Console& console_;
     std::unique_ptr<transport::Dealer> dealer_;
-    int wake_fd_ = -1;
+    std::unique_ptr<transport::Waker> waker_;
     std::atomic<std::uint64_t> seq_{0};
     std::mutex out_mu_;
     std::deque<std::string> out_;
@@ -324,12 +319,7 @@ bool FleetWorker::send(const wire::Message& m) {
     return true;
 }
 
-void FleetWorker::poke() {
-    std::uint64_t one = 1;
-    if (::write(wake_fd_, &one, sizeof one) < 0) {
-        // EAGAIN: the counter is saturated, the loop is awake anyway.
-    }
-}
+void FleetWorker::poke() { waker_->poke(); }
 
 // Sends what is queued. false when the socket refuses (queue full): the rest waits.
 bool FleetWorker::flush() {
@@ -546,8 +536,9 @@ int FleetWorker::run() {
     auto dealer = transport::Dealer::connect(*ctx, args_.connect, sec);
     if (!dealer) return console_.log(dealer.message()), kExitUsage;
     dealer_ = std::move(*dealer);
-    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd_ < 0) return console_.log("eventfd failed"), kExitFailure;
+    auto waker = transport::Waker::create();
+    if (!waker) return console_.log(waker.message()), kExitFailure;
+    waker_ = std::move(*waker);
 
     engines_ = args_.engines ? args_.engines : std::max(1u, std::thread::hardware_concurrency());
     const auto reply_timeout = milliseconds(static_cast<long>(args_.reply_timeout * 1000));
@@ -576,15 +567,8 @@ int FleetWorker::run() {
         auto wait = std::min<Clock::duration>(next_heartbeat_ - now, milliseconds(100));
         if (!all_sent) wait = std::min<Clock::duration>(wait, milliseconds(5));
         long wait_ms = std::max<long>(0, std::chrono::duration_cast<milliseconds>(wait).count());
-        zmq_pollitem_t items[2] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, wait_ms) < 0 && zmq_errno() != EINTR)
-            return finish(kExitFailure, "");
-        if (items[1].revents & ZMQ_POLLIN) {
-            std::uint64_t n;
-            if (::read(wake_fd_, &n, sizeof n) < 0) {
-                // EAGAIN: another read got it first; nothing to do.
-            }
-        }
+        if (auto st = dealer_->wait(milliseconds(wait_ms), waker_.get()); !st)
+            return console_.log(st.message()), finish(kExitFailure, "");
         for (int i = 0; i < 1000; ++i) {  // bounded so heartbeats still go out under a flood
             auto r = dealer_->recv(milliseconds(0));
             if (!r) return console_.log(r.message()), finish(kExitFailure, "");
@@ -648,8 +632,8 @@ int FleetWorker::finish(int code, const std::string& bye_reason) {
         closed_ = true;
     }
     (void)flush();
-    int linger = args_.context ? 0 : 1000;  // bounded: a dead coordinator must not hang the exit
-    zmq_setsockopt(dealer_->handle(), ZMQ_LINGER, &linger, sizeof linger);
+    // Bounded: a dead coordinator must not hang the exit.
+    dealer_->set_linger(milliseconds(args_.context ? 0 : 1000));
     dealer_.reset();
     return code;
 }

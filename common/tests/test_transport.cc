@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "common/transport/keys.h"
 #include "common/transport/transport.h"
@@ -113,6 +114,47 @@ TEST_CASE("transport: ROUTER/DEALER over inproc, with wire messages") {
     CHECK_FALSE(none->has_value());
     CHECK(std::chrono::steady_clock::now() - t0 >= 190ms);
     CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+}
+
+TEST_CASE("transport: a Waker ends a Dealer's wait from another thread; input ends it too") {
+    Context ctx = make_context();
+    auto r = Router::bind(ctx, "inproc://wake-test", ServerSecurity{});
+    REQUIRE(r.is_ok());
+    auto d = Dealer::connect(ctx, "inproc://wake-test", ClientSecurity{});
+    REQUIRE(d.is_ok());
+    auto w = Waker::create();
+    REQUIRE(w.is_ok());
+
+    // Nothing pending: the wait lasts its timeout.
+    auto t0 = std::chrono::steady_clock::now();
+    REQUIRE((*d)->wait(150ms, w->get()).is_ok());
+    CHECK(std::chrono::steady_clock::now() - t0 >= 140ms);
+
+    // A poke from another thread ends a long wait early, and is consumed.
+    std::thread poker([&] {
+        std::this_thread::sleep_for(50ms);
+        (*w)->poke();
+    });
+    t0 = std::chrono::steady_clock::now();
+    REQUIRE((*d)->wait(5000ms, w->get()).is_ok());
+    poker.join();
+    CHECK(std::chrono::steady_clock::now() - t0 < 2000ms);
+    t0 = std::chrono::steady_clock::now();
+    REQUIRE((*d)->wait(100ms, w->get()).is_ok());
+    CHECK(std::chrono::steady_clock::now() - t0 >= 90ms);
+
+    // A message for the dealer ends the wait, and recv then has it.
+    REQUIRE((*d)->send("hi").is_ok());
+    Incoming in = expect(**r);
+    REQUIRE((*r)->send(in.peer, "back").is_ok());
+    t0 = std::chrono::steady_clock::now();
+    REQUIRE((*d)->wait(5000ms, w->get()).is_ok());
+    CHECK(std::chrono::steady_clock::now() - t0 < 2000ms);
+    auto m = (*d)->recv(0ms);
+    REQUIRE(m.is_ok());
+    REQUIRE(m->has_value());
+    CHECK(**m == "back");
+    (*d)->set_linger(0ms);
 }
 
 TEST_CASE("transport: plain tcp:// only with --insecure") {

@@ -2,12 +2,16 @@
 // only allowed worker keys. Every cppzmq call is inside a try at the function's edge.
 #include "common/transport/transport.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -246,7 +250,30 @@ std::uint64_t Router::admitted() const { return impl_->zap ? impl_->zap->admitte
 void Router::set_allowed(std::vector<std::string> keys) {
     if (impl_->zap) impl_->zap->set_allowed(std::move(keys));
 }
-void* Router::handle() { return impl_->sock.handle(); }
+
+// ---------------------------------------------------------------- Waker
+
+common::Result<std::unique_ptr<Waker>> Waker::create() {
+    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return common::Status::error(std::string("eventfd: ") + std::strerror(errno));
+    return std::unique_ptr<Waker>(new Waker(fd));
+}
+
+Waker::~Waker() { ::close(fd_); }
+
+void Waker::poke() {
+    std::uint64_t one = 1;
+    if (::write(fd_, &one, sizeof one) < 0) {
+        // EAGAIN: the counter is saturated, the waiter wakes anyway.
+    }
+}
+
+void Waker::drain() {
+    std::uint64_t n;
+    if (::read(fd_, &n, sizeof n) < 0) {
+        // EAGAIN: nothing pending.
+    }
+}
 
 // ---------------------------------------------------------------- Dealer
 
@@ -316,6 +343,23 @@ common::Result<std::optional<std::string>> Dealer::recv(std::chrono::millisecond
         }
     } catch (const zmq::error_t& e) {
         return common::Status::error(std::string("receive failed: ") + e.what());
+    }
+}
+
+common::Status Dealer::wait(std::chrono::milliseconds timeout, Waker* waker) {
+    zmq::pollitem_t items[2] = {{impl_->sock.handle(), 0, ZMQ_POLLIN, 0},
+                                {nullptr, waker ? waker->fd_ : -1, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, waker ? 2 : 1, static_cast<long>(timeout.count())) < 0 && zmq_errno() != EINTR)
+        return common::Status::error(std::string("poll failed: ") + zmq_strerror(zmq_errno()));
+    if (waker && (items[1].revents & ZMQ_POLLIN)) waker->drain();
+    return common::Status::ok();
+}
+
+void Dealer::set_linger(std::chrono::milliseconds linger) {
+    try {
+        impl_->sock.set(zmq::sockopt::linger, static_cast<int>(linger.count()));
+    } catch (const zmq::error_t&) {
+        // Only a closed socket refuses: nothing left to deliver.
     }
 }
 

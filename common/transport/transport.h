@@ -63,6 +63,25 @@ struct Incoming {
     std::string payload;
 };
 
+// Wakes a thread waiting in Dealer::wait from any other thread: an eventfd polled beside the
+// socket, so threads that must not touch the socket (ZeroMQ sockets are single-threaded) can
+// hand it work.
+class Waker {
+public:
+    // Fails only when the process is out of file descriptors.
+    static common::Result<std::unique_ptr<Waker>> create();
+    ~Waker();
+    Waker(const Waker&) = delete;
+    Waker& operator=(const Waker&) = delete;
+    void poke();  // any thread, never blocks
+
+private:
+    friend class Dealer;
+    explicit Waker(int fd) : fd_(fd) {}
+    void drain();
+    int fd_;
+};
+
 class Router {
 public:
     // Binds `endpoint` ("tcp://127.0.0.1:0" picks a free port; see endpoint()). Fails on a
@@ -96,9 +115,6 @@ public:
     // Replaces the admitted key list (e.g. after re-reading --allow). Existing sessions stay.
     void set_allowed(std::vector<std::string> keys);
 
-    // For zmq_poll over several sockets: the raw `void*` socket handle.
-    void* handle();
-
     struct Impl;
 
 private:
@@ -126,7 +142,16 @@ public:
     // one frame are dropped and counted.
     common::Result<std::optional<std::string>> recv(std::chrono::milliseconds timeout);
 
+    // Waits up to `timeout` until a message can be received or `waker` (when given) was
+    // poked; a poke is consumed. A signal ends the wait early. Fails only when the socket
+    // itself fails.
+    common::Status wait(std::chrono::milliseconds timeout, Waker* waker = nullptr);
+
+    // How long destruction may wait to deliver queued messages (0, the default: not at all).
+    void set_linger(std::chrono::milliseconds linger);
+
     std::uint64_t dropped() const;
+    // The raw ZeroMQ socket, for transport tests that send malformed multipart frames.
     void* handle();
 
     struct Impl;
