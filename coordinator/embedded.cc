@@ -15,7 +15,7 @@
 
 #include "common/target_cursor.h"
 #include "common/transport/transport.h"
-#include "coordinator/fleet_coordinator.h"
+#include "coordinator/coordinator.h"
 #include "worker/fleet_worker.h"
 
 namespace coordinator {

@@ -7,7 +7,7 @@
 
 #include "common/options.h"
 #include "coordinator/embedded.h"
-#include "coordinator/fleet_coordinator.h"
+#include "coordinator/commands.h"
 #include "worker/fleet_worker.h"
 
 namespace {

@@ -583,8 +583,8 @@ void EngineImpl::spawn_worker(lua_State* L, int nargs) {
     lua_xmove(L, co, nargs + 1);  // function and arguments
     rec->nargs = nargs;
     rec->info = current_->info;
-    rec->info.worker = true;
-    rec->info.parent = current_->info.worker ? current_->info.parent : current_->info.id;
+    rec->info.spawned = true;
+    rec->info.parent = current_->info.spawned ? current_->info.parent : current_->info.id;
     rec->info.id = next_thread_++;
     rec->info.co = co;
     rec->deadline = current_->deadline;
@@ -606,7 +606,7 @@ void EngineImpl::enqueue(std::unique_ptr<ThreadRec> rec) {
     int host = rec->info.host;
     if (host >= 0 && static_cast<std::size_t>(host) < host_alive_.size())
         ++host_alive_[static_cast<std::size_t>(host)];
-    if (!rec->info.worker) ++instances_alive_;
+    if (!rec->info.spawned) ++instances_alive_;
     threads_.emplace(rec->info.id, std::move(rec));
 }
 
@@ -679,7 +679,7 @@ void EngineImpl::resume(ThreadRec& t) {
         t.started = true;
         nargs = t.nargs;
         // The clock starts when the script first runs, not when it was queued.
-        if (!t.info.worker && cfg_.script_timeout > 0)
+        if (!t.info.spawned && cfg_.script_timeout > 0)
             t.deadline = steady_now() + cfg_.script_timeout;
     } else {
         nargs = push_delivery(t);
@@ -782,7 +782,7 @@ void EngineImpl::record_result(ThreadRec& t, std::string text, std::optional<com
 void EngineImpl::finish(ThreadRec& t, int status, int nres) {
     lua_State* co = t.info.co;
     if (status == LUA_OK) {
-        if (!t.info.worker && nres >= 1 && lua_type(co, -nres) == LUA_TSTRING) {
+        if (!t.info.spawned && nres >= 1 && lua_type(co, -nres) == LUA_TSTRING) {
             std::size_t len = 0;
             const char* s = lua_tolstring(co, -nres, &len);
             std::string text(s, len);  // may hold NUL bytes: the writers escape them
@@ -822,7 +822,7 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
             debug(1, who + " timed out");
         } else if (quiet_try) {
             debug(1, "Finished " + who + ". Reason: " + msg);
-        } else if (t.info.worker) {
+        } else if (t.info.spawned) {
             debug(1, "worker of " + who + " threw an error!\n" + traceback(co, msg));
             lua_pushthread(co);
             lua_xmove(co, L_, 1);
@@ -840,7 +840,7 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
     }
     run_cleanups(t);
     governor_.abandon(t.info.id, steady_now());  // sockets released theirs; this is a backstop
-    if (!t.info.worker) --instances_alive_;
+    if (!t.info.spawned) --instances_alive_;
     int host = t.info.host;
     luaL_unref(L_, LUA_REGISTRYINDEX, t.ref);
     threads_.erase(t.info.id);  // t is gone from here on

@@ -121,7 +121,7 @@ using CleanupId = std::uint64_t;
 struct ThreadInfo {
     std::uint64_t id = 0;          // base thread id (unique in the engine)
     std::string script_id;         // "http-title"
-    bool worker = false;           // stdnse.new_thread worker
+    bool spawned = false;          // started by stdnse.new_thread (not a script instance)
     bool by_name = false;          // selected by name/path (verbosity +1)
     int host = -1;                 // index into the phase's hosts, -1 for pre/post
     int port = -1;                 // port number for portrule instances

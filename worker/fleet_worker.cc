@@ -1,7 +1,9 @@
-// The fleet worker process: one DEALER to the coordinator, owned by the I/O loop on the
-// main thread, and N engine threads (one Worker each) that pull host groups. Engine
+// The fleet worker process's loop: one DEALER to the coordinator, owned by the I/O loop on
+// the main thread, and N engine threads (one EngineHost each) that pull host groups. Engine
 // threads never touch the socket: they queue encoded messages and poke the transport's
 // Waker, which the I/O loop waits on beside the socket (ZeroMQ sockets are not thread-safe).
+// The command line is in worker/fleet/args.h, what plugs into the engines in
+// worker/fleet/engine_adapters.h.
 #include "worker/fleet_worker.h"
 
 #include <sys/resource.h>
@@ -22,242 +24,34 @@
 #include <set>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/datafiles.h"
 #include "common/options.h"
 #include "common/services.h"
-#include "common/targets.h"
 #include "common/transport/keys.h"
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
+#include "worker/fleet/args.h"
+#include "worker/fleet/engine_adapters.h"
 #include "worker/fleet/fleet_shared_state.h"
 #include "worker/fleet/wire_fit.h"
-#include "worker/worker.h"
+#include "worker/engine_host.h"
 
 namespace worker {
 
 namespace {
 
-namespace wire = common::wire;
+using namespace fleet;
+using common::epoch_now;
 namespace transport = common::transport;
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 std::atomic<bool> g_interrupted{false};
 // C linkage ignores namespaces: the name must differ from embedded.cc's handler.
 extern "C" void fleet_worker_on_signal(int) { g_interrupted = true; }
 
-double epoch_now() {
-    using namespace std::chrono;
-    return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
-// Exit codes: 0 scan done or coordinator said Bye; 1 set-up failure (options, data files,
-// script selection); 2 usage; 3 coordinator unreachable, silent or refusing us; 130 signal.
-// Engine ids are worker_id * 2^12 + n (n = 1..engines): fleet-unique because worker ids
-// are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 + counter).
-constexpr unsigned kEngineBits = 12;
 // An unanswered RequestWork is forgotten after this long, so the engines ask again.
 constexpr auto kRequestExpiry = std::chrono::seconds(10);
-constexpr int kExitFailure = 1, kExitUsage = 2, kExitCoordinator = 3, kExitInterrupted = 130;
-
-struct Args {
-    std::string connect;
-    unsigned engines = 0;  // 0 = one per core
-    std::string key, server_key, name, datadir;
-    bool insecure = false;
-    bool sink = false;  // benchmarks: acknowledge leases without scanning
-    int verbose = 0;
-    double coordinator_timeout = 60;  // seconds of silence before giving up
-    double reply_timeout = 10;        // seconds a synchronous shared-state call may wait
-    // In-process (`nsefleet scan`): the coordinator's context, a stop flag its owner sets,
-    // and where the reason of a failed start goes (printed by the coordinator instead).
-    std::optional<transport::Context> context;
-    const std::atomic<bool>* stop = nullptr;
-    std::string* fatal_out = nullptr;
-    bool quiet = false;  // informational log lines only with -v
-};
-
-const char* kUsage =
-    "usage: nsefleet worker --connect tcp://ADDR:PORT [--engines N]\n"
-    "                       [--key FILE.key --server-key FILE.pub | --insecure]\n"
-    "                       [--name NAME] [--datadir DIR] [--coordinator-timeout TIME]\n"
-    "                       [--reply-timeout TIME] [--sink] [-v]\n"
-    "  --sink  acknowledge every lease at once without scanning (coordinator benchmarks;\n"
-    "          pair with `nsefleet coordinator --plan-only`)\n";
-
-common::Result<Args> parse_args(const std::vector<std::string>& args) {
-    Args a;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& s = args[i];
-        auto value = [&](const char* what) -> common::Result<std::string> {
-            if (i + 1 >= args.size()) return common::Status::error(s + " needs " + what);
-            return args[++i];
-        };
-        auto time_value = [&](double& out) -> common::Status {
-            auto v = value("a time");
-            if (!v) return v.status();
-            auto t = common::parse_time_spec(*v);
-            if (!t || *t <= 0) return common::Status::error("invalid time for " + s + ": '" + *v + "'");
-            out = *t;
-            return common::Status::ok();
-        };
-        if (s == "--connect") {
-            auto v = value("an endpoint");
-            if (!v) return v.status();
-            a.connect = *v;
-        } else if (s == "--engines") {
-            auto v = value("a number");
-            if (!v) return v.status();
-            char* end = nullptr;
-            long n = std::strtol(v->c_str(), &end, 10);
-            if (v->empty() || *end || n < 1 || n > 1024)
-                return common::Status::error("invalid --engines '" + *v + "' (1..1024)");  // < 2^kEngineBits
-            a.engines = static_cast<unsigned>(n);
-        } else if (s == "--key" || s == "--server-key" || s == "--name" || s == "--datadir") {
-            auto v = value("an argument");
-            if (!v) return v.status();
-            (s == "--key" ? a.key : s == "--server-key" ? a.server_key : s == "--name" ? a.name : a.datadir) = *v;
-        } else if (s == "--insecure") {
-            a.insecure = true;
-        } else if (s == "--sink") {
-            a.sink = true;
-        } else if (s == "--coordinator-timeout") {
-            if (auto st = time_value(a.coordinator_timeout); !st) return st;
-        } else if (s == "--reply-timeout") {
-            if (auto st = time_value(a.reply_timeout); !st) return st;
-        } else if (s == "-v") {
-            ++a.verbose;
-        } else {
-            return common::Status::error("unknown worker option '" + s + "'");
-        }
-    }
-    if (a.connect.empty()) return common::Status::error("--connect ENDPOINT is required");
-    if (!a.key.empty() && a.insecure) return common::Status::error("--key and --insecure exclude each other");
-    if (!a.key.empty() != !a.server_key.empty())
-        return common::Status::error("--key and --server-key go together");
-    return a;
-}
-
-// Log lines and script terminal output from every thread, never interleaved.
-class Console {
-public:
-    Console(int verbose, bool quiet) : verbose_(verbose), quiet_(quiet) {}
-    void write(bool to_stderr, const std::string& text) {
-        std::lock_guard lk(mu_);
-        FILE* f = to_stderr ? stderr : stdout;
-        std::fwrite(text.data(), 1, text.size(), f);
-        std::fflush(f);
-    }
-    void log(const std::string& line) {
-        if (!quiet_ || verbose_ > 0) write(true, "nsefleet worker: " + line + "\n");
-    }
-    void debug(const std::string& line) {
-        if (verbose_ > 0) log(line);
-    }
-
-private:
-    std::mutex mu_;
-    int verbose_;
-    bool quiet_;
-};
-
-// What the I/O loop hands to the engine threads and what they report back.
-struct Board {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<wire::Lease> leases;
-    std::deque<wire::RunPhase> phases;
-    unsigned outstanding = 0;      // RequestWork sent, Lease/NoWork not yet received
-    Clock::time_point requested_at{};  // last RequestWork: unanswered ones expire
-    unsigned idle = 0;             // engines ready and waiting
-    unsigned ready = 0;            // engines created
-    Clock::time_point retry_at{};  // no RequestWork before this (NoWork back-off)
-    bool scan_done = false;
-    bool stop = false;
-    bool paused = false;    // coordinator forgot us: no RequestWork until the next Welcome
-    unsigned in_phase = 0;  // engines running a RunPhase (the coordinator is quiet meanwhile)
-    std::string fatal;                              // set-up failed or coordinator refused us
-    std::map<std::uint64_t, std::string> lost;      // running groups whose lease is gone
-    std::set<std::uint64_t> running;                // groups being worked on (heartbeats)
-};
-
-// One engine's embedder: output to the console, cancellation when the worker stops or the
-// running group's lease is lost, added targets to the coordinator.
-class EngineEmbedder : public nse::Embedder {
-public:
-    using Send = std::function<bool(wire::Message)>;
-    EngineEmbedder(Console& console, Board& board, const common::ScanOptions& opts,
-                   std::atomic<std::size_t>& added, Send send)
-        : console_(console), board_(board), opts_(opts), added_(added), send_(std::move(send)) {}
-    void write(bool to_stderr, const std::string& text) override { console_.write(to_stderr, text); }
-    double now() override { return epoch_now(); }
-    bool cancelled() override {
-        if (g_interrupted) return true;
-        std::lock_guard lk(board_.mu);
-        return board_.stop || (group_ && board_.lost.count(*group_));
-    }
-    // Checked here against the scan's excludes so the script learns at once which specs were
-    // taken; the coordinator drops hosts the scan was already given.
-    std::size_t add_targets(const std::vector<std::string>& specs) override {
-        wire::AddTargets m;
-        std::size_t n = 0;
-        for (const auto& s : specs) {
-            auto t = common::expand_targets({s}, {}, opts_.excludes, opts_.exclude_files, opts_.ipv6,
-                                            1u << 16);
-            if (!t) break;
-            for (const auto& x : *t) m.targets.push_back({0, x.address, x.ipv6, x.targetname});
-            ++n;
-        }
-        if (!m.targets.empty()) send_(std::move(m));
-        added_ += n;
-        return n;
-    }
-    // This worker's count (the fleet's total is the coordinator's to know).
-    std::size_t targets_added() override { return added_; }
-    std::optional<std::uint64_t> group_;  // set by the engine thread only
-
-private:
-    Console& console_;
-    Board& board_;
-    const common::ScanOptions& opts_;
-    std::atomic<std::size_t>& added_;
-    Send send_;
-};
-
-// Per-engine view of the fleet state: mutexes and condvars go to the coordinator; during a
-// RunPhase the registry comes from the message and goes back in PhaseResult instead.
-class EngineShared : public nse::SharedState {
-public:
-    explicit EngineShared(fleet::FleetSharedState& up) : up_(up) {}
-    void mutex_lock(const std::string& k, nse::Owner w, Wake g) override { up_.mutex_lock(k, w, std::move(g)); }
-    bool mutex_trylock(const std::string& k, nse::Owner w) override { return up_.mutex_trylock(k, w); }
-    bool mutex_unlock(const std::string& k, nse::Owner w) override { return up_.mutex_unlock(k, w); }
-    std::optional<nse::Owner> mutex_owner(const std::string& k) override { return up_.mutex_owner(k); }
-    void mutex_abandon(const std::string& k, nse::Owner w) override { up_.mutex_abandon(k, w); }
-    void condvar_wait(const std::string& k, nse::Owner w, Wake x) override { up_.condvar_wait(k, w, std::move(x)); }
-    void condvar_signal(const std::string& k) override { up_.condvar_signal(k); }
-    void condvar_broadcast(const std::string& k) override { up_.condvar_broadcast(k); }
-    void condvar_cancel(const std::string& k, nse::Owner w) override { up_.condvar_cancel(k, w); }
-    void registry_merge(const common::Value& v) override {
-        if (phase_)
-            phase_out = v;
-        else
-            up_.registry_merge(v);
-    }
-    common::Value registry_snapshot() override { return phase_ ? phase_in : up_.registry_snapshot(); }
-
-    void begin_phase(common::Value in) {
-        phase_ = true;
-        phase_in = std::move(in);
-        phase_out = {};
-    }
-    void end_phase() { phase_ = false; }
-    common::Value phase_in, phase_out;
-
-private:
-    fleet::FleetSharedState& up_;
-    bool phase_ = false;
-};
 
 class FleetWorker {
 public:
@@ -278,8 +72,8 @@ private:
     int finish(int code, const std::string& bye_reason);
     // Engine thread.
     void engine_main(unsigned index);
-    void run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& lease);
-    void run_phase(Worker& w, EngineShared& shared, const wire::RunPhase& p);
+    void run_lease(EngineHost& w, EngineEmbedder& emb, const wire::Lease& lease);
+    void run_phase(EngineHost& w, EngineShared& shared, const wire::RunPhase& p);
 
     Args args_;
     Console& console_;
@@ -295,7 +89,7 @@ private:
     wire::Hello hello_;
     common::ScanOptions opts_;
     std::optional<common::Services> services_;
-    std::unique_ptr<fleet::FleetSharedState> shared_;
+    std::unique_ptr<FleetSharedState> shared_;
     Board board_;
     std::vector<std::thread> threads_;
     unsigned engines_ = 1;
@@ -542,7 +336,7 @@ int FleetWorker::run() {
 
     engines_ = args_.engines ? args_.engines : std::max(1u, std::thread::hardware_concurrency());
     const auto reply_timeout = milliseconds(static_cast<long>(args_.reply_timeout * 1000));
-    shared_ = std::make_unique<fleet::FleetSharedState>(
+    shared_ = std::make_unique<FleetSharedState>(
         [this](wire::Message m) { return send(m); }, [this](const std::string& s) { console_.log(s); },
         reply_timeout);
 
@@ -639,16 +433,17 @@ int FleetWorker::finish(int code, const std::string& bye_reason) {
 }
 
 void FleetWorker::engine_main(unsigned index) {
-    EngineEmbedder emb(console_, board_, opts_, targets_added_, [this](wire::Message m) { return send(m); });
+    EngineEmbedder emb(console_, board_, opts_, targets_added_, g_interrupted,
+                       [this](wire::Message m) { return send(m); });
     EngineShared shared(*shared_);
     const std::uint64_t engine_id = (welcome_->worker_id << kEngineBits) | (index + 1);
-    auto created = Worker::create(opts_, *services_, emb, shared, engine_id);
+    auto created = EngineHost::create(opts_, *services_, emb, shared, engine_id);
     std::unique_lock lk(board_.mu);
     if (!created) {
         if (board_.fatal.empty()) board_.fatal = created.message();
         return;
     }
-    Worker& w = **created;
+    EngineHost& w = **created;
     ++board_.ready;
     ++board_.idle;
     while (!board_.stop) {
@@ -703,7 +498,7 @@ void FleetWorker::engine_main(unsigned index) {
     created->reset();  // the engine dies on its own thread
 }
 
-void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& lease) {
+void FleetWorker::run_lease(EngineHost& w, EngineEmbedder& emb, const wire::Lease& lease) {
     const auto started = Clock::now();
     const std::uint64_t gid = lease.group_id;
     std::vector<common::HostResult> hosts;
@@ -732,7 +527,7 @@ void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& l
         }
         sent.insert(h.index);
         wire::HostResult m{gid, h};
-        for (const auto& note : fleet::fit_host(m.host, gid, wire::kDefaultMaxMessageBytes))
+        for (const auto& note : fit_host(m.host, gid, wire::kDefaultMaxMessageBytes))
             console_.log("WARNING: " + note);
         send(m);
     };
@@ -761,7 +556,7 @@ void FleetWorker::run_lease(Worker& w, EngineEmbedder& emb, const wire::Lease& l
     console_.debug("group " + std::to_string(gid) + " done (" + std::to_string(sent.size()) + " hosts)");
 }
 
-void FleetWorker::run_phase(Worker& w, EngineShared& shared, const wire::RunPhase& p) {
+void FleetWorker::run_phase(EngineHost& w, EngineShared& shared, const wire::RunPhase& p) {
     wire::PhaseResult r;
     r.phase_id = p.phase_id;
     r.phase = p.phase;
@@ -772,7 +567,7 @@ void FleetWorker::run_phase(Worker& w, EngineShared& shared, const wire::RunPhas
     if (!st) r.error = st.message();
     // Half the message for the results, the rest for the registry (dropped, with a note,
     // when the whole still does not fit).
-    for (const auto& note : fleet::fit_scripts(r.scripts, wire::kDefaultMaxMessageBytes / 2))
+    for (const auto& note : fit_scripts(r.scripts, wire::kDefaultMaxMessageBytes / 2))
         console_.log("WARNING: " + note);
     if (wire::encode(r).size() > wire::kDefaultMaxMessageBytes) {
         console_.log("WARNING: the phase's registry is too large for one message; not merged");

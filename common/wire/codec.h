@@ -44,4 +44,16 @@ common::Result<Decoded> decode(std::string_view bytes,
                                std::size_t max_bytes = kDefaultMaxMessageBytes,
                                ErrorCode* why = nullptr);
 
+// Decodes one frame that must hold an M: the message itself, or an error that says whether
+// the bytes did not decode or held another type (`what` names the bytes in the message).
+template <class M>
+common::Result<M> decode_as(std::string_view bytes, const std::string& what,
+                            std::size_t max_bytes = kDefaultMaxMessageBytes) {
+    auto d = decode(bytes, max_bytes);
+    if (!d) return common::Status::error(what + " is unreadable: " + d.status().message());
+    if (auto* m = std::get_if<M>(&d->message)) return std::move(*m);
+    return common::Status::error(what + " is unreadable (a " + type_name(type_of(d->message)) +
+                                 ", not a " + type_name(M::kType) + ")");
+}
+
 }  // namespace common::wire

@@ -12,9 +12,9 @@ namespace coordinator::store {
 namespace {
 
 // Column families; "default" is RocksDB's own and stays empty.
-enum Cf { kDefault, kJournal, kGroups, kResults, kRegistry, kLocks, kCfCount };
-const char* const kCfNames[kCfCount] = {"default", "journal", "groups",
-                                        "results", "registry", "locks"};
+enum Cf { kDefault, kJournal, kGroups, kResults, kRegistry, kLocks, kRecords, kCfCount };
+const char* const kCfNames[kCfCount] = {"default", "journal", "groups", "results",
+                                        "registry", "locks", "records"};
 
 // Journal keys.
 constexpr const char* kOptions = "options";
@@ -143,7 +143,7 @@ struct Store::Impl {
         return std::optional<std::string>(std::move(v));
     }
 
-    Status write(rocksdb::WriteBatch& b, bool sync, const char* what) {
+    Status write(rocksdb::WriteBatch& b, bool sync, const std::string& what) {
         if (auto st = live(); !st) return st;
         rocksdb::WriteOptions wo;
         wo.sync = sync;
@@ -428,33 +428,48 @@ Status Store::for_each_result(
     });
 }
 
-// ---- registry
+// ---- key-value column families: the NSE registry and the coordinator's records
 
-Status Store::put_registry(std::string_view key, std::string_view bytes) {
+Status Store::put_kv(int cf, std::string_view key, std::string_view bytes) {
     rocksdb::WriteBatch b;
-    b.Put(impl_->cf[kRegistry], rocksdb::Slice(key.data(), key.size()),
+    b.Put(impl_->cf[cf], rocksdb::Slice(key.data(), key.size()),
           rocksdb::Slice(bytes.data(), bytes.size()));
     std::lock_guard lk(mu_);
-    return impl_->write(b, false, "write registry");
+    return impl_->write(b, false, std::string("write ") + kCfNames[cf]);
 }
 
-Result<std::optional<std::string>> Store::registry(std::string_view key) const {
+Result<std::optional<std::string>> Store::get_kv(int cf, std::string_view key) const {
     std::lock_guard lk(mu_);
-    return impl_->get(kRegistry, key);
+    return impl_->get(static_cast<Cf>(cf), key);
 }
 
-Status Store::erase_registry(std::string_view key) {
+Status Store::erase_kv(int cf, std::string_view key) {
     rocksdb::WriteBatch b;
-    b.Delete(impl_->cf[kRegistry], rocksdb::Slice(key.data(), key.size()));
+    b.Delete(impl_->cf[cf], rocksdb::Slice(key.data(), key.size()));
     std::lock_guard lk(mu_);
-    return impl_->write(b, false, "erase registry");
+    return impl_->write(b, false, std::string("erase ") + kCfNames[cf]);
 }
 
-Status Store::for_each_registry(
-    std::string_view prefix,
-    const std::function<bool(std::string_view, std::string_view)>& fn) const {
+Status Store::scan_kv(int cf, std::string_view prefix,
+                      const std::function<bool(std::string_view, std::string_view)>& fn) const {
     std::lock_guard lk(mu_);
-    return impl_->scan(kRegistry, prefix, prefix, fn);
+    return impl_->scan(static_cast<Cf>(cf), prefix, prefix, fn);
+}
+
+Status Store::put_registry(std::string_view key, std::string_view bytes) { return put_kv(kRegistry, key, bytes); }
+Result<std::optional<std::string>> Store::registry(std::string_view key) const { return get_kv(kRegistry, key); }
+Status Store::erase_registry(std::string_view key) { return erase_kv(kRegistry, key); }
+Status Store::for_each_registry(std::string_view prefix,
+                                const std::function<bool(std::string_view, std::string_view)>& fn) const {
+    return scan_kv(kRegistry, prefix, fn);
+}
+
+Status Store::put_record(std::string_view key, std::string_view bytes) { return put_kv(kRecords, key, bytes); }
+Result<std::optional<std::string>> Store::record(std::string_view key) const { return get_kv(kRecords, key); }
+Status Store::erase_record(std::string_view key) { return erase_kv(kRecords, key); }
+Status Store::for_each_record(std::string_view prefix,
+                              const std::function<bool(std::string_view, std::string_view)>& fn) const {
+    return scan_kv(kRecords, prefix, fn);
 }
 
 // ---- locks: name -> owner

@@ -125,6 +125,15 @@ public:
         std::string_view prefix,
         const std::function<bool(std::string_view, std::string_view)>& fn) const;
 
+    // ---- the coordinator's own records (merged registry blob, phase results, script-added
+    // targets): opaque bytes by key, same calls as the registry's.
+    [[nodiscard]] Status put_record(std::string_view key, std::string_view bytes);
+    [[nodiscard]] Result<std::optional<std::string>> record(std::string_view key) const;
+    [[nodiscard]] Status erase_record(std::string_view key);
+    [[nodiscard]] Status for_each_record(
+        std::string_view prefix,
+        const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
     // ---- locks (nmap.mutex across the fleet; non-blocking, the lock service queues waiters)
     // Takes `name` for `owner`; true when taken or already held by `owner`.
     [[nodiscard]] Result<bool> try_lock(std::string_view name, std::string_view owner);
@@ -140,6 +149,12 @@ public:
 
 private:
     explicit Store(std::unique_ptr<Impl> impl);
+    // The shared calls of the key-value column families (cf: store.cc's column family).
+    Status put_kv(int cf, std::string_view key, std::string_view bytes);
+    Result<std::optional<std::string>> get_kv(int cf, std::string_view key) const;
+    Status erase_kv(int cf, std::string_view key);
+    Status scan_kv(int cf, std::string_view prefix,
+                   const std::function<bool(std::string_view, std::string_view)>& fn) const;
     std::unique_ptr<Impl> impl_;
     // Serialises read-modify-write sequences, and every call against close().
     mutable std::mutex mu_;

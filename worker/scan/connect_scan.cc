@@ -10,16 +10,14 @@
 #include <unordered_set>
 #include <utility>
 
+#include "common/clock.h"
+
 namespace worker {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double epoch_now() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+using common::epoch_now;
 
 Clock::duration seconds(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));

@@ -1,6 +1,7 @@
 #pragma once
-// A worker engine: port scan plus the NSE runtime for the host groups it is given.
-// One Worker per core; each is driven by one thread at a time.
+// An engine host: port scan plus the NSE runtime for the host groups it is given.
+// One EngineHost per engine (a core); each is driven by one thread at a time. (A "worker"
+// is the process that runs them: worker/fleet_worker.h.)
 #include <functional>
 #include <memory>
 #include <vector>
@@ -14,10 +15,10 @@
 
 namespace worker {
 
-class Worker {
+class EngineHost {
 public:
     // Builds the engine (script selection happens here: its errors come back as the status).
-    static common::Result<std::unique_ptr<Worker>> create(const common::ScanOptions& opts,
+    static common::Result<std::unique_ptr<EngineHost>> create(const common::ScanOptions& opts,
                                                           const common::Services& services,
                                                           nse::Embedder& embedder,
                                                           nse::SharedState& shared,
@@ -60,7 +61,7 @@ private:
         nse::Embedder& up_;
     };
 
-    Worker(const common::ScanOptions& opts, const common::Services& services,
+    EngineHost(const common::ScanOptions& opts, const common::Services& services,
            nse::Embedder& embedder, nse::SharedState& shared)
         : opts_(opts), services_(services), shared_(shared), embedder_(embedder) {}
     void pull_registry();

@@ -1,6 +1,10 @@
 #pragma once
-// The fleet's coordinator (a process of its own, or the heart of `nsefleet scan`) and the
-// small commands around it.
+// The fleet's coordinator (a process of its own, or the heart of `nsefleet scan`): one
+// thread, one ROUTER socket, the RocksDB store as the source of truth. Workers pull host
+// groups (leases, GroupBook), stream host results (committed exactly once per host index)
+// and use it as the fleet's mutex/condvar/registry service (SharedService).
+// docs/protocol.md is the wire contract; docs/fleet.md says how to run a fleet; the command
+// entry points are in coordinator/commands.h.
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -37,15 +41,5 @@ common::TargetSources target_sources(const common::ScanOptions& o);
 // Runs a coordinator until the scan is done, interrupted or failed. Returns the exit code;
 // errors are printed as one line on stderr.
 int run_coordinator(CoordinatorConfig cfg);
-
-// `nsefleet coordinator --listen tcp://ADDR:PORT --state DIR [--resume] [--key F --allow DIR |
-// --insecure] [scan options] targets...`. Returns the process exit code.
-int run_coordinator(const std::vector<std::string>& args);
-
-// `nsefleet status --connect tcp://ADDR:PORT [...]`: prints the coordinator's progress.
-int run_status(const std::vector<std::string>& args);
-
-// `nsefleet keygen PREFIX`: writes PREFIX.key (mode 0600) and PREFIX.pub.
-int run_keygen(const std::vector<std::string>& args);
 
 }  // namespace coordinator

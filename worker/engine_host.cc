@@ -1,4 +1,4 @@
-#include "worker/worker.h"
+#include "worker/engine_host.h"
 
 #include <asio.hpp>
 #include <atomic>
@@ -9,7 +9,7 @@
 
 namespace worker {
 
-common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions& opts,
+common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::ScanOptions& opts,
                                                        const common::Services& services,
                                                        nse::Embedder& embedder,
                                                        nse::SharedState& shared,
@@ -30,14 +30,14 @@ common::Result<std::unique_ptr<Worker>> Worker::create(const common::ScanOptions
     cfg.ipv6 = opts.ipv6;
     cfg.iface = opts.iface;
     cfg.memory_limit = static_cast<std::size_t>(opts.engine_memory_mb) << 20;
-    std::unique_ptr<Worker> w(new Worker(opts, services, embedder, shared));
+    std::unique_ptr<EngineHost> w(new EngineHost(opts, services, embedder, shared));
     auto engine = nse::Engine::create(cfg, w->embedder_, shared);
     if (!engine) return engine.status();
     w->engine_ = std::move(*engine);
     return w;
 }
 
-bool Worker::use_raw_scan() {
+bool EngineHost::use_raw_scan() {
     if (!opts_.syn_scan && !opts_.udp_scan) return false;
     // Decided once per process: every engine sees the same privileges and warns only once.
     static const bool privileged = is_privileged();
@@ -53,24 +53,24 @@ bool Worker::use_raw_scan() {
     return false;
 }
 
-void Worker::pull_registry() { engine_->registry_import(shared_.registry_snapshot()); }
-void Worker::push_registry() { shared_.registry_merge(engine_->registry_export()); }
+void EngineHost::pull_registry() { engine_->registry_import(shared_.registry_snapshot()); }
+void EngineHost::push_registry() { shared_.registry_merge(engine_->registry_export()); }
 
-common::Status Worker::prerule(std::vector<common::ScriptResult>& out) {
+common::Status EngineHost::prerule(std::vector<common::ScriptResult>& out) {
     pull_registry();
     auto st = engine_->run_prerule(out);
     push_registry();
     return st;
 }
 
-common::Status Worker::postrule(std::vector<common::ScriptResult>& out) {
+common::Status EngineHost::postrule(std::vector<common::ScriptResult>& out) {
     pull_registry();
     auto st = engine_->run_postrule(out);
     push_registry();
     return st;
 }
 
-common::Status Worker::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
+common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
     asio::io_context& io = engine_->io();
     bool raw = use_raw_scan();
     common::Status scan_status = common::Status::ok();

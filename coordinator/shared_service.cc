@@ -1,0 +1,108 @@
+#include "coordinator/shared_service.h"
+
+#include "common/wire/codec.h"
+
+namespace coordinator {
+
+namespace wire = common::wire;
+
+namespace {
+// The merged nmap.registry, as a RunPhase record (its registry field).
+constexpr const char* kRegistryRecord = "registry";
+}  // namespace
+
+common::Status SharedService::restore() {
+    auto b = store_.record(kRegistryRecord);
+    if (!b) return common::Status::error("state: cannot read '" + std::string(kRegistryRecord) + "': " + b.message());
+    if (!*b) return common::Status::ok();
+    auto rec = wire::decode_as<wire::RunPhase>(**b, "state: record '" + std::string(kRegistryRecord) + "'");
+    if (!rec) return rec.status();
+    shared_.registry_merge(rec->registry);
+    return common::Status::ok();
+}
+
+common::Status SharedService::persist() {
+    wire::RunPhase holder;
+    holder.registry = shared_.registry_snapshot();
+    return store_.put_record(kRegistryRecord, wire::encode(holder));
+}
+
+common::Status SharedService::merge(const common::Value& registry) {
+    shared_.registry_merge(registry);
+    return persist();
+}
+
+common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp& m) {
+    using K = wire::SharedOpKind;
+    nse::Owner who{m.who.engine, m.who.id};
+    Footprint foot{m.key, who.engine, who.id};
+    auto& prints = prints_[worker];
+    std::uint64_t rid = m.request_id;
+    wire::SharedReply reply;
+    reply.request_id = rid;
+    // Wakes run inside this LocalSharedState call or a later one; they only queue a message.
+    auto notify = [this, worker, rid, key = m.key, o = m.who](wire::SharedEvent ev) {
+        auto it = prints_.find(worker);
+        if (it == prints_.end()) return;  // the worker is gone
+        if (ev == wire::SharedEvent::Woken) it->second.waits.erase({key, o.engine, o.id});
+        send_(worker, wire::SharedNotify{rid, ev, key, o});
+    };
+    switch (m.op) {
+    case K::MutexLock:
+        prints.locks.insert(foot);
+        shared_.mutex_lock(m.key, who, [notify] { notify(wire::SharedEvent::Granted); });
+        return common::Status::ok();
+    case K::MutexTrylock:
+        reply.ok = shared_.mutex_trylock(m.key, who);
+        if (reply.ok) prints.locks.insert(foot);
+        break;
+    case K::MutexUnlock:
+        reply.ok = shared_.mutex_unlock(m.key, who);
+        if (reply.ok) prints.locks.erase(foot);
+        break;
+    case K::MutexAbandon:
+        shared_.mutex_abandon(m.key, who);
+        prints.locks.erase(foot);
+        return common::Status::ok();
+    case K::MutexOwner:
+        if (auto o = shared_.mutex_owner(m.key)) reply.owner = wire::Owner{o->engine, o->id};
+        reply.ok = true;
+        break;
+    case K::CondWait:
+        prints.waits.insert(foot);
+        shared_.condvar_wait(m.key, who, [notify] { notify(wire::SharedEvent::Woken); });
+        return common::Status::ok();
+    case K::CondSignal:
+        shared_.condvar_signal(m.key);
+        return common::Status::ok();
+    case K::CondBroadcast:
+        shared_.condvar_broadcast(m.key);
+        return common::Status::ok();
+    case K::CondCancel:
+        shared_.condvar_cancel(m.key, who);
+        prints.waits.erase(foot);
+        return common::Status::ok();
+    case K::RegistryMerge:
+        shared_.registry_merge(m.value);
+        if (auto s = persist(); !s) return s;
+        reply.ok = true;
+        break;
+    case K::RegistrySnapshot:
+        reply.value = shared_.registry_snapshot();
+        reply.ok = true;
+        break;
+    }
+    send_(worker, reply);
+    return common::Status::ok();
+}
+
+void SharedService::drop_worker(std::uint64_t worker) {
+    auto it = prints_.find(worker);
+    if (it == prints_.end()) return;
+    Prints p = std::move(it->second);
+    prints_.erase(it);  // before the releases: wakes for this worker are dropped
+    for (const auto& [key, eng, id] : p.locks) shared_.mutex_abandon(key, nse::Owner{eng, id});
+    for (const auto& [key, eng, id] : p.waits) shared_.condvar_cancel(key, nse::Owner{eng, id});
+}
+
+}  // namespace coordinator

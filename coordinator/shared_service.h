@@ -1,0 +1,57 @@
+#pragma once
+// The fleet's shared-state service: nmap.mutex, nmap.condvar and nmap.registry for every
+// engine of every worker, answered from one LocalSharedState in the coordinator. It keeps
+// each worker's footprint (locks held, waits queued) so a lost worker never leaves a lock
+// held or a waiter queued, and journals the merged registry in the store so a resumed scan
+// starts from it. Replies and wake-ups leave through `Send`; a wake may come during a later
+// call (another worker's unlock), so Send must only queue. Not thread-safe (the
+// coordinator's loop owns it).
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+
+#include "common/status.h"
+#include "common/value.h"
+#include "common/wire/messages.h"
+#include "coordinator/store/store.h"
+#include "nse/local_shared_state.h"
+
+namespace coordinator {
+
+class SharedService {
+public:
+    // Sends `m` to worker `worker` if it is still there.
+    using Send = std::function<void(std::uint64_t worker, const common::wire::Message& m)>;
+
+    SharedService(store::Store& store, Send send) : store_(store), send_(std::move(send)) {}
+
+    // Loads the journaled registry (resume). Fails on a record that cannot be read.
+    common::Status restore();
+
+    // One SharedOp from `worker`; a store failure is returned (the scan cannot go on).
+    common::Status handle(std::uint64_t worker, const common::wire::SharedOp& op);
+
+    // The worker is gone: its locks are released and its waits cancelled.
+    void drop_worker(std::uint64_t worker);
+
+    // Phase results carry the registry as a phase left it.
+    common::Status merge(const common::Value& registry);
+    common::Value snapshot() { return shared_.registry_snapshot(); }
+
+private:
+    common::Status persist();
+
+    using Footprint = std::tuple<std::string, std::uint64_t, std::uint64_t>;  // key, engine, id
+    struct Prints {
+        std::set<Footprint> locks, waits;
+    };
+    store::Store& store_;
+    Send send_;
+    nse::LocalSharedState shared_;
+    std::map<std::uint64_t, Prints> prints_;  // by worker id
+};
+
+}  // namespace coordinator
