@@ -3,6 +3,7 @@
 #include <asio.hpp>
 #include <atomic>
 
+#include "common/packet/privilege.h"
 #include "worker/route.h"
 #include "worker/scan/connect_scan.h"
 #include "worker/scan/raw_scan.h"
@@ -40,7 +41,7 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
 bool EngineHost::use_raw_scan() {
     if (!opts_.syn_scan && !opts_.udp_scan) return false;
     // Decided once per process: every engine sees the same privileges and warns only once.
-    static const bool privileged = is_privileged();
+    static const bool privileged = packet::raw_privileged();
     static std::atomic<bool> warned{false};
     std::string why;
     if (!privileged) why = "raw packet scans (-sS/-sU) need root privileges (raw sockets)";

@@ -7,20 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cstring>
-#include <fstream>
+
+#include "common/packet/interface.h"
 
 namespace worker {
 
 namespace {
-
-int mtu_of(const std::string& name) {
-    std::ifstream m("/sys/class/net/" + name + "/mtu");
-    int mtu = 0;
-    m >> mtu;
-    return mtu;
-}
 
 // Same network as one of the interface's prefixes?
 bool on_link(const sockaddr* addr, const sockaddr* mask, const void* target, bool v6) {
@@ -39,12 +32,9 @@ bool on_link(const sockaddr* addr, const sockaddr* mask, const void* target, boo
 }  // namespace
 
 std::string interface_mac(const std::string& name) {
-    std::ifstream a("/sys/class/net/" + name + "/address");
-    std::string text;
-    a >> text;
-    if (text.size() != 17 || text == "00:00:00:00:00:00") return "";
-    for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return text;
+    auto mac = packet::interface_mac(name);
+    if (!mac || *mac == packet::Mac{}) return "";  // loopback's all-zero address is no MAC
+    return packet::mac_text(mac->data());
 }
 
 void fill_route(common::HostResult& h) {
@@ -88,7 +78,7 @@ void fill_route(common::HostResult& h) {
                                 : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr);
         if (std::memcmp(ia, sa, h.ipv6 ? 16 : 4) != 0) continue;
         h.interface = a->ifa_name;
-        h.interface_mtu = mtu_of(h.interface);
+        h.interface_mtu = packet::interface_mtu(h.interface);
         h.source_address = source;
         h.directly_connected = (a->ifa_flags & IFF_LOOPBACK) ||
                                (a->ifa_netmask && on_link(a->ifa_addr, a->ifa_netmask, target, h.ipv6));

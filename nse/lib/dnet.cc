@@ -3,13 +3,11 @@
 #include <arpa/inet.h>
 #include <dumbnet.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -275,17 +273,6 @@ int new_dnet(lua_State* L) {
     }
     lua_setmetatable(L, -2);
     return 1;
-}
-
-bool raw_io_privileged() {
-    if (::geteuid() == 0) return true;
-    __user_cap_header_struct hdr{};
-    hdr.version = _LINUX_CAPABILITY_VERSION_3;
-    hdr.pid = 0;
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (::syscall(SYS_capget, &hdr, data) != 0) return false;
-    auto has = [&](int cap) { return (data[cap / 32].effective & (1u << (cap % 32))) != 0; };
-    return has(CAP_NET_RAW) && has(CAP_NET_ADMIN);
 }
 
 }  // namespace nse::lib

@@ -25,9 +25,4 @@ namespace nse::lib {
 // __gc and __close close both handles.
 int new_dnet(lua_State* L);
 
-// Whether this process may send raw packets and capture: effective uid 0, or both
-// CAP_NET_RAW and CAP_NET_ADMIN in the effective capability set. What nmap.is_privileged()
-// should answer now that raw I/O exists.
-bool raw_io_privileged();
-
 }  // namespace nse::lib

@@ -19,6 +19,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/packet/interface.h"
+#include "common/packet/privilege.h"
 #include "nse/lib/dnet.h"
 #include "nse/lib/socket.h"
 #include "nse/runtime.h"
@@ -100,10 +102,10 @@ int l_timing_level(lua_State* L) {
     return 1;
 }
 
-// Scripts read "privileged" as "may send raw packets and capture": root, or the raw-network
-// capabilities.
+// Scripts read "privileged" as "may send raw packets and capture": the same check as the
+// worker's choice of a raw port scan (common/packet/privilege.h).
 int l_is_privileged(lua_State* L) {
-    lua_pushboolean(L, raw_io_privileged());
+    lua_pushboolean(L, packet::raw_privileged());
     return 1;
 }
 
@@ -437,27 +439,14 @@ int l_new_targets_num(lua_State* L) {
 const char* link_type(unsigned flags, const std::string& name) {
     if (flags & IFF_LOOPBACK) return "loopback";
     if (flags & IFF_POINTOPOINT) return "p2p";
-    std::ifstream t("/sys/class/net/" + name + "/type");
-    int type = 0;
-    if (t >> type && type == 1) return "ethernet";
+    if (packet::interface_type(name) == 1) return "ethernet";  // ARPHRD_ETHER
     return "other";
 }
 
-int mtu_of(const std::string& name) {
-    std::ifstream m("/sys/class/net/" + name + "/mtu");
-    int mtu = 0;
-    m >> mtu;
-    return mtu;
-}
-
+// The 6 raw bytes of the interface's MAC, "" when it has none.
 std::string mac_of(const std::string& name) {
-    std::ifstream a("/sys/class/net/" + name + "/address");
-    std::string text;
-    a >> text;
-    std::string mac;
-    for (std::size_t i = 0; i + 1 < text.size() + 1 && mac.size() < 6; i += 3)
-        mac += static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16));
-    return mac;
+    auto mac = packet::interface_mac(name);
+    return mac ? std::string(mac->begin(), mac->end()) : std::string();
 }
 
 int prefix_len(const sockaddr* mask) {
@@ -504,7 +493,7 @@ void push_iface(lua_State* L, const ifaddrs* ifa) {
     }
     lua_pushstring(L, (ifa->ifa_flags & IFF_UP) ? "up" : "down");
     lua_setfield(L, -2, "up");
-    lua_pushinteger(L, mtu_of(name));
+    lua_pushinteger(L, packet::interface_mtu(name));
     lua_setfield(L, -2, "mtu");
 }
 

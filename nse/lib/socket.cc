@@ -4,7 +4,6 @@
 #include <netdb.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <pcap/pcap.h>
 
 #include <algorithm>
 #include <asio.hpp>
@@ -23,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/packet/capture.h"
+#include "common/packet/link_layer.h"
 #include "nse/lib/certificate.h"
 #include "nse/runtime.h"
 
@@ -966,7 +967,7 @@ int l_get_ssl_certificate(lua_State* L) {
 
 constexpr std::size_t kRingPackets = 4096;          // per capture; older packets are dropped
 constexpr std::size_t kRingBytes = 16 * 1024 * 1024;
-constexpr int kDispatchRounds = 64;                 // per readiness event, then yield to others
+constexpr std::size_t kDispatchFrames = 16384;      // per readiness event, then yield to others
 
 struct Packet {
     std::string data;   // link header + layer 3, as captured
@@ -991,26 +992,17 @@ void wake_wait(PcapWait& w, Push push) {
 }
 
 struct Capture {
-    Capture(asio::io_context& io, pcap_t* p) : pcap(p), desc(io) {}
+    explicit Capture(std::shared_ptr<packet::Capture> p) : pcap(std::move(p)) {}
     Capture(const Capture&) = delete;
     Capture& operator=(const Capture&) = delete;
-    ~Capture() {
-        std::error_code ec;
-        if (desc.is_open()) {
-            desc.cancel(ec);
-            desc.release();  // the descriptor belongs to libpcap
-        }
-        pcap_close(pcap);
-    }
 
     std::uint64_t end() const { return first + ring.size(); }
 
-    pcap_t* pcap;
-    asio::posix::stream_descriptor desc;
-    int dlt = DLT_EN10MB;
+    std::shared_ptr<packet::Capture> pcap;
     std::deque<std::shared_ptr<const Packet>> ring;
     std::uint64_t first = 0;  // sequence number of ring.front()
     std::size_t bytes = 0;
+    bool fresh = false;       // packets arrived in the current batch
     bool failed = false;      // the device went away: every receive ends with ERROR
     std::vector<PcapSub*> subs;
     std::vector<std::weak_ptr<PcapWait>> waiters;
@@ -1031,36 +1023,6 @@ struct PcapSub {
     std::shared_ptr<PcapWait> wait;  // the pending receive
     long long deadline = -1;         // of the pending receive (steady ms, -1: none)
 };
-
-// Length of the link-layer header of a captured frame.
-std::size_t link_header(int dlt, const unsigned char* d, std::size_t n) {
-    std::size_t off = 0;
-    switch (dlt) {
-    case DLT_EN10MB:
-        off = 14;
-        // 802.1Q / 802.1ad tags sit between the addresses and the real EtherType.
-        while (off + 4 <= n && ((d[off - 2] == 0x81 && d[off - 1] == 0x00) ||
-                                (d[off - 2] == 0x88 && d[off - 1] == 0xa8)))
-            off += 4;
-        break;
-    case DLT_LINUX_SLL: off = 16; break;
-    case DLT_LINUX_SLL2: off = 20; break;
-    case DLT_NULL:
-    case DLT_LOOP: off = 4; break;
-    default: off = 0; break;  // DLT_RAW, DLT_IPV4, DLT_IPV6 and unknown links
-    }
-    return std::min(off, n);
-}
-
-void on_packet(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
-    auto& c = *reinterpret_cast<Capture*>(user);
-    auto p = std::make_shared<Packet>();
-    p->data.assign(reinterpret_cast<const char*>(bytes), h->caplen);
-    p->l2 = link_header(c.dlt, bytes, h->caplen);
-    p->time = static_cast<double>(h->ts.tv_sec) + static_cast<double>(h->ts.tv_usec) / 1e6;
-    c.bytes += p->data.size();
-    c.ring.push_back(std::move(p));
-}
 
 // Drops packets every subscriber has passed, then the oldest beyond the ring's bounds.
 void trim(Capture& c) {
@@ -1083,74 +1045,42 @@ void notify(Capture& c) {
             wake_wait(*sw, c.failed ? push_status("ERROR") : Push([](lua_State*) { return 0; }));
 }
 
-void watch(const std::shared_ptr<Capture>& cp) {
-    std::weak_ptr<Capture> weak = cp;
-    cp->desc.async_wait(asio::posix::stream_descriptor::wait_read, [weak](std::error_code ec) {
-        auto c = weak.lock();
-        if (!c || ec == asio::error::operation_aborted) return;
-        std::uint64_t before = c->end();
-        if (ec) {
-            c->failed = true;
-        } else {
-            for (int i = 0; i < kDispatchRounds; ++i) {
-                int n = pcap_dispatch(c->pcap, 256, on_packet, reinterpret_cast<u_char*>(c.get()));
-                if (n == 0 || n == PCAP_ERROR_BREAK) break;
-                if (n < 0) {
-                    c->failed = true;
-                    break;
-                }
-            }
-        }
-        trim(*c);
-        if (c->end() != before || c->failed) notify(*c);
-        if (!c->failed) watch(c);
-    });
-}
-
-// Opens and activates a non-blocking capture; nullptr and `err` on failure.
+// Opens a capture and starts feeding its ring; nullptr and `err` (libpcap's text) on failure.
 std::shared_ptr<Capture> open_capture(asio::io_context& io, const std::string& dev, int snaplen,
                                       bool promisc, const std::string& bpf, std::string& err) {
-    char eb[PCAP_ERRBUF_SIZE] = "";
-    pcap_t* p = pcap_create(dev.c_str(), eb);
-    if (!p) {
-        err = eb;
+    packet::CaptureOptions o;
+    o.snaplen = snaplen;
+    o.promisc = promisc;
+    o.filter = bpf;
+    auto opened = packet::Capture::open(io, dev, o);
+    if (!opened) {
+        err = opened.message();
         return nullptr;
     }
-    auto c = std::make_shared<Capture>(io, p);  // owns p from here on
-    pcap_set_snaplen(p, snaplen);
-    pcap_set_promisc(p, promisc ? 1 : 0);
-    pcap_set_immediate_mode(p, 1);  // deliver each packet at once: the loop waits on the fd
-    int rc = pcap_activate(p);
-    if (rc < 0) {
-        err = rc == PCAP_ERROR ? pcap_geterr(p) : pcap_statustostr(rc);
-        return nullptr;
-    }
-    if (pcap_setnonblock(p, 1, eb) < 0) {
-        err = eb;
-        return nullptr;
-    }
-    if (!bpf.empty()) {
-        bpf_program prog{};
-        if (pcap_compile(p, &prog, bpf.c_str(), 1, PCAP_NETMASK_UNKNOWN) < 0) {
-            err = pcap_geterr(p);
-            return nullptr;
-        }
-        rc = pcap_setfilter(p, &prog);
-        pcap_freecode(&prog);
-        if (rc < 0) {
-            err = pcap_geterr(p);
-            return nullptr;
-        }
-    }
-    int fd = pcap_get_selectable_fd(p);
-    std::error_code ec;
-    if (fd >= 0) c->desc.assign(fd, ec);
-    if (fd < 0 || ec) {
-        err = fd < 0 ? "no selectable descriptor" : ec.message();
-        return nullptr;
-    }
-    c->dlt = pcap_datalink(p);
-    watch(c);
+    auto c = std::make_shared<Capture>(std::move(*opened));
+    std::weak_ptr<Capture> weak = c;
+    const int linktype = c->pcap->linktype();
+    c->pcap->start(
+        [weak, linktype](const packet::Frame& f) {
+            auto cp = weak.lock();
+            if (!cp) return;
+            auto p = std::make_shared<Packet>();
+            p->data.assign(reinterpret_cast<const char*>(f.data), f.size);
+            p->l2 = packet::parse_link_header(linktype, f.data, f.size).length;
+            p->time = f.time;
+            cp->bytes += p->data.size();
+            cp->ring.push_back(std::move(p));
+            cp->fresh = true;
+        },
+        [weak](const common::Status& st) {
+            auto cp = weak.lock();
+            if (!cp) return;
+            if (!st) cp->failed = true;
+            trim(*cp);
+            if (cp->fresh || cp->failed) notify(*cp);
+            cp->fresh = false;
+        },
+        kDispatchFrames);
     return c;
 }
 

@@ -1,26 +1,26 @@
 #include "worker/scan/raw_scan.h"
 
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <netinet/in.h>
-#include <pcap/pcap.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <asio.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <unordered_map>
 
 #include "common/datafiles.h"
+#include "common/packet/capture.h"
+#include "common/packet/interface.h"
+#include "common/packet/link_layer.h"
 #include "worker/route.h"
+#include "worker/scan/packet_builder.h"
+#include "worker/scan/payloads.h"
 
 namespace worker {
 
@@ -36,7 +36,7 @@ double epoch_now() {
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 constexpr auto kTick = std::chrono::milliseconds(5);
-constexpr std::uint16_t kEthArp = 0x0806, kEthIp = 0x0800;
+constexpr std::size_t kFramesPerRead = 32768;  // per readiness event or tick, then yield
 
 // Probe kinds; part of the probe key.
 enum Kind : std::uint8_t { kPing = 0, kTcp = 1, kUdp = 2 };
@@ -46,78 +46,6 @@ std::uint64_t key_of(std::size_t host, Kind k, std::uint16_t port) {
 }
 
 std::uint16_t rd16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-void wr16(std::uint8_t* p, std::uint16_t v) { p[0] = v >> 8, p[1] = v & 0xff; }
-
-std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) {
-    for (std::size_t i = 0; i + 1 < n; i += 2) acc += rd16(p + i);
-    if (n & 1) acc += static_cast<std::uint32_t>(p[n - 1]) << 8;
-    return acc;
-}
-
-std::uint16_t fold(std::uint32_t acc) {
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-    return static_cast<std::uint16_t>(~acc);
-}
-
-// Builds an IPv4 packet around `l4` (TCP/UDP checksums computed over the pseudo-header).
-std::vector<std::uint8_t> ip_packet(in_addr src, in_addr dst, std::uint8_t proto,
-                                    std::vector<std::uint8_t> l4, std::uint16_t id) {
-    std::vector<std::uint8_t> p(20 + l4.size());
-    p[0] = 0x45;
-    wr16(&p[2], static_cast<std::uint16_t>(p.size()));
-    wr16(&p[4], id);
-    p[8] = 64;
-    p[9] = proto;
-    std::memcpy(&p[12], &src, 4);
-    std::memcpy(&p[16], &dst, 4);
-    wr16(&p[10], fold(sum16(p.data(), 20)));
-    int ck = proto == IPPROTO_TCP ? 16 : proto == IPPROTO_UDP ? 6 : proto == IPPROTO_ICMP ? 2 : -1;
-    if (proto == IPPROTO_ICMP) {
-        wr16(&l4[2], fold(sum16(l4.data(), l4.size())));
-    } else if (ck >= 0) {
-        std::uint32_t acc = sum16(&p[12], 8);
-        acc += proto;
-        acc += static_cast<std::uint32_t>(l4.size());
-        std::uint16_t c = fold(sum16(l4.data(), l4.size(), acc));
-        if (proto == IPPROTO_UDP && c == 0) c = 0xffff;
-        wr16(&l4[ck], c);
-    }
-    std::memcpy(&p[20], l4.data(), l4.size());
-    return p;
-}
-
-std::vector<std::uint8_t> tcp_segment(std::uint16_t sport, std::uint16_t dport,
-                                      std::uint32_t seq, std::uint32_t ack, std::uint8_t flags) {
-    std::vector<std::uint8_t> t(24, 0);  // 20-byte header + MSS option, as nmap's probes
-    wr16(&t[0], sport);
-    wr16(&t[2], dport);
-    for (int i = 0; i < 4; ++i) t[4 + i] = static_cast<std::uint8_t>(seq >> (24 - 8 * i));
-    for (int i = 0; i < 4; ++i) t[8 + i] = static_cast<std::uint8_t>(ack >> (24 - 8 * i));
-    t[12] = 6 << 4;
-    t[13] = flags;
-    wr16(&t[14], 1024);
-    t[20] = 2, t[21] = 4;
-    wr16(&t[22], 1460);
-    return t;
-}
-
-std::string mac_text(const std::uint8_t* m) {
-    char b[18];
-    std::snprintf(b, sizeof b, "%02X:%02X:%02X:%02X:%02X:%02X", m[0], m[1], m[2], m[3], m[4],
-                  m[5]);
-    return b;
-}
-
-bool read_mac(const std::string& ifname, std::array<std::uint8_t, 6>& mac) {
-    std::ifstream f("/sys/class/net/" + ifname + "/address");
-    std::string s;
-    if (!(f >> s)) return false;
-    unsigned v[6];
-    if (std::sscanf(s.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
-        return false;
-    for (int i = 0; i < 6; ++i) mac[i] = static_cast<std::uint8_t>(v[i]);
-    return true;
-}
 
 const char* unreach_reason(int code) {
     switch (code) {
@@ -133,73 +61,6 @@ const char* unreach_reason(int code) {
 }
 
 }  // namespace
-
-bool is_privileged() {
-    int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-    if (fd < 0) return false;
-    close(fd);
-    return true;
-}
-
-std::map<std::uint16_t, std::string> load_udp_payloads(const std::string& path) {
-    std::map<std::uint16_t, std::string> out;
-    std::ifstream f(path);
-    if (!f) return out;
-    // Tokens: words and C-escaped quoted strings; '#' starts a comment outside strings.
-    std::vector<std::pair<bool, std::string>> toks;  // (is_string, text)
-    std::string line;
-    while (std::getline(f, line)) {
-        std::size_t i = 0;
-        while (i < line.size()) {
-            char c = line[i];
-            if (c == '#') break;
-            if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
-            if (c == '"') {
-                std::string s;
-                for (++i; i < line.size() && line[i] != '"'; ++i) {
-                    if (line[i] != '\\' || i + 1 >= line.size()) { s += line[i]; continue; }
-                    char e = line[++i];
-                    if (e == 'x' && i + 2 < line.size()) {
-                        s += static_cast<char>(std::stoi(line.substr(i + 1, 2), nullptr, 16));
-                        i += 2;
-                    } else if (e == 'n') s += '\n';
-                    else if (e == 'r') s += '\r';
-                    else if (e == 't') s += '\t';
-                    else if (e == '0') s += '\0';
-                    else s += e;
-                }
-                ++i;
-                toks.emplace_back(true, s);
-                continue;
-            }
-            std::size_t j = i;
-            while (j < line.size() && !std::isspace(static_cast<unsigned char>(line[j])) &&
-                   line[j] != '"' && line[j] != '#')
-                ++j;
-            toks.emplace_back(false, line.substr(i, j - i));
-            i = j;
-        }
-    }
-    for (std::size_t i = 0; i < toks.size(); ++i) {
-        if (toks[i].first || toks[i].second != "udp" || i + 1 >= toks.size()) continue;
-        std::string ports = toks[++i].second, payload;
-        while (i + 1 < toks.size() && toks[i + 1].first) payload += toks[++i].second;
-        std::stringstream ps(ports);
-        std::string item;
-        while (std::getline(ps, item, ',')) {
-            auto dash = item.find('-');
-            try {
-                int lo = std::stoi(item.substr(0, dash));
-                int hi = dash == std::string::npos ? lo : std::stoi(item.substr(dash + 1));
-                for (int p = lo; p <= hi && p < 65536; ++p)
-                    out.emplace(static_cast<std::uint16_t>(p), payload);  // first one wins
-            } catch (const std::exception&) {
-                // malformed port item: skip it
-            }
-        }
-    }
-    return out;
-}
 
 RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& services) {
     RawPlan plan;
@@ -223,21 +84,11 @@ RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& s
 }
 
 struct RawScanner::Impl {
+    // One capture per interface the group's routes use.
     struct Capture {
-        Impl* owner = nullptr;
         std::string name;
-        pcap_t* pcap = nullptr;
-        int linktype = 0;
-        std::array<std::uint8_t, 6> mac{};
-        std::unique_ptr<asio::posix::stream_descriptor> sd;
-        ~Capture() {
-            if (sd) {
-                asio::error_code ec;
-                sd->cancel(ec);
-                sd->close(ec);
-            }
-            if (pcap) pcap_close(pcap);
-        }
+        std::shared_ptr<packet::Capture> pcap;
+        packet::Mac mac{};  // the interface's own address, for ARP requests
     };
     struct Host {
         common::HostResult* r = nullptr;
@@ -311,80 +162,44 @@ struct RawScanner::Impl {
         for (auto& c : caps)
             if (c->name == ifname) return h.cap = c.get(), common::Status::ok();
         auto c = std::make_unique<Capture>();
-        c->owner = this;
         c->name = ifname;
-        char err[PCAP_ERRBUF_SIZE] = "";
-        c->pcap = pcap_create(ifname.c_str(), err);
-        if (!c->pcap) return common::Status::error("pcap_create(" + ifname + "): " + err);
-        pcap_set_snaplen(c->pcap, 256);
-        pcap_set_promisc(c->pcap, 0);
-        pcap_set_immediate_mode(c->pcap, 1);
-        pcap_set_buffer_size(c->pcap, 32 << 20);
-        if (pcap_activate(c->pcap) < 0)
-            return common::Status::error("pcap_activate(" + ifname + "): " + pcap_geterr(c->pcap));
-        pcap_setdirection(c->pcap, PCAP_D_IN);  // best effort: lo shows each packet once
-        bpf_program prog;
-        std::string filter = "arp or icmp or ((tcp or udp) and dst port " + std::to_string(sport) + ")";
-        if (pcap_compile(c->pcap, &prog, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) == 0) {
-            pcap_setfilter(c->pcap, &prog);
-            pcap_freecode(&prog);
-        }
-        if (pcap_setnonblock(c->pcap, 1, err) < 0)
-            return common::Status::error(std::string("pcap_setnonblock: ") + err);
-        c->linktype = pcap_datalink(c->pcap);
-        read_mac(ifname, c->mac);
-        int fd = pcap_get_selectable_fd(c->pcap);
-        if (fd < 0) return common::Status::error("pcap: no selectable descriptor for " + ifname);
-        c->sd = std::make_unique<asio::posix::stream_descriptor>(io, dup(fd));
-        h.cap = c.get();
+        packet::CaptureOptions o;
+        o.snaplen = 256;
+        o.buffer_size = 32 << 20;
+        o.inbound_only = true;
+        o.filter = "arp or icmp or ((tcp or udp) and dst port " + std::to_string(sport) + ")";
+        o.filter_best_effort = true;  // the filter only saves work: on_frame checks everything
+        auto opened = packet::Capture::open(io, ifname, o);
+        if (!opened) return common::Status::error("pcap(" + ifname + "): " + opened.message());
+        c->pcap = std::move(*opened);
+        c->mac = packet::interface_mac(ifname).value_or(packet::Mac{});
+        Capture* cp = c.get();
+        c->pcap->start([this, cp](const packet::Frame& f) { on_frame(*cp, f.data, f.size); },
+                       [this](const common::Status&) { after_read(); }, kFramesPerRead);
+        h.cap = cp;
         caps.push_back(std::move(c));
-        arm(*caps.back());
         return common::Status::ok();
     }
 
-    void arm(Capture& c) {
-        c.sd->async_wait(asio::posix::stream_descriptor::wait_read, [this, &c](std::error_code ec) {
-            if (ec || finished) return;
-            drain(c);
-            arm(c);
-        });
+    // Reads what the capture holds now (the tick's poll, beside the descriptor watch).
+    void drain(Capture& c) {
+        (void)c.pcap->poll(kFramesPerRead);  // a failed read: the next tick tries again
+        after_read();
     }
 
-    void drain(Capture& c) {
-        for (int rounds = 0; rounds < 64; ++rounds) {
-            int n = pcap_dispatch(
-                c.pcap, 512,
-                [](u_char* user, const pcap_pkthdr* hdr, const u_char* bytes) {
-                    auto* cap = reinterpret_cast<Capture*>(user);
-                    cap->owner->on_frame(*cap, bytes, hdr->caplen);
-                },
-                reinterpret_cast<u_char*>(&c));
-            if (n <= 0) break;
-        }
+    void after_read() {
+        if (finished) return;
         pump();
         maybe_finish();
     }
 
-    void on_frame(Capture& c, const std::uint8_t* f, std::size_t n) {
-        std::size_t off;
-        std::uint16_t type;
-        if (c.linktype == DLT_EN10MB) {
-            if (n < 14) return;
-            type = rd16(f + 12);
-            off = 14;
-            if (type == 0x8100 && n >= 18) type = rd16(f + 16), off = 18;
-        } else if (c.linktype == DLT_LINUX_SLL) {
-            if (n < 16) return;
-            type = rd16(f + 14);
-            off = 16;
-        } else if (c.linktype == DLT_RAW) {
-            type = kEthIp;
-            off = 0;
-        } else {
-            return;
-        }
-        if (type == kEthArp) on_arp(f + off, n - off);
-        else if (type == kEthIp) on_ip(f + off, n - off);
+    void on_frame(const Capture& c, const std::uint8_t* f, std::size_t n) {
+        packet::LinkHeader link = packet::parse_link_header(c.pcap->linktype(), f, n);
+        if (!link.valid) return;
+        if (link.ethertype == packet::kEtherArp)
+            on_arp(f + link.length, n - link.length);
+        else if (link.ethertype == packet::kEtherIPv4)
+            on_ip(f + link.length, n - link.length);
     }
 
     Host* host_by_addr(const in_addr& a) {
@@ -403,7 +218,7 @@ struct RawScanner::Impl {
         if (!h || !h->arp) return;
         auto it = inflight.find(key_of(index_of(h), kPing, 0));
         if (it == inflight.end()) return;
-        h->mac = mac_text(a + 8);
+        h->mac = packet::mac_text(a + 8);
         rtt_sample(*h, it->second);
         inflight.erase(it);
         mark_up(*h, "arp-response", 0);
@@ -545,7 +360,7 @@ struct RawScanner::Impl {
     }
 
     bool send_ip(const Host& h, std::uint8_t proto, std::vector<std::uint8_t> l4) {
-        auto pkt = ip_packet(h.src, h.addr, proto, std::move(l4), ip_id++);
+        auto pkt = ipv4_packet(h.src, h.addr, proto, std::move(l4), ip_id++);
         sockaddr_in to{};
         to.sin_family = AF_INET;
         to.sin_addr = h.addr;
@@ -559,38 +374,18 @@ struct RawScanner::Impl {
             return send_ip(h, IPPROTO_TCP, tcp_segment(sport, p.port, seq_base + p.port, 0, 0x02));
         if (p.kind == kUdp) {
             auto it = payloads.find(p.port);
-            std::string data = it == payloads.end() ? std::string() : it->second;
-            std::vector<std::uint8_t> u(8 + data.size());
-            wr16(&u[0], sport);
-            wr16(&u[2], p.port);
-            wr16(&u[4], static_cast<std::uint16_t>(u.size()));
-            std::memcpy(u.data() + 8, data.data(), data.size());
-            return send_ip(h, IPPROTO_UDP, std::move(u));
+            std::string_view data = it == payloads.end() ? std::string_view() : it->second;
+            return send_ip(h, IPPROTO_UDP, udp_datagram(sport, p.port, data));
         }
         if (h.arp) {  // who-has target tell us
-            std::array<std::uint8_t, 42> f{};
-            std::fill(f.begin(), f.begin() + 6, 0xff);
-            std::memcpy(&f[6], h.cap->mac.data(), 6);
-            wr16(&f[12], kEthArp);
-            std::uint8_t* a = &f[14];
-            wr16(a, 1), wr16(a + 2, kEthIp), a[4] = 6, a[5] = 4, wr16(a + 6, 1);
-            std::memcpy(a + 8, h.cap->mac.data(), 6);
-            std::memcpy(a + 14, &h.src, 4);
-            std::memcpy(a + 24, &h.addr, 4);
-            return pcap_inject(h.cap->pcap, f.data(), f.size()) == static_cast<int>(f.size());
+            auto f = arp_request(h.cap->mac, h.src, h.addr);
+            return h.cap->pcap->inject(f.data(), f.size()).is_ok();
         }
         // nmap's default root discovery: echo, SYN to 443, ACK to 80, timestamp.
-        std::vector<std::uint8_t> echo(8, 0);
-        echo[0] = 8;
-        wr16(&echo[4], sport);
-        wr16(&echo[6], static_cast<std::uint16_t>(p.tries));
-        std::vector<std::uint8_t> ts(20, 0);
-        ts[0] = 13;
-        wr16(&ts[4], sport);
-        bool ok = send_ip(h, IPPROTO_ICMP, std::move(echo));
+        bool ok = send_ip(h, IPPROTO_ICMP, icmp_echo(sport, static_cast<std::uint16_t>(p.tries)));
         ok = send_ip(h, IPPROTO_TCP, tcp_segment(sport, 443, seq_base, 0, 0x02)) && ok;
         ok = send_ip(h, IPPROTO_TCP, tcp_segment(sport, 80, seq_base, seq_base, 0x10)) && ok;
-        ok = send_ip(h, IPPROTO_ICMP, std::move(ts)) && ok;
+        ok = send_ip(h, IPPROTO_ICMP, icmp_timestamp(sport)) && ok;
         return ok;
     }
 
@@ -688,10 +483,7 @@ struct RawScanner::Impl {
             if (!h.finished) return;
         finished = true;
         tick.cancel();
-        for (auto& c : caps) {
-            asio::error_code ec;
-            c->sd->cancel(ec);
-        }
+        for (auto& c : caps) c->pcap->stop();
         asio::post(io, [this]() {
             if (done) {
                 auto d = std::move(done);
@@ -758,7 +550,7 @@ struct RawScanner::Impl {
             }
             if (auto st = open_capture(h, r.interface); !st) return st;
             h.local = r.interface == "lo" || r.address == r.source_address;
-            h.arp = !h.local && r.directly_connected && h.cap->linktype == DLT_EN10MB;
+            h.arp = !h.local && r.directly_connected && h.cap->pcap->linktype() == DLT_EN10MB;
         }
         discovery = true;
         for (std::size_t i = 0; i < hosts.size(); ++i) {

@@ -1,11 +1,12 @@
 #pragma once
 // Privileged scans on raw packets: host discovery (ARP on directly connected networks, ICMP
-// echo/timestamp + TCP SYN 443 + ACK 80 otherwise), -sS SYN scan and -sU UDP scan. Probes go
-// out on a raw IPv4 socket (ARP through pcap_inject); replies come in through libpcap, whose
-// descriptor the Asio io_context watches: no thread ever blocks.
+// echo/timestamp + TCP SYN 443 + ACK 80 otherwise), -sS SYN scan and -sU UDP scan. Probes
+// (worker/scan/packet_builder.h) go out on a raw IPv4 socket (ARP through the capture);
+// replies come in through common/packet's capture, whose descriptor the Asio io_context
+// watches: no thread ever blocks. Whether raw scans are possible at all is
+// packet::raw_privileged() (common/packet/privilege.h).
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,10 +22,6 @@ class io_context;
 
 namespace worker {
 
-// True when this process may open raw sockets and capture packets (root or CAP_NET_RAW):
-// probed by actually opening a raw socket, as nmap's own check amounts to.
-bool is_privileged();
-
 // Which ports the raw scanner probes, per protocol, ascending.
 struct RawPlan {
     std::vector<std::uint16_t> tcp;  // SYN scan (empty: no -sS)
@@ -35,10 +32,6 @@ struct RawPlan {
 // entries, or plain items of -p when the spec has no T:/U: prefix, or the top 1000 (-F: 100,
 // --top-ports N) UDP ports of nmap-services when -p is absent.
 RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& services);
-
-// UDP payloads of nmap-payloads: port → first payload for it. Empty map when the file is
-// missing or unreadable (ports then get an empty datagram, as nmap does).
-std::map<std::uint16_t, std::string> load_udp_payloads(const std::string& path);
 
 class RawScanner {
 public:

@@ -1,6 +1,7 @@
-// Raw scanner pieces: nmap-payloads parsing, the per-protocol port plan, and (as root) a real
-// SYN + UDP scan of 127.0.0.1 through a raw socket and a pcap capture on lo. The namespace
-// comparisons with nmap live in test/raw/run_scan_tests.py.
+// Raw scanner pieces: the per-protocol port plan, and (as root) a real SYN + UDP scan of
+// 127.0.0.1 through a raw socket and a capture on lo. Probe bytes and nmap-payloads have
+// their own tests (test_packet_builder.cc, test_payloads.cc); the namespace comparisons with
+// nmap live in test/raw/run_scan_tests.py.
 #include <doctest/doctest.h>
 
 #include <asio.hpp>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/packet/privilege.h"
 #include "common/services.h"
 #include "worker/scan/raw_scan.h"
 
@@ -30,33 +32,6 @@ const common::PortResult* find(const common::HostResult& h, const char* proto, i
 }
 
 }  // namespace
-
-TEST_CASE("load_udp_payloads: escapes, multi-line strings, port lists, first wins") {
-    std::string path = "/tmp/nsefleet-payloads-" + std::to_string(getpid());
-    {
-        std::ofstream f(path);
-        f << "# comment \"not a string\"\n"
-             "udp 7,9-10 \"\\x0D\\x0A\" # trailing\n"
-             "  \"ab\"\n"
-             "udp 9 \"second\" source 53\n"
-             "udp 53 \"\\x00\\x01q\\\\\"\n";
-    }
-    auto m = worker::load_udp_payloads(path);
-    std::remove(path.c_str());
-    CHECK(m.size() == 4);
-    CHECK(m[7] == std::string("\r\nab"));
-    CHECK(m[9] == std::string("\r\nab"));  // the first payload for a port is kept
-    CHECK(m[10] == std::string("\r\nab"));
-    CHECK(m[53] == std::string("\0\1q\\", 4));
-    CHECK(worker::load_udp_payloads("/nonexistent/nmap-payloads").empty());
-
-    // The real file: DNS (53) and SNMP (161) have payloads.
-    auto real = worker::load_udp_payloads("/usr/share/nmap/nmap-payloads");
-    CHECK(real.count(53) == 1);
-    CHECK(real.count(161) == 1);
-    CHECK(real[161].size() == 60);  // the first entry (SNMPv3 discovery), four strings joined
-    CHECK(real[161].compare(0, 2, "\x30\x3A") == 0);
-}
 
 TEST_CASE("make_raw_plan splits ports per scan type") {
     common::ScanOptions o;
@@ -90,7 +65,7 @@ TEST_CASE("make_raw_plan splits ports per scan type") {
 }
 
 TEST_CASE("raw SYN and UDP scan of 127.0.0.1") {
-    if (!worker::is_privileged()) {
+    if (!packet::raw_privileged()) {
         MESSAGE("not privileged: raw scan test skipped");
         return;
     }
