@@ -19,6 +19,7 @@
 #include <string>
 #include <utility>
 
+#include "nse/lib/luax.h"
 #include "nse/runtime.h"
 
 namespace nse::lib {
@@ -65,11 +66,6 @@ Dnet& check_dnet(lua_State* L) {
     return *static_cast<Dnet*>(luaL_checkudata(L, 1, kDnetMeta));
 }
 
-int m_state_gc(lua_State* L) {
-    static_cast<DnetState*>(lua_touserdata(L, 1))->~DnetState();
-    return 0;
-}
-
 // [-0, +0] The engine's DnetState, created in the registry on first use.
 DnetState& state(lua_State* L) {
     if (lua_getfield(L, LUA_REGISTRYINDEX, kStateMeta) == LUA_TUSERDATA) {
@@ -78,14 +74,9 @@ DnetState& state(lua_State* L) {
         return *s;
     }
     lua_pop(L, 1);
-    auto* s = static_cast<DnetState*>(lua_newuserdatauv(L, sizeof(DnetState), 0));
-    new (s) DnetState();
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, m_state_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
+    DnetState& s = push_in_place<DnetState>(L, "nsefleet.dnet.state.meta");
     lua_setfield(L, LUA_REGISTRYINDEX, kStateMeta);
-    return *s;
+    return s;
 }
 
 // ARPHRD_ETHER per SIOCGIFHWADDR (answers for the caller's network namespace, unlike a
@@ -180,9 +171,7 @@ const char* dst_arg(lua_State* L, int idx) {
 }
 
 int send_failed(lua_State* L, const char* why) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, why);
-    return 2;
+    return fail_false(L, why);
 }
 
 int l_ip_send(lua_State* L) {

@@ -20,6 +20,7 @@
 #include <string>
 #include <utility>
 
+#include "nse/lib/luax.h"
 #include "nse/runtime.h"
 
 namespace nse::lib {
@@ -215,7 +216,7 @@ int drive_k(lua_State* L, int, lua_KContext ctx) {
             u->core->waiting = false;
             // Like a timed-out NSE socket under nmap's binding: the call raises "TIMEOUT".
             if (std::exchange(u->core->timed_out, false)) {
-                lua_pushliteral(L, "TIMEOUT");
+                lua_pushstring(L, reason::kTimeout);
                 return lua_error(L);
             }
         }
@@ -263,7 +264,7 @@ int open_connected(lua_State* L) {
     auto* u = static_cast<SessionUd*>(luaL_checkudata(L, 1, kSessionMeta));
     if (lua_gettop(L) > 3 || !u->core) {
         if (u->core) u->core->close();
-        if (lua_gettop(L) <= 3) lua_pushliteral(L, "ERROR");
+        if (lua_gettop(L) <= 3) lua_pushstring(L, reason::kError);
         return lua_error(L);  // the socket error, re-raised as is
     }
     Core& c = *u->core;
@@ -279,8 +280,8 @@ int open_connected_k(lua_State* L, int, lua_KContext) {
 }
 
 const char* connect_status(const std::error_code& ec) {
-    if (ec == asio::error::operation_aborted) return "CANCELLED";
-    return "ERROR";
+    if (ec == asio::error::operation_aborted) return reason::kCancelled;
+    return reason::kError;
 }
 
 int l_session_open(lua_State* L) {
@@ -337,7 +338,7 @@ int l_session_open(lua_State* L) {
         w->timer.async_wait([w, cp, fail](std::error_code ec) {
             if (ec || w->done) return;
             cp->kill();
-            fail("TIMEOUT");
+            fail(reason::kTimeout);
         });
     }
     std::error_code ec;
@@ -351,7 +352,7 @@ int l_session_open(lua_State* L) {
         resolver->async_resolve(
             host, std::to_string(port),
             [resolver, connect, fail](std::error_code ec, tcp::resolver::results_type r) {
-                if (ec || r.empty()) return fail("ERROR");
+                if (ec || r.empty()) return fail(reason::kError);
                 connect(r.begin()->endpoint());
             });
     }
@@ -375,9 +376,7 @@ int l_hostkey_hash(lua_State* L) {
     std::size_t len = which == 0 ? 16 : 20;
     const char* hash = libssh2_hostkey_hash(c.session, type);
     if (!hash) {
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "could not get hostkey hash");
-        return 2;
+        return fail_false(L, "could not get hostkey hash");
     }
     static const char hex[] = "0123456789ABCDEF";
     std::string out;

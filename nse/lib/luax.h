@@ -1,10 +1,60 @@
 #pragma once
-// Userdata that owns one C/C++ object, the way Lua's io library does it: a named metatable,
-// one checker, the box created closed before the object is attached, and `__gc`/`__close`
-// sharing one idempotent close. Shared by the openssl, zlib and certificate modules.
+// Helpers every Lua module of the runtime shares:
+//  - the soft-failure channel: a call whose outcome is the network's (timeout, reset, a
+//    name that does not resolve) returns `nil, reason` or `false, reason`, with the reasons
+//    the stock nselib compares against named once here; misuse (wrong argument types, a
+//    closed object) raises instead. See docs/runtime-contract.md.
+//  - userdata that owns one C/C++ object, the way Lua's io library does it: a named
+//    metatable, one checker, the box created closed before the object is attached, and
+//    `__gc`/`__close` sharing one idempotent close.
 #include <lua.hpp>
 
+#include <new>
+#include <string_view>
+#include <utility>
+
 namespace nse::lib {
+
+// Reasons of the soft-failure channel that scripts test for by value.
+namespace reason {
+inline constexpr const char* kTimeout = "TIMEOUT";
+inline constexpr const char* kError = "ERROR";
+inline constexpr const char* kCancelled = "CANCELLED";
+inline constexpr const char* kEof = "EOF";
+}  // namespace reason
+
+// [-0, +2] Pushes `nil, reason`; returns 2, the lua_CFunction result count.
+inline int fail_nil(lua_State* L, std::string_view why) {
+    lua_pushnil(L);
+    lua_pushlstring(L, why.data(), why.size());
+    return 2;
+}
+
+// [-0, +2] Pushes `false, reason` (the calls whose nmap binding answers false); returns 2.
+inline int fail_false(lua_State* L, std::string_view why) {
+    lua_pushboolean(L, 0);
+    lua_pushlstring(L, why.data(), why.size());
+    return 2;
+}
+
+// [-0, +1] Pushes a userdata holding a T built in place (module state: one per engine),
+// destroyed when Lua collects it (metatable `name`, made on first use, has the __gc).
+template <class T>
+int destroy_in_place(lua_State* L) {
+    static_cast<T*>(lua_touserdata(L, 1))->~T();
+    return 0;
+}
+template <class T, class... Args>
+T& push_in_place(lua_State* L, const char* name, Args&&... args) {
+    void* mem = lua_newuserdatauv(L, sizeof(T), 0);
+    T* p = new (mem) T(std::forward<Args>(args)...);
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, destroy_in_place<T>);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return *p;
+}
 
 // The userdata block: the owned object, or nullptr once closed (or not yet opened).
 template <class T>

@@ -22,6 +22,7 @@
 #include "common/packet/interface.h"
 #include "common/packet/privilege.h"
 #include "nse/lib/dnet.h"
+#include "nse/lib/luax.h"
 #include "nse/lib/socket.h"
 #include "nse/runtime.h"
 
@@ -391,9 +392,7 @@ int l_resolve(lua_State* L) {
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* res = nullptr;
     if (getaddrinfo(name, nullptr, &hints, &res) != 0 || !res) {
-        lua_pushboolean(L, 0);
-        lua_pushstring(L, "Failed to resolve");
-        return 2;
+        return fail_false(L, "Failed to resolve");
     }
     lua_pushboolean(L, 1);
     lua_newtable(L);
@@ -500,9 +499,7 @@ void push_iface(lua_State* L, const ifaddrs* ifa) {
 int l_list_interfaces(lua_State* L) {
     ifaddrs* all = nullptr;
     if (getifaddrs(&all) != 0) {
-        lua_pushboolean(L, 0);
-        lua_pushstring(L, std::strerror(errno));
-        return 2;
+        return fail_false(L, std::strerror(errno));
     }
     lua_newtable(L);
     lua_Integer n = 0;
@@ -530,9 +527,7 @@ int l_get_interface_info(lua_State* L) {
         }
         freeifaddrs(all);
     }
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, "failed to find interface");
-    return 2;
+    return fail_false(L, "failed to find interface");
 }
 
 int l_get_interface_link(lua_State* L) {
@@ -736,11 +731,6 @@ int l_new_try(lua_State* L) {
     return 1;
 }
 
-int state_gc(lua_State* L) {
-    static_cast<NmapState*>(lua_touserdata(L, 1))->~NmapState();
-    return 0;
-}
-
 }  // namespace
 
 void push_port(lua_State* L, const common::PortResult& p) {
@@ -878,13 +868,7 @@ int luaopen_nmap(lua_State* L) {
     lua_newtable(L);  // module
     int mod = lua_gettop(L);
     // upvalue 1: module state
-    void* mem = lua_newuserdatauv(L, sizeof(NmapState), 0);
-    new (mem) NmapState();
-    if (luaL_newmetatable(L, kStateMeta)) {
-        lua_pushcfunction(L, state_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    push_in_place<NmapState>(L, kStateMeta);
     int st = lua_gettop(L);
     lua_pushvalue(L, mod);  // target table
     lua_pushvalue(L, st);

@@ -25,6 +25,7 @@
 #include "common/packet/capture.h"
 #include "common/packet/link_layer.h"
 #include "nse/lib/certificate.h"
+#include "nse/lib/luax.h"
 #include "nse/runtime.h"
 
 namespace nse::lib {
@@ -198,17 +199,13 @@ struct Op {
 
 Push push_status(const char* status) {
     return [status](lua_State* L) {
-        lua_pushnil(L);
-        lua_pushstring(L, status);
-        return 2;
+        return fail_nil(L, status);
     };
 }
 
 Push push_false(std::string msg) {
     return [msg = std::move(msg)](lua_State* L) {
-        lua_pushboolean(L, 0);
-        lua_pushlstring(L, msg.data(), msg.size());
-        return 2;
+        return fail_false(L, msg);
     };
 }
 
@@ -228,9 +225,9 @@ Push push_data(std::string data) {
 }
 
 const char* status_of(const std::error_code& ec) {
-    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) return "EOF";
-    if (ec == asio::error::operation_aborted) return "CANCELLED";
-    return "ERROR";
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) return reason::kEof;
+    if (ec == asio::error::operation_aborted) return reason::kCancelled;
+    return reason::kError;
 }
 
 // gai_strerror text for a resolver failure (the contract returns it verbatim).
@@ -375,9 +372,7 @@ void take_ownership(lua_State* L, SockState& s) {
 
 // [-0, +2] false, "socket must be connected".
 int not_connected(lua_State* L) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, kNotConnected);
-    return 2;
+    return fail_false(L, kNotConnected);
 }
 
 // Opens `sock` for `proto` and binds it to the bind address if one was given (or to the
@@ -507,7 +502,7 @@ void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>&
     if (how == How::udp) {
         udp::endpoint ep(addr, port);
         if (!open_and_bind(s, c->udp_sock, ep.protocol(), false)) {
-            done(c->udp_sock.is_open() ? push_status("ERROR")
+            done(c->udp_sock.is_open() ? push_status(reason::kError)
                                        : push_false("Nsock connect failed immediately"));
             return;
         }
@@ -539,7 +534,7 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
         c->tcp_up = 0;
     }
     if (!open_and_bind(*sp, c->tcp_sock, ep.protocol(), false)) {
-        done(c->tcp_sock.is_open() ? push_status("ERROR")
+        done(c->tcp_sock.is_open() ? push_status(reason::kError)
                                    : push_false("Nsock connect failed immediately"));
         return;
     }
@@ -636,7 +631,7 @@ int l_connect(lua_State* L) {
         c->cancel();
         if (sp->conn == c) sp->owner = 0;
         o.retry = nullptr;
-        finish(o, push_status("TIMEOUT"));
+        finish(o, push_status(reason::kTimeout));
     };
     // The connect starts once the thread holds a governor slot; the time-out runs from then.
     auto start = [op, sp, c, host, port, how, ctx, sni] {
@@ -742,7 +737,7 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
         if (mode != ReadMode::some && !o.data.empty())
             finish(o, push_data(std::move(o.data)));
         else
-            finish(o, push_status("TIMEOUT"));
+            finish(o, push_status(reason::kTimeout));
     };
     arm(op, s.timeout_ms);
     read_step(op, c, mode, n, s.rt);
@@ -819,9 +814,7 @@ int recvbuf_step(lua_State* L) {
     if (data) s.buf.append(data, len);
     if (!sync_buf_charge(s)) {
         s.rt->note_resource_loss("memory");
-        lua_pushnil(L);
-        lua_pushstring(L, kNotEnoughMemory);
-        return 2;
+        return fail_nil(L, kNotEnoughMemory);
     }
     lua_settop(L, 3);
     return recvbuf_loop(L);
@@ -845,7 +838,7 @@ int l_receive_buf(lua_State* L) {
 void start_write(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, long long ms) {
     op->on_timeout = [c](Op& o) {
         c->cancel();
-        finish(o, push_status("TIMEOUT"));
+        finish(o, push_status(reason::kTimeout));
     };
     arm(op, ms);
     c->write(asio::buffer(op->data), [op, c](std::error_code ec, std::size_t) {
@@ -898,13 +891,13 @@ int l_sendto(lua_State* L) {
     op->on_timeout = [c](Op& o) {
         if (o.resolver) o.resolver->cancel();
         c->cancel();
-        finish(o, push_status("TIMEOUT"));
+        finish(o, push_status(reason::kTimeout));
     };
     arm(op, s.timeout_ms);
     resolve_then(op, s.rt->io(), host, s.inet6, [op, sp, c, port](const asio::ip::address& a) {
         udp::endpoint ep(a, port);
         if (!open_and_bind(*sp, c->udp_sock, ep.protocol(), false))
-            return finish(*op, push_status("ERROR"));
+            return finish(*op, push_status(reason::kError));
         c->udp_sock.async_send_to(asio::buffer(op->data), ep,
                                   [op, c, ep](std::error_code ec, std::size_t) {
                                       if (!ec && !c->connected) {
@@ -932,7 +925,7 @@ int l_reconnect_ssl(lua_State* L) {
     op->on_timeout = [c, sp](Op& o) {
         c->cancel();
         if (sp->conn == c) sp->owner = 0;
-        finish(o, push_status("TIMEOUT"));
+        finish(o, push_status(reason::kTimeout));
     };
     arm(op, s.timeout_ms);
     c->start_tls(ctx, s.sni).async_handshake(asio::ssl::stream_base::client,
@@ -1011,7 +1004,7 @@ struct Capture {
 // A socket's membership in a capture.
 struct PcapSub {
     ~PcapSub() {
-        if (wait) wake_wait(*wait, push_status("CANCELLED"));
+        if (wait) wake_wait(*wait, push_status(reason::kCancelled));
         if (!cap) return;
         auto& v = cap->subs;
         v.erase(std::remove(v.begin(), v.end(), this), v.end());
@@ -1042,7 +1035,7 @@ void notify(Capture& c) {
     c.waiters.clear();
     for (auto& w : waiters)
         if (auto sw = w.lock())
-            wake_wait(*sw, c.failed ? push_status("ERROR") : Push([](lua_State*) { return 0; }));
+            wake_wait(*sw, c.failed ? push_status(reason::kError) : Push([](lua_State*) { return 0; }));
 }
 
 // Opens a capture and starts feeding its ring; nullptr and `err` (libpcap's text) on failure.
@@ -1164,9 +1157,7 @@ int pcap_scan(lua_State* L, long long deadline) {
     SockState& s = *sp;
     std::shared_ptr<PcapSub> sub = s.pcap;
     if (!sub) {
-        lua_pushnil(L);
-        lua_pushstring(L, "CANCELLED");
-        return 2;
+        return fail_nil(L, reason::kCancelled);
     }
     std::shared_ptr<Capture> cap = sub->cap;
     sub->cursor = std::max(sub->cursor, cap->first);  // packets dropped from a full ring
@@ -1198,28 +1189,22 @@ int pcap_scan(lua_State* L, long long deadline) {
         return 5;
     }
     if (s.pcap != sub) {
-        lua_pushnil(L);
-        lua_pushstring(L, "CANCELLED");
-        return 2;
+        return fail_nil(L, reason::kCancelled);
     }
     trim(*cap);
     if (cap->failed) {
-        lua_pushnil(L);
-        lua_pushstring(L, "ERROR");
-        return 2;
+        return fail_nil(L, reason::kError);
     }
     long long left = deadline < 0 ? -1 : deadline - steady_ms();
     if (deadline >= 0 && left <= 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, "TIMEOUT");
-        return 2;
+        return fail_nil(L, reason::kTimeout);
     }
     auto w = std::make_shared<PcapWait>(s.rt->io());
     w->waker = s.rt->prepare_wait(L);
     if (left >= 0) {
         w->timer.expires_after(std::chrono::milliseconds(std::min(left, kMaxTimeoutMs)));
         w->timer.async_wait([w](std::error_code ec) {
-            if (!ec) wake_wait(*w, push_status("TIMEOUT"));
+            if (!ec) wake_wait(*w, push_status(reason::kTimeout));
         });
     }
     sub->wait = w;
@@ -1235,9 +1220,7 @@ int pcap_resume(lua_State* L) {
     if (lua_gettop(L) > 1) return lua_gettop(L) - 1;
     SockState& s = *check_socket(L);
     if (!s.pcap) {
-        lua_pushnil(L);
-        lua_pushstring(L, "CANCELLED");
-        return 2;
+        return fail_nil(L, reason::kCancelled);
     }
     s.pcap->wait.reset();
     return pcap_scan(L, s.pcap->deadline);
@@ -1317,9 +1300,7 @@ int l_get_info(lua_State* L) {
         rport = re.port();
     }
     if (ec) {
-        lua_pushnil(L);
-        lua_pushstring(L, "ERROR");
-        return 2;
+        return fail_nil(L, reason::kError);
     }
     lua_pushboolean(L, 1);
     lua_pushstring(L, lip.to_string().c_str());
@@ -1342,9 +1323,7 @@ int l_set_timeout(lua_State* L) {
 int l_close(lua_State* L) {
     SockState& s = *check_socket(L);
     if (!close_socket(s)) {
-        lua_pushboolean(L, 0);
-        lua_pushstring(L, "socket already closed");
-        return 2;
+        return fail_false(L, "socket already closed");
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1430,11 +1409,6 @@ int l_loop(lua_State* L) {
     return luaL_error(L, "nmap.socket.loop is driver-only");
 }
 
-int m_module_gc(lua_State* L) {
-    static_cast<Module*>(lua_touserdata(L, 1))->~Module();
-    return 0;
-}
-
 const luaL_Reg kMethods[] = {
     {"connect", nse::guard<l_connect>},
     {"bind", nse::guard<l_bind>},
@@ -1468,13 +1442,7 @@ const luaL_Reg kModule[] = {
 
 int open_socket(lua_State* L) {
     // Upvalues shared by every function: [1] module state, [2] string.find.
-    auto* m = static_cast<Module*>(lua_newuserdatauv(L, sizeof(Module), 0));
-    new (m) Module();
-    if (luaL_newmetatable(L, kModuleMeta)) {
-        lua_pushcfunction(L, m_module_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);  // module
+    push_in_place<Module>(L, kModuleMeta);  // module
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "string");  // module LOADED string
     if (!lua_istable(L, -1)) {

@@ -14,6 +14,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "common/datafiles.h"
 #include "common/packet/capture.h"
 #include "common/packet/interface.h"
@@ -26,12 +27,10 @@ namespace worker {
 
 namespace {
 
+using common::epoch_now;
+
 using Clock = std::chrono::steady_clock;
 
-double epoch_now() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
