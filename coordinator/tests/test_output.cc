@@ -15,6 +15,7 @@
 #include "coordinator/output.h"
 #include "coordinator/output/escape.h"
 #include "coordinator/output/writers.h"
+#include "test/support/temp.h"
 
 namespace {
 
@@ -135,12 +136,6 @@ bool exists(const std::string& path) {
 int run_cmd(const std::string& cmd) {
     const int rc = std::system(cmd.c_str());
     return (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string make_tmpdir() {
-    char tmpl[] = "/tmp/nsefleet-output-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    return tmpl;
 }
 
 void use_utc() {
@@ -274,7 +269,8 @@ TEST_CASE("helpers: latency digits, port ranges, collapse rule") {
 
 TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
     use_utc();
-    const std::string dir = make_tmpdir();
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string& dir = tmp.path;
     common::ScanOptions opts;
     opts.out_normal = dir + "/r.nmap";
     opts.out_xml = dir + "/r.xml";
@@ -382,12 +378,12 @@ assert lines[2]['address'] == '127.0.0.3' and len(lines[2]['ports']) == 2
         CHECK(run_cmd("python3 '" + script + "' '" + dir + "/r.ndjson'") == 0);
         CHECK(read_file(dir + "/r.ndjson").find("\"srtt\":0.00042,") != std::string::npos);
     }
-    run_cmd("rm -rf '" + dir + "'");
 }
 
 TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
     use_utc();
-    const std::string dir = make_tmpdir();
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string& dir = tmp.path;
     RunInfo run = run_info();
     run.prescripts.clear();
     run.postscripts.clear();
@@ -472,11 +468,11 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
         CHECK(xml.find("<script id=\"t-float\" output=\"\">3.0</script>") != std::string::npos);
         CHECK(json.find("\"data\":{\"1\":1,\"2\":2.5,\"3\":{\"a\":1},\"key\":\"v\"}") != std::string::npos);
     }
-    run_cmd("rm -rf '" + dir + "'");
 }
 
 TEST_CASE("OutputSink::open errors name the file and leave nothing behind") {
-    const std::string dir = make_tmpdir();
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string& dir = tmp.path;
     common::ScanOptions opts;
     opts.out_normal = dir + "/ok.nmap";
     opts.out_xml = dir + "/missing-dir/x.xml";
@@ -490,5 +486,4 @@ TEST_CASE("OutputSink::open errors name the file and leave nothing behind") {
     two.out_xml = "-";
     two.out_json = "-";
     CHECK_FALSE(coordinator::OutputSink::open(two).is_ok());
-    run_cmd("rm -rf '" + dir + "'");
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/services.h"
+#include "test/support/temp.h"
 #include "worker/scan/raw_scan.h"
 
 namespace {
@@ -32,17 +33,14 @@ const common::PortResult* find(const common::HostResult& h, const char* proto, i
 }  // namespace
 
 TEST_CASE("load_udp_payloads: escapes, multi-line strings, port lists, first wins") {
-    std::string path = "/tmp/nsefleet-payloads-" + std::to_string(getpid());
-    {
-        std::ofstream f(path);
-        f << "# comment \"not a string\"\n"
-             "udp 7,9-10 \"\\x0D\\x0A\" # trailing\n"
-             "  \"ab\"\n"
-             "udp 9 \"second\" source 53\n"
-             "udp 53 \"\\x00\\x01q\\\\\"\n";
-    }
-    auto m = worker::load_udp_payloads(path);
-    std::remove(path.c_str());
+    test_support::TempFile file(
+        "# comment \"not a string\"\n"
+        "udp 7,9-10 \"\\x0D\\x0A\" # trailing\n"
+        "  \"ab\"\n"
+        "udp 9 \"second\" source 53\n"
+        "udp 53 \"\\x00\\x01q\\\\\"\n",
+        "nsefleet-payloads");
+    auto m = worker::load_udp_payloads(file.path);
     CHECK(m.size() == 4);
     CHECK(m[7] == std::string("\r\nab"));
     CHECK(m[9] == std::string("\r\nab"));  // the first payload for a port is kept
