@@ -32,7 +32,8 @@ Entry item(Value v) { return Entry{true, "", std::move(v)}; }
 Entry kv(std::string k, Value v) { return Entry{false, std::move(k), std::move(v)}; }
 Value table(std::vector<Entry> e) { return Value{Table{std::move(e)}}; }
 
-// The text NSE renders for the t-all table below (contract §7.2), as nmap 7.93 printed it.
+// The text NSE renders for the t-all table below (docs/runtime-contract.md
+// "Table-to-text rendering"), as nmap 7.93 printed it.
 const char* kAllText =
     "\n  name: a<b>&\"'c\n  list: \n    x\n    y\x01z\n    \n      k: v\n  nested: \n    deep: d\r\ne"
     "\n  num: 42\n  bool: true";
