@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/datafiles.h"
+#include "test/support/temp.h"
 
 using common::DataFiles;
 namespace fs = std::filesystem;
@@ -33,11 +34,9 @@ struct EnvGuard {
 
 // A scratch tree: <base>/{a,b,c} with a few files.
 struct Tree {
-    fs::path base;
+    test_support::TempDir dir{"nsefleet-datafiles"};
+    fs::path base = dir.path;
     Tree() {
-        char tmpl[] = "/tmp/nsefleet-datafiles-XXXXXX";
-        REQUIRE(mkdtemp(tmpl) != nullptr);
-        base = tmpl;
         for (const char* d : {"a/scripts", "b/scripts", "c/nselib/data"}) fs::create_directories(base / d);
         std::ofstream(base / "a/only-a.txt") << "a";
         std::ofstream(base / "a/both.txt") << "a";
@@ -45,10 +44,6 @@ struct Tree {
         std::ofstream(base / "b/scripts/x.nse") << "-- x";
         std::ofstream(base / "c/nselib/data/passwords.lst") << "root";
         fs::create_directories(base / "b/dir-not-file.txt");
-    }
-    ~Tree() {
-        std::error_code ec;
-        fs::remove_all(base, ec);
     }
     std::string operator/(const char* rel) const { return (base / rel).string(); }
 };

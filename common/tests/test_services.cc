@@ -10,6 +10,7 @@
 
 #include "common/options.h"
 #include "common/services.h"
+#include "test/support/temp.h"
 
 namespace doctest {
 template <>
@@ -45,18 +46,8 @@ const char* kSmall =
     "garbage line without port\n";
 
 struct SmallServices {
-    std::string path;
-    Services s;
-    SmallServices() : path(write()), s(load(path)) {}
-    ~SmallServices() { std::remove(path.c_str()); }
-    static std::string write() {
-        char tmpl[] = "/tmp/nsefleet-services-XXXXXX";
-        int fd = mkstemp(tmpl);
-        REQUIRE(fd >= 0);
-        close(fd);
-        std::ofstream(tmpl) << kSmall;
-        return tmpl;
-    }
+    test_support::TempFile file{kSmall, "nsefleet-services"};
+    Services s{load(file.path)};
     static Services load(const std::string& p) {
         auto r = Services::load(p);
         REQUIRE(r.is_ok());

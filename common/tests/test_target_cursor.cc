@@ -11,28 +11,17 @@
 
 #include "common/target_cursor.h"
 #include "common/targets.h"
+#include "test/support/temp.h"
 
 using common::CursorPosition;
 using common::IndexedTarget;
 using common::TargetCursor;
 using common::TargetSources;
+using test_support::TempFile;
 
 namespace {
 
 using Strings = std::vector<std::string>;
-
-struct TempFile {
-    std::string path;
-    explicit TempFile(const std::string& content) {
-        char tmpl[] = "/tmp/nsefleet-cursor-XXXXXX";
-        int fd = mkstemp(tmpl);
-        REQUIRE(fd >= 0);
-        close(fd);
-        path = tmpl;
-        std::ofstream(path) << content;
-    }
-    ~TempFile() { std::remove(path.c_str()); }
-};
 
 TargetCursor open_ok(const TargetSources& src) {
     auto c = TargetCursor::open(src);

@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "common/targets.h"
+#include "test/support/temp.h"
 
 using common::expand_targets;
 using common::Target;
+using test_support::TempFile;
 
 namespace {
 
@@ -37,20 +39,6 @@ void fails(Strings specs, const std::string& token, bool ipv6 = false,
     INFO("message: ", r.message());
     CHECK(r.message().find(token) != std::string::npos);
 }
-
-// A temporary file removed at scope exit.
-struct TempFile {
-    std::string path;
-    explicit TempFile(const std::string& content) {
-        char tmpl[] = "/tmp/nsefleet-targets-XXXXXX";
-        int fd = mkstemp(tmpl);
-        REQUIRE(fd >= 0);
-        close(fd);
-        path = tmpl;
-        std::ofstream(path) << content;
-    }
-    ~TempFile() { std::remove(path.c_str()); }
-};
 
 }  // namespace
 

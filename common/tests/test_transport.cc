@@ -15,26 +15,14 @@
 #include "common/transport/keys.h"
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
+#include "test/support/temp.h"
 
 using namespace common::transport;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+using test_support::TempDir;
 
 namespace {
-
-// A temporary directory removed at scope exit.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/nsefleet-keys-XXXXXX";
-        REQUIRE(mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 Context make_context() {
     auto c = Context::create();
@@ -205,66 +193,66 @@ TEST_CASE("transport: oversized messages are dropped, the router carries on") {
 }
 
 TEST_CASE("transport: key files") {
-    TempDir dir;
-    KeyPair k = new_keys(dir.path / "w");
+    TempDir dir("nsefleet-keys");
+    KeyPair k = new_keys(dir / "w");
     struct stat st {};
-    REQUIRE(stat((dir.path / "w.key").c_str(), &st) == 0);
+    REQUIRE(stat((dir / "w.key").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
-    REQUIRE(stat((dir.path / "w.pub").c_str(), &st) == 0);
+    REQUIRE(stat((dir / "w.pub").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0644);
     CHECK(valid_key(k.public_key));
     CHECK_FALSE(valid_key("short"));
     CHECK_FALSE(valid_key(std::string(40, '"')));
 
     // The .pub has no secret; the .key has both.
-    std::ifstream pub(dir.path / "w.pub");
+    std::ifstream pub(dir / "w.pub");
     std::string text((std::istreambuf_iterator<char>(pub)), {});
     CHECK(text.find(k.public_key) != std::string::npos);
     CHECK(text.find(k.secret_key) == std::string::npos);
-    auto p = load_public_key((dir.path / "w.pub").string());
+    auto p = load_public_key(dir / "w.pub");
     REQUIRE(p.is_ok());
     CHECK(*p == k.public_key);
 
     // A world-readable secret is refused.
-    REQUIRE(chmod((dir.path / "w.key").c_str(), 0644) == 0);
-    auto loose = load_secret_key((dir.path / "w.key").string());
+    REQUIRE(chmod((dir / "w.key").c_str(), 0644) == 0);
+    auto loose = load_secret_key(dir / "w.key");
     REQUIRE_FALSE(loose.is_ok());
     CHECK(loose.message().find("chmod 600") != std::string::npos);
-    REQUIRE(chmod((dir.path / "w.key").c_str(), 0600) == 0);
+    REQUIRE(chmod((dir / "w.key").c_str(), 0600) == 0);
 
     // A secret with someone else's public key is refused.
     KeyPair other = *generate_keypair();
     {
-        std::ofstream f(dir.path / "bad.key");
+        std::ofstream f(dir / "bad.key");
         f << "public-key = \"" << other.public_key << "\"\nsecret-key = \"" << k.secret_key << "\"\n";
     }
-    REQUIRE(chmod((dir.path / "bad.key").c_str(), 0600) == 0);
-    CHECK_FALSE(load_secret_key((dir.path / "bad.key").string()).is_ok());
-    CHECK_FALSE(load_secret_key((dir.path / "missing.key").string()).is_ok());
+    REQUIRE(chmod((dir / "bad.key").c_str(), 0600) == 0);
+    CHECK_FALSE(load_secret_key(dir / "bad.key").is_ok());
+    CHECK_FALSE(load_secret_key(dir / "missing.key").is_ok());
 
     // Allow directory: every .pub, sorted; a malformed one fails the whole load.
-    TempDir allow;
-    new_keys(allow.path / "a");
-    new_keys(allow.path / "b");
-    fs::remove(allow.path / "a.key");
-    fs::remove(allow.path / "b.key");
-    auto keys = load_allowed_keys(allow.path.string());
+    TempDir allow("nsefleet-keys");
+    new_keys(allow / "a");
+    new_keys(allow / "b");
+    fs::remove(allow / "a.key");
+    fs::remove(allow / "b.key");
+    auto keys = load_allowed_keys(allow.path);
     REQUIRE(keys.is_ok());
     CHECK(keys->size() == 2);
-    { std::ofstream(allow.path / "c.pub") << "public-key = \"nope\"\n"; }
-    CHECK_FALSE(load_allowed_keys(allow.path.string()).is_ok());
-    CHECK_FALSE(load_allowed_keys((allow.path / "none").string()).is_ok());
+    { std::ofstream(allow / "c.pub") << "public-key = \"nope\"\n"; }
+    CHECK_FALSE(load_allowed_keys(allow.path).is_ok());
+    CHECK_FALSE(load_allowed_keys(allow / "none").is_ok());
 }
 
 TEST_CASE("transport: CURVE over tcp: allowed key works, unknown key gets nothing through") {
     REQUIRE(zmq_has("curve") == 1);
-    TempDir dir;
-    fs::create_directory(dir.path / "allow");
-    KeyPair server = new_keys(dir.path / "coordinator");
-    KeyPair good = new_keys(dir.path / "allow" / "good");
-    fs::rename(dir.path / "allow" / "good.key", dir.path / "good.key");
-    KeyPair evil = new_keys(dir.path / "evil");  // not in the allow directory
-    auto allowed = load_allowed_keys((dir.path / "allow").string());
+    TempDir dir("nsefleet-keys");
+    fs::create_directory(dir / "allow");
+    KeyPair server = new_keys(dir / "coordinator");
+    KeyPair good = new_keys(dir / "allow/good");
+    fs::rename(dir / "allow/good.key", dir / "good.key");
+    KeyPair evil = new_keys(dir / "evil");  // not in the allow directory
+    auto allowed = load_allowed_keys(dir / "allow");
     REQUIRE(allowed.is_ok());
     REQUIRE(allowed->size() == 1);
 
@@ -284,7 +272,7 @@ TEST_CASE("transport: CURVE over tcp: allowed key works, unknown key gets nothin
     Context wctx = make_context();
     ClientSecurity cs;
     cs.key = good;
-    cs.server_key = *load_public_key((dir.path / "coordinator.pub").string());
+    cs.server_key = *load_public_key(dir / "coordinator.pub");
     auto d = Dealer::connect(wctx, (*r)->endpoint(), cs);
     REQUIRE(d.is_ok());
     REQUIRE((*d)->send("signed").is_ok());

@@ -1,6 +1,7 @@
 #pragma once
-// Text transformations shared by the output writers: screen-safe script text (contract §7.3),
-// XML escaping (§7.4), JSON strings, and Lua-style rendering of scalar Values.
+// Text transformations shared by the output writers: screen-safe script text
+// (docs/runtime-contract.md "Normal output"), XML escaping ("XML output"), JSON strings, and
+// Lua-style rendering of scalar Values.
 #include <string>
 #include <string_view>
 
@@ -29,8 +30,9 @@ std::string xml_escape_args(std::string_view s);
 // escaped, so the result is always valid JSON and valid UTF-8.
 std::string json_string(std::string_view s);
 
-// The nmap normal-output block for one script result (§7.3): screen-safe text split into
-// "| " / "|_" lines, the first carrying "<id>: ". Each line ends in '\n'. Empty text gives "".
+// The nmap normal-output block for one script result (docs/runtime-contract.md "Normal output"):
+// screen-safe text split into "| " / "|_" lines, the first carrying "<id>: ". Each line ends in
+// '\n'. Empty text gives "".
 std::string script_block(std::string_view id, std::string_view text);
 
 // tostring() of a non-table Value as Lua 5.4 prints it ("42", "1.5", "1.0", "true", "nil").

@@ -10,7 +10,7 @@ namespace coordinator::output {
 namespace {
 
 // Script blocks for results with text, in output order (results with empty text are omitted,
-// contract §7.1).
+// docs/runtime-contract.md "From return values to a result").
 std::string script_blocks(const std::vector<common::ScriptResult>& v) {
     std::string out;
     for (const auto* r : sorted_scripts(v)) out += script_block(r->id, r->output);

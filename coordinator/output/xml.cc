@@ -44,7 +44,8 @@ std::size_t count_services(const std::string& s) {
     return total;
 }
 
-// Children of a structured value (contract §7.4): indexed items first, then keyed entries.
+// Children of a structured value (docs/runtime-contract.md "XML output"): indexed items
+// first, then keyed entries.
 void write_children(std::string& out, const common::Table& t) {
     auto one = [&](const common::Entry& e) {
         const std::string key = e.indexed ? std::string() : attr("key", e.key);

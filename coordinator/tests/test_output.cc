@@ -15,6 +15,7 @@
 #include "coordinator/output.h"
 #include "coordinator/output/escape.h"
 #include "coordinator/output/writers.h"
+#include "test/support/temp.h"
 
 namespace {
 
@@ -31,7 +32,8 @@ Entry item(Value v) { return Entry{true, "", std::move(v)}; }
 Entry kv(std::string k, Value v) { return Entry{false, std::move(k), std::move(v)}; }
 Value table(std::vector<Entry> e) { return Value{Table{std::move(e)}}; }
 
-// The text NSE renders for the t-all table below (contract §7.2), as nmap 7.93 printed it.
+// The text NSE renders for the t-all table below (docs/runtime-contract.md
+// "Table-to-text rendering"), as nmap 7.93 printed it.
 const char* kAllText =
     "\n  name: a<b>&\"'c\n  list: \n    x\n    y\x01z\n    \n      k: v\n  nested: \n    deep: d\r\ne"
     "\n  num: 42\n  bool: true";
@@ -135,12 +137,6 @@ bool exists(const std::string& path) {
 int run_cmd(const std::string& cmd) {
     const int rc = std::system(cmd.c_str());
     return (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string make_tmpdir() {
-    char tmpl[] = "/tmp/nsefleet-output-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    return tmpl;
 }
 
 void use_utc() {
@@ -274,7 +270,8 @@ TEST_CASE("helpers: latency digits, port ranges, collapse rule") {
 
 TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
     use_utc();
-    const std::string dir = make_tmpdir();
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string& dir = tmp.path;
     common::ScanOptions opts;
     opts.out_normal = dir + "/r.nmap";
     opts.out_xml = dir + "/r.xml";
@@ -382,12 +379,12 @@ assert lines[2]['address'] == '127.0.0.3' and len(lines[2]['ports']) == 2
         CHECK(run_cmd("python3 '" + script + "' '" + dir + "/r.ndjson'") == 0);
         CHECK(read_file(dir + "/r.ndjson").find("\"srtt\":0.00042,") != std::string::npos);
     }
-    run_cmd("rm -rf '" + dir + "'");
 }
 
 TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
     use_utc();
-    const std::string dir = make_tmpdir();
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string& dir = tmp.path;
     RunInfo run = run_info();
     run.prescripts.clear();
     run.postscripts.clear();
@@ -472,11 +469,11 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
         CHECK(xml.find("<script id=\"t-float\" output=\"\">3.0</script>") != std::string::npos);
         CHECK(json.find("\"data\":{\"1\":1,\"2\":2.5,\"3\":{\"a\":1},\"key\":\"v\"}") != std::string::npos);
     }
-    run_cmd("rm -rf '" + dir + "'");
 }
 
 TEST_CASE("OutputSink::open errors name the file and leave nothing behind") {
-    const std::string dir = make_tmpdir();
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string& dir = tmp.path;
     common::ScanOptions opts;
     opts.out_normal = dir + "/ok.nmap";
     opts.out_xml = dir + "/missing-dir/x.xml";
@@ -490,5 +487,4 @@ TEST_CASE("OutputSink::open errors name the file and leave nothing behind") {
     two.out_xml = "-";
     two.out_json = "-";
     CHECK_FALSE(coordinator::OutputSink::open(two).is_ok());
-    run_cmd("rm -rf '" + dir + "'");
 }

@@ -21,28 +21,16 @@
 #include <vector>
 
 #include "coordinator/store/store.h"
+#include "test/support/temp.h"
 
 using coordinator::store::CommitOutcome;
 using coordinator::store::Group;
 using coordinator::store::GroupState;
 using coordinator::store::JournalFlag;
 using coordinator::store::Store;
+using test_support::TempDir;
 
 namespace {
-
-// A fresh directory removed at scope exit.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/nsefleet-store-XXXXXX";
-        REQUIRE(mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 std::unique_ptr<Store> open_ok(const std::string& dir, bool create = true) {
     auto s = Store::open(dir, create);
@@ -72,7 +60,7 @@ constexpr std::uint64_t kHostsPerGroup = 10;
 }  // namespace
 
 TEST_CASE("open, create, lock, close") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     std::string dir = d.path + "/state";
     auto missing = Store::open(dir, false);
     REQUIRE_FALSE(missing.is_ok());
@@ -93,7 +81,7 @@ TEST_CASE("open, create, lock, close") {
 }
 
 TEST_CASE("journal: defaults, atomic group planning, persistence") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     {
         auto s = open_ok(d.path);
         auto j = s->journal();
@@ -146,7 +134,7 @@ TEST_CASE("journal: defaults, atomic group planning, persistence") {
 }
 
 TEST_CASE("group leases: lease, renew, complete, requeue") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     auto s = open_ok(d.path);
     for (std::uint64_t id = 0; id < 4; ++id)
         REQUIRE(s->plan_group(make_group(id, {id}), "c").is_ok());
@@ -190,7 +178,7 @@ TEST_CASE("group leases: lease, renew, complete, requeue") {
 }
 
 TEST_CASE("commit_host is exactly once, also under concurrency") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     auto s = open_ok(d.path);
     auto first = s->commit_host(7, host_bytes(7));
     REQUIRE(first.is_ok());
@@ -221,7 +209,7 @@ TEST_CASE("commit_host is exactly once, also under concurrency") {
 }
 
 TEST_CASE("results iterate in index order") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     auto s = open_ok(d.path);
     std::vector<std::uint64_t> order = {300, 2, 1ull << 40, 256, 0, 255, 65536, 1};
     for (auto i : order) REQUIRE(s->commit_host(i, host_bytes(i)).is_ok());
@@ -247,7 +235,7 @@ TEST_CASE("results iterate in index order") {
 }
 
 TEST_CASE("registry and locks") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     {
         auto s = open_ok(d.path);
         REQUIRE(s->put_registry("ssh/keys/127.0.0.1", "k1").is_ok());
@@ -326,7 +314,7 @@ TEST_CASE("store crash child" * doctest::skip()) {
 }
 
 TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exactly once") {
-    TempDir d;
+    TempDir d("nsefleet-store");
     std::set<std::uint64_t> committed, done_groups;
     std::uint64_t duplicates = 0;
     for (int round = 0; round < 3; ++round) {
@@ -433,7 +421,7 @@ TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exa
 
 // Timing: ./unit_coordinator -tc='bench*' --no-skip
 TEST_CASE("bench: commit_host and synced group completion" * doctest::skip()) {
-    TempDir d;
+    TempDir d("nsefleet-store");
     auto s = open_ok(d.path);
     const std::uint64_t n = 100000;
     auto t0 = std::chrono::steady_clock::now();

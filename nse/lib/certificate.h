@@ -1,6 +1,6 @@
 #pragma once
-// The SSL certificate object of nse-contract §9.6, as returned by socket:get_ssl_certificate()
-// and nmap.socket.parse_ssl_certificate(der).
+// The SSL certificate object of docs/runtime-contract.md "SSL certificate object", as returned by
+// socket:get_ssl_certificate() and nmap.socket.parse_ssl_certificate(der).
 //
 // The object is a userdata (metatable registered as "nse.ssl_certificate") that indexes like a
 // table: subject, issuer, sig_algorithm, validity, pem, extensions (absent when the certificate

@@ -1,6 +1,6 @@
 #pragma once
-// nmap.new_dnet(): raw Ethernet and IP sends (contract §10). Ethernet frames go through
-// libdumbnet's eth_t; IP packets through raw sockets with the header included.
+// nmap.new_dnet(): raw Ethernet and IP sends (docs/runtime-contract.md "dnet"). Ethernet frames go
+// through libdumbnet's eth_t; IP packets through raw sockets with the header included.
 #include <lua.hpp>
 
 namespace nse::lib {

@@ -1,6 +1,6 @@
-// The `libssh2` Lua module (contract §14.6): Debian's libssh2 in non-blocking mode on a TCP
-// socket this module owns. Every libssh2 call is an "attempt" that either finishes or reports
-// LIBSSH2_ERROR_EAGAIN; on EAGAIN the calling script thread waits (through the engine's one
+// The `libssh2` Lua module (docs/runtime-contract.md "libssh2"): Debian's libssh2 in non-blocking
+// mode on a TCP socket this module owns. Every libssh2 call is an "attempt" that either finishes or
+// reports LIBSSH2_ERROR_EAGAIN; on EAGAIN the calling script thread waits (through the engine's one
 // yield door) for the socket to become readable/writable, then the attempt runs again from a
 // continuation. The engine thread never blocks.
 #include "nse/lib/libssh2.h"

@@ -1,5 +1,5 @@
 #pragma once
-// The `libssh2` Lua module (contract §14.6) on Debian's libssh2.
+// The `libssh2` Lua module (docs/runtime-contract.md "libssh2") on Debian's libssh2.
 #include <lua.hpp>
 
 namespace nse::lib {

@@ -473,7 +473,7 @@ std::string addr_text(const sockaddr* sa) {
     return buf;
 }
 
-// [-0, +1] one interface table (contract §8.4).
+// [-0, +1] one interface table (docs/runtime-contract.md "Targets, resolution and interfaces").
 void push_iface(lua_State* L, const ifaddrs* ifa) {
     std::string name = ifa->ifa_name;
     lua_newtable(L);

@@ -1,6 +1,6 @@
 #pragma once
-// The `openssl` Lua module (nse-contract §14.2): digests, HMAC, symmetric ciphers, random
-// bytes and BIGNUM userdata, on OpenSSL 3 libcrypto.
+// The `openssl` Lua module (docs/runtime-contract.md "openssl"): digests, HMAC, symmetric ciphers,
+// random bytes and BIGNUM userdata, on OpenSSL 3 libcrypto.
 #include <lua.hpp>
 #include <openssl/bn.h>
 

@@ -344,7 +344,8 @@ bool close_socket(SockState& s) {
     return was_open;
 }
 
-// Ties the socket's resources to the current base thread: they close when it ends (§9.5).
+// Ties the socket's resources to the current base thread: they close when it ends
+// (docs/runtime-contract.md "Sockets and script threads").
 void ensure_cleanup(lua_State* L, const std::shared_ptr<SockState>& sp) {
     SockState& s = *sp;
     const ThreadInfo* t = s.rt->current();
@@ -362,7 +363,7 @@ void ensure_cleanup(lua_State* L, const std::shared_ptr<SockState>& sp) {
     s.cleanup_thread = tid;
 }
 
-// §9.4: pending I/O belongs to one coroutine.
+// Pending I/O belongs to one coroutine (docs/runtime-contract.md "Socket ownership").
 void take_ownership(lua_State* L, SockState& s) {
     std::uint64_t me = s.rt->coroutine_id(L);
     if (s.owner != 0 && s.owner != me)

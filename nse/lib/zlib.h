@@ -1,6 +1,6 @@
 #pragma once
-// The `zlib` Lua module with the lzlib API nmap bundles (nse-contract §14.3): checksums,
-// one-shot compress/decompress and streaming inflate (read) / deflate (write) objects.
+// The `zlib` Lua module with the lzlib API nmap bundles (docs/runtime-contract.md "zlib"):
+// checksums, one-shot compress/decompress and streaming inflate (read) / deflate (write) objects.
 // Not the API of Debian's lua-zlib.
 #include <lua.hpp>
 

@@ -1,5 +1,5 @@
 -- Script arguments (--script-args, --script-args-file): joining and parsing.
--- Contract: /work/shared/nse-contract.md §5.1-§5.2. Written for nsefleet.
+-- Contract: docs/runtime-contract.md "Script arguments". Written for nsefleet.
 local lpeg = require "lpeg"
 
 local P, S, C, Cs, Ct, V = lpeg.P, lpeg.S, lpeg.C, lpeg.Cs, lpeg.Ct, lpeg.V
@@ -66,7 +66,7 @@ function M.parse(text)
 end
 
 -- join(file_text, cli_text) -> text
--- §5.1: file text (trailing commas stripped), then ",", then the CLI text
+-- ("Script arguments"): file text (trailing commas stripped), then ",", then the CLI text
 -- (nil counts as ""). With no file the CLI text is returned unchanged. The
 -- resulting trailing "," of a file-only run is kept on purpose (it yields an
 -- extra "" array item, as in nmap 7.93).

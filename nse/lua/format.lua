@@ -1,6 +1,6 @@
 -- Script results: text rendering of structured values and a plain ordered
--- tree for XML. Contract: /work/shared/nse-contract.md §7.1, §7.2, §7.4.
--- Written for nsefleet.
+-- tree for XML. Contract: docs/runtime-contract.md "Results and output
+-- formatting". Written for nsefleet.
 local type, tostring, ipairs, pairs, error = type, tostring, ipairs, pairs, error
 local concat = table.concat
 -- Raw metatable (like the C API): a __metatable field must not hide __tostring.
@@ -55,9 +55,10 @@ local function render_table(t, indent, buf, n, onpath)
 end
 
 -- text(v) -> string
--- NSE_FORMAT_TABLE (§7.2): non-tables and tables with __tostring give
--- tostring(v); other tables give, per ipairs item, "\n" .. indent .. item,
--- then per string key (pairs order) "\n" .. indent .. key .. ": " .. value,
+-- NSE_FORMAT_TABLE ("Table-to-text rendering"): non-tables and tables with
+-- __tostring give tostring(v); other tables give, per ipairs item,
+-- "\n" .. indent .. item, then per string key (pairs order)
+-- "\n" .. indent .. key .. ": " .. value,
 -- indent starting at "  " and growing by "  " per level. Non-string keys and
 -- integer keys after the first hole are dropped. Raises on a cyclic table.
 function M.text(v)
@@ -89,8 +90,8 @@ local function tree_of(v, onpath)
 end
 
 -- tree(v) -> node
--- The structured value in XML order (§7.4), as plain data for the C++ side:
--- a table (its __tostring ignored) gives
+-- The structured value in XML order ("XML output"), as plain data for the C++
+-- side: a table (its __tostring ignored) gives
 --   {kind="table", {key=nil, value=node}..., {key="k", value=node}...}
 -- with ipairs items first, then string keys in pairs order; any other value
 -- gives {kind="string", value=tostring(v)}. Raises on a cyclic table.
@@ -99,10 +100,11 @@ function M.tree(v)
 end
 
 -- result(r1, r2) -> text, tree | nil
--- §7.1 from an action's return values: r2 ~= nil -> tostring(r2) and the
--- tree of r1 (nil when r1 is nil); r1 a string -> r1, no tree; r1 nil -> nil
--- (no result); anything else -> text(r1), tree(r1). May raise (a __tostring
--- or __pairs that raises, or a cyclic table): call it under pcall.
+-- "From return values to a result": from an action's return values, r2 ~= nil
+-- -> tostring(r2) and the tree of r1 (nil when r1 is nil); r1 a string -> r1,
+-- no tree; r1 nil -> nil (no result); anything else -> text(r1), tree(r1). May
+-- raise (a __tostring or __pairs that raises, or a cyclic table): call it under
+-- pcall.
 function M.result(r1, r2)
   if r2 ~= nil then
     local tree = nil

@@ -1,5 +1,5 @@
 -- Script selection (--script items against scripts/script.db) and runlevels.
--- Contract: /work/shared/nse-contract.md §4.1-§4.4, §4.6. Written for nsefleet.
+-- Contract: docs/runtime-contract.md "Script selection". Written for nsefleet.
 local type, ipairs, load, pcall, tostring = type, ipairs, load, pcall, tostring
 local open = io.open
 local find, sub, lower, gsub, format = string.find, string.sub, string.lower, string.gsub, string.format
@@ -44,7 +44,7 @@ function M.load_db(path)
 end
 
 -- ------------------------------------------------------ expression parsing
--- Grammar (§4.2, a PEG, so `a and b or c` is `a and (b or c)` exactly as in
+-- Grammar ("Script selection"; a PEG, so `a and b or c` is `a and (b or c)` exactly as in
 -- nmap 7.93; checked against the real binary):
 --   expr  := value (('and' | 'or') expr)?
 --   value := 'not' value | '(' expr ')' | 'true' | 'false' | word
@@ -246,7 +246,7 @@ function M.select(items, entries, fetchscript, implicit)
 end
 
 -- split(values) -> items
--- §4.1: splits each --script option value on every comma, trims, drops empty
+-- ("Script selection"): splits each --script option value on every comma, trims, drops empty
 -- items. `values` is an array of option strings (repeated options append).
 function M.split(values)
   local items = {}

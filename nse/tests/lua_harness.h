@@ -56,7 +56,8 @@ struct LuaHarness {
 
 // Lua code that stands in for the `nmap` C module (just what nselib touches while loading and
 // testing), points package.path at the stock nselib and injects stdnse.silent_require as the
-// real driver does (contract §11). `script_args` is a Lua table constructor for
+// real driver does (docs/runtime-contract.md "stdnse functions the driver injects").
+// `script_args` is a Lua table constructor for
 // nmap.registry.args.
 inline std::string nmap_stub(const char* script_args = "{}", int verbosity = 0) {
     return std::string(R"lua(

@@ -1,5 +1,5 @@
-// Tests of the SSL certificate object (nse-contract §9.6), including a run of the stock
-// ssl-cert.nse output code over it.
+// Tests of the SSL certificate object (docs/runtime-contract.md "SSL certificate object"),
+// including a run of the stock ssl-cert.nse output code over it.
 #include <doctest/doctest.h>
 
 #include <lua.hpp>

@@ -1,4 +1,4 @@
-// Tests of the `openssl` Lua module (nse-contract §14.2), driven from Lua.
+// Tests of the `openssl` Lua module (docs/runtime-contract.md "openssl"), driven from Lua.
 #include <doctest/doctest.h>
 
 #include <lua.hpp>

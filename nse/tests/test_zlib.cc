@@ -1,4 +1,4 @@
-// Tests of the `zlib` Lua module (lzlib API, nse-contract §14.3), driven from Lua.
+// Tests of the `zlib` Lua module (lzlib API, docs/runtime-contract.md "zlib"), driven from Lua.
 #include <doctest/doctest.h>
 
 #include <lua.hpp>

@@ -1,25 +1,20 @@
 // The nmap-payloads parser: a synthetic file for the grammar, then the installed file.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <fstream>
 #include <string>
 
+#include "test/support/temp.h"
 #include "worker/scan/payloads.h"
 
 TEST_CASE("load_udp_payloads: escapes, multi-line strings, port lists, first wins") {
-    std::string path = "/tmp/nsefleet-payloads-" + std::to_string(getpid());
-    {
-        std::ofstream f(path);
-        f << "# comment \"not a string\"\n"
-             "udp 7,9-10 \"\\x0D\\x0A\" # trailing\n"
-             "  \"ab\"\n"
-             "udp 9 \"second\" source 53\n"
-             "udp 53 \"\\x00\\x01q\\\\\"\n";
-    }
-    auto m = worker::load_udp_payloads(path);
-    std::remove(path.c_str());
+    test_support::TempFile file(
+        "# comment \"not a string\"\n"
+        "udp 7,9-10 \"\\x0D\\x0A\" # trailing\n"
+        "  \"ab\"\n"
+        "udp 9 \"second\" source 53\n"
+        "udp 53 \"\\x00\\x01q\\\\\"\n",
+        "nsefleet-payloads");
+    auto m = worker::load_udp_payloads(file.path);
     CHECK(m.size() == 4);
     CHECK(m[7] == std::string("\r\nab"));
     CHECK(m[9] == std::string("\r\nab"));  // the first payload for a port is kept

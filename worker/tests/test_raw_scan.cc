@@ -12,6 +12,7 @@
 
 #include "common/packet/privilege.h"
 #include "common/services.h"
+#include "test/support/temp.h"
 #include "worker/scan/raw_scan.h"
 
 namespace {

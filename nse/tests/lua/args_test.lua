@@ -1,4 +1,4 @@
--- Tests for nse/lua/args.lua (contract §5.1-§5.2).
+-- Tests for nse/lua/args.lua (docs/runtime-contract.md "Script arguments").
 local T = ...
 local A = T.load("args")
 
@@ -18,7 +18,7 @@ local function fails(text)
   end)
 end
 
--- The §5.2 table.
+-- The grammar examples ("Script arguments").
 parses('a=1,b={x,y},unsafe', { [1] = "unsafe", a = "1", b = { "x", "y" } })
 parses('c="q,u\\"oted",d={k=v,{n}}', { c = 'q,u"oted', d = { [1] = { "n" }, k = "v" } })
 parses('  spaced key = spaced value ,x=', { ["spaced key"] = "spaced value", x = "" })
@@ -54,7 +54,7 @@ T.case("args.parse rejects non-strings", function()
   T.ok(err:find("^arguments did not parse"), err)
 end)
 
--- §5.1 joining.
+-- Joining file and command-line text ("Script arguments").
 T.case("args.join", function()
   T.eq(A.join(nil, "a=1"), "a=1")
   T.eq(A.join(nil, nil), "")

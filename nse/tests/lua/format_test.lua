@@ -1,4 +1,4 @@
--- Tests for nse/lua/format.lua (contract §7.1, §7.2, §7.4).
+-- Tests for nse/lua/format.lua (docs/runtime-contract.md "Results and output formatting").
 local T = ...
 local F = T.load("format")
 
@@ -22,12 +22,12 @@ end
 
 local function str(v) return { kind = "string", value = v } end
 
-T.case("format.text: §7.3 probe example", function()
+T.case("format.text: the normal-output probe example", function()
   local o = output_table()
   o.list = { "a" }
   o.n = 3
   T.eq(F.text(o), "\n  list: \n    a\n  n: 3")
-  -- and the screen lines of §7.3 follow from it
+  -- and the screen lines of "Normal output" follow from it
   local lines = {}
   for l in (F.text(o) .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
   T.eq(lines, { "", "  list: ", "    a", "  n: 3" })
@@ -106,7 +106,7 @@ T.case("format.tree: ignores __tostring, drops other keys", function()
   T.eq(F.tree({ "a", nil, "c", [false] = 1 }), { kind = "table", { value = str("a") } })
 end)
 
-T.case("format.result: §7.1", function()
+T.case("format.result: from return values to a result", function()
   -- string: text only
   local text, tree = F.result("hello\n")
   T.eq(text, "hello\n")

@@ -1,6 +1,7 @@
--- Tests for nse/lua/selection.lua (contract §4.1-§4.4, §4.6), against the
--- installed nmap 7.93 script.db. Expected counts were taken from the real
--- nmap 7.93 with `nmap --script-help '<expr>' | grep -c '^Categories:'`
+-- Tests for nse/lua/selection.lua (docs/runtime-contract.md "Script
+-- selection"), against the installed nmap 7.93 script.db. Expected counts were
+-- taken from the real nmap 7.93 with
+-- `nmap --script-help '<expr>' | grep -c '^Categories:'`
 -- (one block per selected script: name line, then "Categories:"); the
 -- script-name sets were compared too (all equal). Set NSEFLEET_ORACLE=1 to
 -- redo that comparison live.
@@ -249,7 +250,7 @@ if os.getenv("NSEFLEET_ORACLE") == "1" then
   end
 end
 
--- §4.6 runlevels.
+-- Runlevels ("Script selection").
 local function levels(scripts)
   local ok, err = S.runlevels(scripts)
   if not ok then return nil, err end
