@@ -42,7 +42,8 @@ DataFiles::DataFiles(const std::string& datadir) {
         fs::path canon = fs::weakly_canonical(c, ec);
         if (ec) canon = c;
         bool dup = false;
-        for (const auto& s : seen) dup = dup || s == canon;
+        for (const auto& s : seen)
+            dup = dup || s == canon;
         if (dup) continue;
         seen.push_back(canon);
         dirs_.push_back(c);

@@ -50,12 +50,12 @@ Status bad_value(const std::string& flag, const std::string& v) {
 void apply_timing(TimingProfile& t, int level) {
     // Roughly nmap's templates; T0/T1 delays are shortened so they stay usable.
     static const TimingProfile table[6] = {
-        {0, 5.0, 2, 1, 5.0},     // paranoid
-        {1, 3.0, 2, 1, 1.0},     // sneaky
-        {2, 1.0, 2, 10, 0.4},    // polite
-        {3, 1.0, 2, 512, 0.0},   // normal
-        {4, 0.5, 1, 1024, 0.0},  // aggressive
-        {5, 0.25, 1, 2048, 0.0}, // insane
+        {0, 5.0, 2, 1, 5.0},      // paranoid
+        {1, 3.0, 2, 1, 1.0},      // sneaky
+        {2, 1.0, 2, 10, 0.4},     // polite
+        {3, 1.0, 2, 512, 0.0},    // normal
+        {4, 0.5, 1, 1024, 0.0},   // aggressive
+        {5, 0.25, 1, 2048, 0.0},  // insane
     };
     t = table[level];
 }
@@ -91,20 +91,27 @@ bool parse_level(const std::string& arg, char c, int& out) {
 Result<double> parse_time_spec(const std::string& s) {
     std::size_t i = 0;
     bool digits = false;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, digits = true;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])))
+        ++i, digits = true;
     if (i < s.size() && s[i] == '.') {
         ++i;
-        while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, digits = true;
+        while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])))
+            ++i, digits = true;
     }
     if (!digits) return Status::error("invalid time specification: '" + s + "'");
     double v = std::strtod(s.substr(0, i).c_str(), nullptr);
     std::string unit = s.substr(i);
     double mult;
-    if (unit.empty() || unit == "s") mult = 1;
-    else if (unit == "ms") mult = 0.001;
-    else if (unit == "m") mult = 60;
-    else if (unit == "h") mult = 3600;
-    else return Status::error("invalid time specification: '" + s + "'");
+    if (unit.empty() || unit == "s")
+        mult = 1;
+    else if (unit == "ms")
+        mult = 0.001;
+    else if (unit == "m")
+        mult = 60;
+    else if (unit == "h")
+        mult = 3600;
+    else
+        return Status::error("invalid time specification: '" + s + "'");
     v *= mult;
     if (!std::isfinite(v)) return Status::error("invalid time specification: '" + s + "'");
     return v;
@@ -113,7 +120,8 @@ Result<double> parse_time_spec(const std::string& s) {
 Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     ScanOptions o;
     o.command_line = "nsefleet scan";
-    for (const auto& a : args) o.command_line += " " + a;
+    for (const auto& a : args)
+        o.command_line += " " + a;
 
     bool script_timeout_set = false, host_timeout_set = false;
 
@@ -153,14 +161,16 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     };
     std::map<std::string, Handler> with_value = {
         {"--exclude", list_opt(o.excludes)},
-        {"--excludefile", [&](const std::string& f, const std::string& v) {
+        {"--excludefile",
+         [&](const std::string& f, const std::string& v) {
              if (v.empty()) return bad_value(f, v);
              o.exclude_files.push_back(v);
              return Status::ok();
          }},
         {"--top-ports", int_opt(o.top_ports, 1)},
         {"--script", list_opt(o.scripts)},
-        {"--script-args", [&](const std::string&, const std::string& v) {
+        {"--script-args",
+         [&](const std::string&, const std::string& v) {
              if (!o.script_args.empty() && !v.empty()) o.script_args += ",";
              o.script_args += v;
              return Status::ok();
@@ -178,7 +188,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     };
     // Short options that take the next argument as their value.
     std::map<std::string, Handler> short_value = {
-        {"-iL", [&](const std::string& f, const std::string& v) {
+        {"-iL",
+         [&](const std::string& f, const std::string& v) {
              if (v.empty()) return bad_value(f, v);
              o.input_files.push_back(v);
              return Status::ok();
@@ -187,7 +198,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         {"-oX", str_opt(o.out_xml)},
         {"-oG", str_opt(o.out_grepable)},
         {"-oJ", str_opt(o.out_json)},
-        {"-oA", [&](const std::string& f, const std::string& v) {
+        {"-oA",
+         [&](const std::string& f, const std::string& v) {
              if (v.empty() || v == "-") return bad_value(f, v);  // three files cannot share stdout
              o.out_normal = v + ".nmap";
              o.out_xml = v + ".xml";
@@ -196,7 +208,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
          }},
         {"-e", str_opt(o.iface)},
         {"-S", str_opt(o.source)},
-        {"-p", [&](const std::string& f, const std::string& v) {
+        {"-p",
+         [&](const std::string& f, const std::string& v) {
              if (trim(v).empty()) return bad_value(f, v);
              o.port_spec = v;
              return Status::ok();
@@ -226,16 +239,22 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             std::string name = a.substr(0, eq);
             if (auto h = with_value.find(name); h != with_value.end()) {
                 std::string v;
-                if (eq != std::string::npos) v = a.substr(eq + 1);
-                else if (auto st = next_value(name, v); !st) return st;
+                if (eq != std::string::npos)
+                    v = a.substr(eq + 1);
+                else if (auto st = next_value(name, v); !st)
+                    return st;
                 if (auto st = h->second(name, v); !st) return st;
                 continue;
             }
             if (eq != std::string::npos) return Status::error("unknown option '" + a + "'");
-            if (a == "--open") o.open_only = true;
-            else if (a == "--reason") o.reason = true;
-            else if (a == "--help") o.help = true;
-            else return Status::error("unknown option '" + a + "'");
+            if (a == "--open")
+                o.open_only = true;
+            else if (a == "--reason")
+                o.reason = true;
+            else if (a == "--help")
+                o.help = true;
+            else
+                return Status::error("unknown option '" + a + "'");
             continue;
         }
 
@@ -264,31 +283,45 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             continue;
         }
         if (a.rfind("-v", 0) == 0) {
-            if (!parse_level(a, 'v', o.verbosity)) return Status::error("unknown option '" + a + "'");
+            if (!parse_level(a, 'v', o.verbosity))
+                return Status::error("unknown option '" + a + "'");
             continue;
         }
         if (a.rfind("-d", 0) == 0) {
-            if (!parse_level(a, 'd', o.debugging)) return Status::error("unknown option '" + a + "'");
+            if (!parse_level(a, 'd', o.debugging))
+                return Status::error("unknown option '" + a + "'");
             continue;
         }
         if (a.size() > 2 && a.rfind("-s", 0) == 0) {
             // -s takes a set of scan-type letters, as in -sTC or -sCT.
             for (char c : a.substr(2)) {
-                if (c == 'T') o.connect_scan = connect_given = true;
-                else if (c == 'S') o.syn_scan = true;
-                else if (c == 'U') o.udp_scan = true;
-                else if (c == 'C') o.default_scripts = true;
-                else if (c == 'n') o.ping_only = true;
-                else return Status::error("unknown option '" + a + "'");
+                if (c == 'T')
+                    o.connect_scan = connect_given = true;
+                else if (c == 'S')
+                    o.syn_scan = true;
+                else if (c == 'U')
+                    o.udp_scan = true;
+                else if (c == 'C')
+                    o.default_scripts = true;
+                else if (c == 'n')
+                    o.ping_only = true;
+                else
+                    return Status::error("unknown option '" + a + "'");
             }
             continue;
         }
-        if (a == "-Pn") o.skip_discovery = true;
-        else if (a == "-n") o.no_dns = true;
-        else if (a == "-6") o.ipv6 = true;
-        else if (a == "-F") o.fast = true;
-        else if (a == "-h") o.help = true;
-        else return Status::error("unknown option '" + a + "'");
+        if (a == "-Pn")
+            o.skip_discovery = true;
+        else if (a == "-n")
+            o.no_dns = true;
+        else if (a == "-6")
+            o.ipv6 = true;
+        else if (a == "-F")
+            o.fast = true;
+        else if (a == "-h")
+            o.help = true;
+        else
+            return Status::error("unknown option '" + a + "'");
     }
 
     if (o.help) return o;
@@ -305,7 +338,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                              ") is greater than --max-hostgroup (" +
                              std::to_string(o.max_hostgroup) + ")");
     if (o.workers > 1024)  // each is a thread with its own Lua state
-        return Status::error("invalid value for --workers: '" + std::to_string(o.workers) + "' (at most 1024)");
+        return Status::error("invalid value for --workers: '" + std::to_string(o.workers) +
+                             "' (at most 1024)");
     if (o.targets.empty() && o.input_files.empty()) return Status::error("no targets specified");
     return o;
 }

@@ -16,38 +16,38 @@ struct PortSpec {
 };
 
 struct TimingProfile {
-    int level = 3;                   // -T0..-T5
-    double connect_timeout = 1.0;    // seconds for one connect probe before retrying
-    int max_retries = 2;             // retries for a filtered (silent) port
-    int max_parallel_connects = 512; // per engine, connect probes in flight
-    double scan_delay = 0.0;         // seconds between probes (T0/T1)
+    int level = 3;                    // -T0..-T5
+    double connect_timeout = 1.0;     // seconds for one connect probe before retrying
+    int max_retries = 2;              // retries for a filtered (silent) port
+    int max_parallel_connects = 512;  // per engine, connect probes in flight
+    double scan_delay = 0.0;          // seconds between probes (T0/T1)
 };
 
 struct ScanOptions {
     std::string command_line;  // argv joined, for output headers
 
     // Targets
-    std::vector<std::string> targets;       // as given (addresses, names, CIDR, ranges)
-    std::vector<std::string> input_files;   // -iL
-    std::vector<std::string> excludes;      // --exclude (comma lists already split)
-    std::vector<std::string> exclude_files; // --excludefile
+    std::vector<std::string> targets;        // as given (addresses, names, CIDR, ranges)
+    std::vector<std::string> input_files;    // -iL
+    std::vector<std::string> excludes;       // --exclude (comma lists already split)
+    std::vector<std::string> exclude_files;  // --excludefile
 
     // Ports
-    std::string port_spec;       // -p as given ("" = default top 1000)
-    bool fast = false;           // -F (top 100)
-    int top_ports = 0;           // --top-ports N (0 = unset)
-    std::vector<PortSpec> ports; // resolved, sorted, unique (filled by resolve_ports)
+    std::string port_spec;        // -p as given ("" = default top 1000)
+    bool fast = false;            // -F (top 100)
+    int top_ports = 0;            // --top-ports N (0 = unset)
+    std::vector<PortSpec> ports;  // resolved, sorted, unique (filled by resolve_ports)
 
     // Scan kinds
-    bool connect_scan = true;    // -sT (default unless -sS or -sU alone is given)
-    bool syn_scan = false;       // -sS (raw; falls back to -sT without privileges)
-    bool udp_scan = false;       // -sU (raw)
-    bool skip_discovery = false; // -Pn
-    bool ping_only = false;      // -sn
-    bool no_dns = false;         // -n
-    bool ipv6 = false;           // -6
-    std::string iface;           // -e: interface for raw scans ("" = by route)
-    std::string source;          // -S: source address for raw scans ("" = by route)
+    bool connect_scan = true;     // -sT (default unless -sS or -sU alone is given)
+    bool syn_scan = false;        // -sS (raw; falls back to -sT without privileges)
+    bool udp_scan = false;        // -sU (raw)
+    bool skip_discovery = false;  // -Pn
+    bool ping_only = false;       // -sn
+    bool no_dns = false;          // -n
+    bool ipv6 = false;            // -6
+    std::string iface;            // -e: interface for raw scans ("" = by route)
+    std::string source;           // -S: source address for raw scans ("" = by route)
 
     // Scripts
     std::vector<std::string> scripts;  // --script items in order (split on commas)
@@ -56,23 +56,24 @@ struct ScanOptions {
     std::string script_args_file;      // --script-args-file
     double script_timeout = 0;         // seconds, 0 = none
     double host_timeout = 0;           // seconds, 0 = none
-    int max_parallelism = 0;           // --max-parallelism: NSE socket slots per engine, fixed (0 = adaptive governor)
+    int max_parallelism =
+        0;  // --max-parallelism: NSE socket slots per engine, fixed (0 = adaptive governor)
 
     TimingProfile timing;
-    int verbosity = 0;  // -v count (or -vN)
-    int debugging = 0;  // -d count (or -dN)
+    int verbosity = 0;       // -v count (or -vN)
+    int debugging = 0;       // -d count (or -dN)
     double stats_every = 0;  // --stats-every seconds, 0 = off
 
     // Output
     std::string out_normal, out_xml, out_grepable, out_json;  // "-" = stdout
-    bool open_only = false;  // --open
-    bool reason = false;     // --reason
+    bool open_only = false;                                   // --open
+    bool reason = false;                                      // --reason
 
     int min_hostgroup = 0, max_hostgroup = 0;  // 0 = automatic
-    std::string datadir;                        // --datadir
-    int workers = 0;                            // --workers: engines (0 = one per core)
-    int engine_memory_mb = 1024;                // --engine-memory: Lua memory cap per engine
-    bool help = false;                          // --help / -h: caller prints scan_usage()
+    std::string datadir;                       // --datadir
+    int workers = 0;                           // --workers: engines (0 = one per core)
+    int engine_memory_mb = 1024;               // --engine-memory: Lua memory cap per engine
+    bool help = false;                         // --help / -h: caller prints scan_usage()
     bool scripts_requested() const { return default_scripts || !scripts.empty(); }
 };
 

@@ -17,7 +17,7 @@ struct ScriptResult {
 };
 
 struct ServiceInfo {
-    std::string name;       // nmap-services name or set by a script; empty if unknown
+    std::string name;              // nmap-services name or set by a script; empty if unknown
     std::string method = "table";  // "table" or "probed"
     int conf = 3;
     std::string product, version, extrainfo, hostname, ostype, devicetype, tunnel, servicefp;
@@ -38,8 +38,8 @@ struct HostResult {
     std::size_t index = 0;  // position in target order: output is sorted by it
     std::string address;    // numeric address
     bool ipv6 = false;
-    std::string targetname;  // name given by the user, if any
-    std::string hostname;    // reverse DNS name, if known
+    std::string targetname;     // name given by the user, if any
+    std::string hostname;       // reverse DNS name, if known
     std::string status = "up";  // up, down
     std::string reason;         // user-set, conn-refused, syn-ack, no-response, ...
     int reason_ttl = 0;
@@ -54,7 +54,7 @@ struct HostResult {
     // network: the target's, and our interface's.
     std::string mac_address;
     std::string source_mac;
-    bool timed_out = false;  // --host-timeout expired
+    bool timed_out = false;               // --host-timeout expired
     double start_time = 0, end_time = 0;  // epoch seconds
     // Script results this host may lack because an engine limit (memory) was reached, not
     // because a script decided so: counted for the end-of-scan warning.
@@ -75,7 +75,7 @@ struct RunInfo {
     int verbose = 0, debugging = 0;
     std::size_t hosts_up = 0, hosts_down = 0, hosts_total = 0;
     std::size_t lost_results = 0;  // sum of HostResult::lost_results (and the phases')
-    bool open_only = false;  // --open
+    bool open_only = false;        // --open
     std::vector<ScriptResult> prescripts, postscripts;
     std::string version = "0.1.0";
 };

@@ -57,7 +57,8 @@ Status invalid(const std::string& tok) {
 
 Result<Services> Services::load(const std::string& path) {
     std::ifstream f(path);
-    if (!f) return Status::error("cannot read services file '" + path + "': " + std::strerror(errno));
+    if (!f)
+        return Status::error("cannot read services file '" + path + "': " + std::strerror(errno));
     Services s;
     for (std::string line; std::getline(f, line);) {
         if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
@@ -106,8 +107,7 @@ std::vector<std::uint16_t> Services::ports_matching(const std::string& pattern, 
     return out;
 }
 
-Result<std::vector<PortSpec>> parse_port_list(const std::string& spec,
-                                              const Services* services) {
+Result<std::vector<PortSpec>> parse_port_list(const std::string& spec, const Services* services) {
     std::vector<PortSpec> out;
     char proto = 't';
     std::size_t start = 0;
@@ -120,22 +120,25 @@ Result<std::vector<PortSpec>> parse_port_list(const std::string& spec,
         // A protocol prefix switches the protocol for this and the following items.
         if (item.size() >= 2 && item[1] == ':') {
             char p = static_cast<char>(std::toupper(static_cast<unsigned char>(item[0])));
-            if (p == 'T') proto = 't';
-            else if (p == 'U') proto = 'u';
-            else return invalid(tok);  // S: (SCTP) and P: (protocols) have no scan here
+            if (p == 'T')
+                proto = 't';
+            else if (p == 'U')
+                proto = 'u';
+            else
+                return invalid(tok);  // S: (SCTP) and P: (protocols) have no scan here
             item = trim(item.substr(2));
         }
         if (item.empty()) {
             if (tok.empty()) continue;  // tolerate "22,,80" and a trailing comma
             return invalid(tok);
         }
-        if (std::isalpha(static_cast<unsigned char>(item[0])) || item[0] == '*' ||
-            item[0] == '?') {
+        if (std::isalpha(static_cast<unsigned char>(item[0])) || item[0] == '*' || item[0] == '?') {
             // Service name or glob, resolved for the current protocol only.
             std::vector<std::uint16_t> ports;
             if (services) ports = services->ports_matching(item, proto);
             if (ports.empty()) return invalid(tok);
-            for (auto p : ports) out.push_back(PortSpec{p, proto});
+            for (auto p : ports)
+                out.push_back(PortSpec{p, proto});
             continue;
         }
         int lo, hi;
@@ -151,7 +154,8 @@ Result<std::vector<PortSpec>> parse_port_list(const std::string& spec,
             if (!b.empty() && !parse_port(b, hi)) return invalid(tok);
             if (lo > hi) return invalid(tok);
         }
-        for (int p = lo; p <= hi; ++p) out.push_back(PortSpec{static_cast<std::uint16_t>(p), proto});
+        for (int p = lo; p <= hi; ++p)
+            out.push_back(PortSpec{static_cast<std::uint16_t>(p), proto});
     }
     if (out.empty()) return invalid(spec);
     auto less = [](const PortSpec& a, const PortSpec& b) {

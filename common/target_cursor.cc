@@ -13,8 +13,8 @@ namespace {
 constexpr std::uint64_t kNoSpec = std::numeric_limits<std::uint64_t>::max();
 
 Status too_many(std::uint64_t limit, const std::string& tok) {
-    return Status::error("target expansion exceeds " + std::to_string(limit) + " hosts: '" +
-                         tok + "'");
+    return Status::error("target expansion exceeds " + std::to_string(limit) + " hosts: '" + tok +
+                         "'");
 }
 
 std::uint32_t v4_network(const TargetSpec& s) {
@@ -51,8 +51,8 @@ struct V6Hash {
 }  // namespace
 
 std::string CursorPosition::encode() const {
-    std::string s = "v1 " + std::to_string(spec) + " " + std::to_string(offset) + " " +
-                    std::to_string(index);
+    std::string s =
+        "v1 " + std::to_string(spec) + " " + std::to_string(offset) + " " + std::to_string(index);
     if (!resolved.empty()) s += " " + resolved;
     return s;
 }
@@ -182,8 +182,7 @@ struct TargetCursor::Impl {
                 continue;
             }
             if (in->bad())
-                return Status::error("cannot read target file '" + src.input_files[file_no] +
-                                     "'");
+                return Status::error("cannot read target file '" + src.input_files[file_no] + "'");
             if (in == &file) file.close();
             in = nullptr;
             ++file_no;
@@ -197,8 +196,7 @@ struct TargetCursor::Impl {
     // Parses the spec at spec_idx into `cur`; false when there are no more specs.
     Result<bool> enter() {
         std::string tok;
-        const std::string* resolved =
-            spec_idx == override_spec ? &override_resolved : nullptr;
+        const std::string* resolved = spec_idx == override_spec ? &override_resolved : nullptr;
         if (spec_idx < cli.size()) {
             cur = cli[spec_idx];
             if (resolved && !resolved->empty() && cur.resolved != *resolved) {
@@ -251,7 +249,8 @@ struct TargetCursor::Impl {
             parts[i] = digits[i][rest % n];
             rest /= n;
         }
-        for (int i = 0; i < 4; ++i) a = a << 8 | parts[i];
+        for (int i = 0; i < 4; ++i)
+            a = a << 8 | parts[i];
         return a;
     }
 
@@ -372,12 +371,12 @@ CursorPosition TargetCursor::position() const {
 Status TargetCursor::restore(const CursorPosition& pos) {
     Impl& m = *impl_;
     bool has_stdin = false;
-    for (const auto& f : m.src.input_files) has_stdin = has_stdin || f == "-";
+    for (const auto& f : m.src.input_files)
+        has_stdin = has_stdin || f == "-";
     if (has_stdin && (m.stdin_touched || pos.spec >= m.cli.size()))
         return Status::error("cannot resume a target list read from stdin");
     auto mismatch = [&] {
-        return Status::error("cursor position '" + pos.encode() +
-                             "' does not match the targets");
+        return Status::error("cursor position '" + pos.encode() + "' does not match the targets");
     };
     m.reset();
     m.override_spec = pos.spec;

@@ -39,8 +39,8 @@ bool parse_octet(const std::string& field, std::bitset<256>& set) {
     std::size_t start = 0;
     while (true) {
         auto comma = field.find(',', start);
-        std::string item = field.substr(start, comma == std::string::npos ? std::string::npos
-                                                                          : comma - start);
+        std::string item =
+            field.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
         if (item.empty()) return false;
         int lo = 0, hi = 255;
         auto dash = item.find('-');
@@ -53,7 +53,8 @@ bool parse_octet(const std::string& field, std::bitset<256>& set) {
             if (!b.empty() && !parse_uint(b, 255, hi)) return false;
             if (lo > hi) return false;
         }
-        for (int i = lo; i <= hi; ++i) set.set(i);
+        for (int i = lo; i <= hi; ++i)
+            set.set(i);
         if (comma == std::string::npos) break;
         start = comma + 1;
     }
@@ -117,14 +118,16 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
     if (looks_like_v4_range(host)) {
         std::vector<std::string> fields;
         std::stringstream ss(host);
-        for (std::string f; std::getline(ss, f, '.');) fields.push_back(f);
+        for (std::string f; std::getline(ss, f, '.');)
+            fields.push_back(f);
         if (fields.size() != 4 || host.back() == '.') return invalid(tok);
         for (int i = 0; i < 4; ++i)
             if (!parse_octet(fields[i], s.octets[i])) return invalid(tok);
         if (ipv6 && !any_family)
             return Status::error("IPv4 target '" + tok + "' cannot be scanned with -6");
         bool plain = true;
-        for (const auto& o : s.octets) plain = plain && o.count() == 1;
+        for (const auto& o : s.octets)
+            plain = plain && o.count() == 1;
         if (!plain) {
             if (prefix >= 0) return invalid(tok);  // ranges and netmask do not combine
             s.kind = TargetSpec::V4Octets;
@@ -134,7 +137,8 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
         s.kind = TargetSpec::V4Cidr;
         for (int i = 0; i < 4; ++i) {
             int v = 0;
-            while (!s.octets[i].test(v)) ++v;
+            while (!s.octets[i].test(v))
+                ++v;
             s.v4 = (s.v4 << 8) | std::uint32_t(v);
         }
         s.prefix = prefix < 0 ? 32 : prefix;
@@ -144,8 +148,8 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
     if (!valid_hostname(host)) return invalid(tok);
     auto addr = resolved.empty() ? resolve(host, ipv6) : Result<std::string>(resolved);
     if (!addr) return addr.status();
-    auto parsed = parse_spec(*addr + (prefix >= 0 ? "/" + std::to_string(prefix) : ""), ipv6,
-                             true, {});
+    auto parsed =
+        parse_spec(*addr + (prefix >= 0 ? "/" + std::to_string(prefix) : ""), ipv6, true, {});
     if (!parsed) return invalid(tok);  // e.g. a /33 after a v4 name
     TargetSpec r = *parsed;
     r.resolved = *addr;
@@ -158,7 +162,8 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
 std::uint64_t TargetSpec::count() const {
     if (kind == V4Octets) {
         std::uint64_t n = 1;
-        for (const auto& o : octets) n *= o.count();
+        for (const auto& o : octets)
+            n *= o.count();
         return n;
     }
     int bits = (kind == V4Cidr ? 32 : 128) - prefix;
@@ -194,14 +199,15 @@ Result<TargetSpec> parse_target_spec(const std::string& tok, bool ipv6, bool any
 void split_spec_line(std::string line, std::vector<std::string>& out) {
     if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
     std::istringstream ls(line);
-    for (std::string tok; ls >> tok;) out.push_back(tok);
+    for (std::string tok; ls >> tok;)
+        out.push_back(tok);
 }
 
 Status open_spec_file(const std::string& path, const std::string& what, std::ifstream& f) {
     f.open(path);
     if (!f)
-        return Status::error("cannot read " + what + " file '" + path + "': " +
-                             std::strerror(errno));
+        return Status::error("cannot read " + what + " file '" + path +
+                             "': " + std::strerror(errno));
     return Status::ok();
 }
 
@@ -213,7 +219,8 @@ Status read_spec_file(const std::string& path, const std::string& what,
         if (auto st = open_spec_file(path, what, f); !st) return st;
         in = &f;
     }
-    for (std::string line; std::getline(*in, line);) split_spec_line(std::move(line), out);
+    for (std::string line; std::getline(*in, line);)
+        split_spec_line(std::move(line), out);
     if (in->bad()) return Status::error("cannot read " + what + " file '" + path + "'");
     return Status::ok();
 }
@@ -238,12 +245,11 @@ std::string format_v6(const std::array<std::uint8_t, 16>& a) {
     return buf;
 }
 
-
 Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs,
                                            const std::vector<std::string>& input_files,
                                            const std::vector<std::string>& excludes,
-                                           const std::vector<std::string>& exclude_files,
-                                           bool ipv6, std::size_t limit) {
+                                           const std::vector<std::string>& exclude_files, bool ipv6,
+                                           std::size_t limit) {
     std::vector<std::string> all = specs;
     for (const auto& f : input_files)
         if (auto st = read_spec_file(f, "target", all); !st) return st;
@@ -271,8 +277,8 @@ Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs
     std::vector<Target> out;
     std::unordered_set<std::string> seen;  // raw address bytes
     auto too_many = [&](const std::string& tok) {
-        return Status::error("target expansion exceeds " + std::to_string(limit) +
-                             " hosts: '" + tok + "'");
+        return Status::error("target expansion exceeds " + std::to_string(limit) + " hosts: '" +
+                             tok + "'");
     };
     auto add4 = [&](std::uint32_t a, const std::string& name) {
         if (excluded4(a)) return;
@@ -307,7 +313,8 @@ Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs
         } else if (s.kind == TargetSpec::V4Cidr) {
             std::uint32_t mask = s.prefix == 0 ? 0 : ~std::uint32_t(0) << (32 - s.prefix);
             std::uint32_t first = s.v4 & mask;
-            for (std::uint64_t i = 0; i < n; ++i) add4(first + std::uint32_t(i), s.targetname);
+            for (std::uint64_t i = 0; i < n; ++i)
+                add4(first + std::uint32_t(i), s.targetname);
         } else {
             std::array<std::uint8_t, 16> a = s.v6;
             for (int bit = s.prefix; bit < 128; ++bit)  // network-align

@@ -12,7 +12,7 @@
 namespace common {
 
 struct Target {
-    std::string address;     // numeric address ("127.0.1.5", "::1")
+    std::string address;  // numeric address ("127.0.1.5", "::1")
     bool ipv6 = false;
     std::string targetname;  // the name the user typed when it was a hostname, else empty
 };
@@ -26,8 +26,8 @@ struct Target {
 Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs,
                                            const std::vector<std::string>& input_files,
                                            const std::vector<std::string>& excludes,
-                                           const std::vector<std::string>& exclude_files,
-                                           bool ipv6, std::size_t limit = 1u << 24);
+                                           const std::vector<std::string>& exclude_files, bool ipv6,
+                                           std::size_t limit = 1u << 24);
 
 // ---- Parsing pieces shared by expand_targets and TargetCursor.
 

@@ -24,9 +24,11 @@ std::string key_of(std::uint64_t index) {
 common::Status AddedTargets::restore() {
     common::Status bad = common::Status::ok();
     auto st = store_.for_each_record(kPrefix, [&](std::string_view key, std::string_view bytes) {
-        auto rec = wire::decode_as<wire::AddTargets>(bytes, "state: added target '" + std::string(key) + "'");
+        auto rec = wire::decode_as<wire::AddTargets>(
+            bytes, "state: added target '" + std::string(key) + "'");
         if (rec && (rec->targets.size() != 1 || !is_added(rec->targets[0].index)))
-            rec = common::Status::error("state: added target '" + std::string(key) + "' is unreadable (bad index)");
+            rec = common::Status::error("state: added target '" + std::string(key) +
+                                        "' is unreadable (bad index)");
         if (!rec) {
             bad = rec.status();
             return false;
@@ -41,7 +43,8 @@ common::Status AddedTargets::restore() {
     return bad;
 }
 
-common::Result<AddedTargets::AddOutcome> AddedTargets::add(const std::vector<wire::LeaseHost>& targets) {
+common::Result<AddedTargets::AddOutcome> AddedTargets::add(
+    const std::vector<wire::LeaseHost>& targets) {
     AddOutcome out;
     for (const auto& t : targets) {
         if (t.address.empty() || t.address.size() > 64) continue;
@@ -52,7 +55,8 @@ common::Result<AddedTargets::AddOutcome> AddedTargets::add(const std::vector<wir
         if (!seen_.insert(t.address).second) continue;
         wire::AddTargets rec;
         rec.targets.push_back({kBase + count_++, t.address, t.ipv6, t.targetname.substr(0, 256)});
-        if (auto s = store_.put_record(key_of(rec.targets[0].index), wire::encode(rec)); !s) return s;
+        if (auto s = store_.put_record(key_of(rec.targets[0].index), wire::encode(rec)); !s)
+            return s;
         pending_.push_back(std::move(rec.targets[0]));
         ++out.fresh;
     }
@@ -69,8 +73,9 @@ std::vector<wire::LeaseHost> AddedTargets::take(std::size_t n) {
 }
 
 const wire::LeaseHost* AddedTargets::find(std::uint64_t index) const {
-    auto it = std::lower_bound(pending_.begin(), pending_.end(), index,
-                               [](const wire::LeaseHost& h, std::uint64_t i) { return h.index < i; });
+    auto it =
+        std::lower_bound(pending_.begin(), pending_.end(), index,
+                         [](const wire::LeaseHost& h, std::uint64_t i) { return h.index < i; });
     return it != pending_.end() && it->index == index ? &*it : nullptr;
 }
 

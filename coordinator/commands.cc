@@ -95,7 +95,8 @@ int run_coordinator(const std::vector<std::string>& args) {
             if (!need("--lease-timeout")) return 2;
             auto t = common::parse_time_spec(v);
             if (!t || *t < 0.5 || *t > 86400) {
-                std::fprintf(stderr, "nsefleet: bad --lease-timeout '%s' (0.5s .. 24h)\n", v.c_str());
+                std::fprintf(stderr, "nsefleet: bad --lease-timeout '%s' (0.5s .. 24h)\n",
+                             v.c_str());
                 return 2;
             }
             cfg.lease_timeout = *t;
@@ -130,15 +131,21 @@ int run_status(const std::vector<std::string>& args) {
         const std::string& a = args[i];
         std::string v;
         bool ok = true;
-        if (is_flag(a, "--connect")) ok = take_value(args, i, "--connect", c.connect);
-        else if (is_flag(a, "--key")) ok = take_value(args, i, "--key", c.key);
-        else if (is_flag(a, "--server-key")) ok = take_value(args, i, "--server-key", c.server_key);
+        if (is_flag(a, "--connect"))
+            ok = take_value(args, i, "--connect", c.connect);
+        else if (is_flag(a, "--key"))
+            ok = take_value(args, i, "--key", c.key);
+        else if (is_flag(a, "--server-key"))
+            ok = take_value(args, i, "--server-key", c.server_key);
         else if (is_flag(a, "--timeout")) {
             ok = take_value(args, i, "--timeout", v);
             auto t = ok ? common::parse_time_spec(v) : common::Result<double>(0.0);
-            if (!t || *t <= 0 || *t > 3600) ok = false;
-            else c.timeout = *t;
-        } else if (a == "--insecure") c.insecure = true;
+            if (!t || *t <= 0 || *t > 3600)
+                ok = false;
+            else
+                c.timeout = *t;
+        } else if (a == "--insecure")
+            c.insecure = true;
         else {
             std::fprintf(stderr, "nsefleet: status: unknown argument '%s'\n", a.c_str());
             return 2;
@@ -158,7 +165,8 @@ int run_status(const std::vector<std::string>& args) {
     if (!ctx) return fail(ctx.message());
     auto dealer = transport::Dealer::connect(*ctx, c.connect, *sec);
     if (!dealer) return fail(dealer.message());
-    if (auto s = (*dealer)->send(wire::encode(wire::StatusQuery{true}, 1)); !s) return fail(s.message());
+    if (auto s = (*dealer)->send(wire::encode(wire::StatusQuery{true}, 1)); !s)
+        return fail(s.message());
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(static_cast<long>(c.timeout * 1000));
     while (std::chrono::steady_clock::now() < deadline) {
@@ -172,7 +180,8 @@ int run_status(const std::vector<std::string>& args) {
         if (!r) continue;
         std::printf("scan %s: %s\n", r->scan_id.c_str(), r->state.c_str());
         std::printf("hosts: %llu/%llu%s done\n", static_cast<unsigned long long>(r->hosts_done),
-                    static_cast<unsigned long long>(r->hosts_total), r->targets_exhausted ? "" : "+");
+                    static_cast<unsigned long long>(r->hosts_total),
+                    r->targets_exhausted ? "" : "+");
         std::printf("groups: %llu pending, %llu leased, %llu done\n",
                     static_cast<unsigned long long>(r->groups_pending),
                     static_cast<unsigned long long>(r->groups_leased),
@@ -180,20 +189,23 @@ int run_status(const std::vector<std::string>& args) {
         double now = common::epoch_now();
         for (const auto& w : r->workers) {
             std::string leases;
-            for (auto g : w.leases) leases += (leases.empty() ? "" : ",") + std::to_string(g);
+            for (auto g : w.leases)
+                leases += (leases.empty() ? "" : ",") + std::to_string(g);
             std::printf("worker %llu %s: %u engine(s), leases [%s], seen %.1fs ago\n",
                         static_cast<unsigned long long>(w.worker_id), w.name.c_str(), w.engines,
                         leases.c_str(), std::max(0.0, now - w.last_seen));
         }
         return 0;
     }
-    return fail("no answer from " + c.connect + " within " + std::to_string(static_cast<int>(c.timeout)) +
+    return fail("no answer from " + c.connect + " within " +
+                std::to_string(static_cast<int>(c.timeout)) +
                 "s (not running, wrong key, or not admitted)");
 }
 
 int run_keygen(const std::vector<std::string>& args) {
     if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
-        std::fprintf(stderr, "Usage: nsefleet keygen PREFIX   (writes PREFIX.key and PREFIX.pub)\n");
+        std::fprintf(stderr,
+                     "Usage: nsefleet keygen PREFIX   (writes PREFIX.key and PREFIX.pub)\n");
         return 2;
     }
     auto kp = transport::generate_keypair();

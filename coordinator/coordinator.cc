@@ -172,7 +172,8 @@ common::Status Coordinator::load_or_init_options() {
         if (!cfg_.resume)
             return common::Status::error("state directory '" + cfg_.state +
                                          "' holds a scan: pass --resume, or use a new directory");
-        auto w = wire::decode_as<wire::Welcome>(j->options, "state directory '" + cfg_.state + "': journaled options");
+        auto w = wire::decode_as<wire::Welcome>(
+            j->options, "state directory '" + cfg_.state + "': journaled options");
         if (!w) return w.status();
         opts_ = std::move(w->options);
         scan_id_ = std::move(w->scan_id);
@@ -191,7 +192,8 @@ common::Status Coordinator::load_or_init_options() {
     }
     common::DataFiles files(opts_.datadir);
     auto svc_path = files.find_file("nmap-services");
-    if (!svc_path) return common::Status::error("cannot find nmap-services in the data directories");
+    if (!svc_path)
+        return common::Status::error("cannot find nmap-services in the data directories");
     auto services = common::Services::load(*svc_path);
     if (!services) return services.status();
     if (!opts_.ping_only || !opts_.port_spec.empty()) {
@@ -216,8 +218,10 @@ common::Status Coordinator::setup() {
     if (auto s = load_or_init_options(); !s) return s;
 
     std::size_t group_size = cfg_.group_size ? cfg_.group_size : 16;
-    if (opts_.min_hostgroup > 0) group_size = std::max<std::size_t>(group_size, opts_.min_hostgroup);
-    if (opts_.max_hostgroup > 0) group_size = std::min<std::size_t>(group_size, opts_.max_hostgroup);
+    if (opts_.min_hostgroup > 0)
+        group_size = std::max<std::size_t>(group_size, opts_.min_hostgroup);
+    if (opts_.max_hostgroup > 0)
+        group_size = std::min<std::size_t>(group_size, opts_.max_hostgroup);
     phases_ = opts_.scripts_requested();
 
     auto j = store_->journal();
@@ -228,10 +232,11 @@ common::Status Coordinator::setup() {
     if (!book) return book.status();
     book_.emplace(std::move(*book));
     if (auto s = book_->restore(*j); !s) return s;
-    shared_ = std::make_unique<SharedService>(*store_, [this](std::uint64_t id, const wire::Message& m) {
-        auto it = workers_.find(id);
-        if (it != workers_.end() && !it->second.lost) send(it->second.peer, m);
-    });
+    shared_ =
+        std::make_unique<SharedService>(*store_, [this](std::uint64_t id, const wire::Message& m) {
+            auto it = workers_.find(id);
+            if (it != workers_.end() && !it->second.lost) send(it->second.peer, m);
+        });
 
     // Transport.
     if (cfg_.context) {
@@ -281,9 +286,12 @@ common::Status Coordinator::setup() {
     if (!phases_) postrule_done_ = true;
     common::Status bad = common::Status::ok();
     auto replay = store_->for_each_result([&](std::uint64_t index, std::string_view bytes) {
-        auto h = wire::decode_as<wire::HostResult>(bytes, "state: stored result " + std::to_string(index));
-        if (!h) bad = h.status();
-        else sink_->host_finished(h->host);
+        auto h = wire::decode_as<wire::HostResult>(bytes,
+                                                   "state: stored result " + std::to_string(index));
+        if (!h)
+            bad = h.status();
+        else
+            sink_->host_finished(h->host);
         return bad.is_ok();
     });
     if (!replay) return replay;
@@ -306,8 +314,8 @@ void Coordinator::on_add_targets(WorkerRec& w, const wire::AddTargets& m) {
     auto r = book_->added().add(m.targets);
     if (!r) return fatal(r.message());
     if (r->capped)
-        log("worker " + std::to_string(w.id) + " added more than " + std::to_string(AddedTargets::kMax) +
-            " targets; the rest are ignored");
+        log("worker " + std::to_string(w.id) + " added more than " +
+            std::to_string(AddedTargets::kMax) + " targets; the rest are ignored");
     if (r->fresh && opts_.debugging > 0)
         log("worker " + std::to_string(w.id) + " added " + std::to_string(r->fresh) + " target(s)");
 }
@@ -324,7 +332,8 @@ void Coordinator::write_ordered(bool everything) {
     auto st = store_->for_each_result(
         [&](std::uint64_t index, std::string_view bytes) {
             if (index >= frontier) return false;
-            auto r = wire::decode_as<wire::HostResult>(bytes, "stored result " + std::to_string(index));
+            auto r =
+                wire::decode_as<wire::HostResult>(bytes, "stored result " + std::to_string(index));
             if (!r) {
                 bad = r.status();
                 return false;
@@ -381,11 +390,11 @@ void Coordinator::lose_worker(WorkerRec& w, const char* why) {
 wire::StatusReply Coordinator::status() const {
     wire::StatusReply r;
     r.scan_id = scan_id_;
-    r.state = !fatal_.empty()        ? "failed"
-              : done_                ? "done"
-              : !prerule_done_       ? "prerule"
-              : scanning_done()      ? "postrule"
-                                     : "scanning";
+    r.state = !fatal_.empty()   ? "failed"
+              : done_           ? "done"
+              : !prerule_done_  ? "prerule"
+              : scanning_done() ? "postrule"
+                                : "scanning";
     r.hosts_total = book_->hosts_total();
     r.hosts_done = book_->hosts_done();
     r.groups_pending = book_->queued();
@@ -476,7 +485,8 @@ void Coordinator::on_request_work(WorkerRec& w, const wire::RequestWork& m) {
         const auto& l = **lease;
         if (opts_.debugging > 0)
             log("group " + std::to_string(l.group_id) + " (" + std::to_string(l.hosts.size()) +
-                " hosts, attempt " + std::to_string(l.attempt) + ") -> worker " + std::to_string(w.id));
+                " hosts, attempt " + std::to_string(l.attempt) + ") -> worker " +
+                std::to_string(w.id));
         send(w.peer, l);
         ++given;
     }
@@ -509,7 +519,8 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
     if (cfg_.plan_only && book_->held_by(m.group_id, w.id) == GroupBook::Held::yes)
         w.hosts_done += book_->mark_all_committed(m.group_id);
     std::size_t missing = 0;
-    if (const BookGroup* g = book_->group(m.group_id)) missing = g->hosts.size() - g->committed.size();
+    if (const BookGroup* g = book_->group(m.group_id))
+        missing = g->hosts.size() - g->committed.size();
     // Hosts missing: someone else finishes them, unless the group keeps failing (a scan that
     // cannot progress must end, not loop).
     constexpr std::uint32_t kMaxFailures = 3;
@@ -517,17 +528,17 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
     if (!r) return fatal(r.message());
     switch (*r) {
     case GroupBook::Done::unknown:
-    case GroupBook::Done::complete:
-        return;
+    case GroupBook::Done::complete: return;
     case GroupBook::Done::not_holder:
         return send(w.peer, wire::LeaseLost{m.group_id, "not your lease"});
     case GroupBook::Done::failing:
-        return fatal("group " + std::to_string(m.group_id) + " failed " + std::to_string(kMaxFailures) +
-                     " times" + (w.last_error.empty() ? "" : ", last: " + w.last_error) +
+        return fatal("group " + std::to_string(m.group_id) + " failed " +
+                     std::to_string(kMaxFailures) + " times" +
+                     (w.last_error.empty() ? "" : ", last: " + w.last_error) +
                      (cfg_.context ? "" : " (state kept: fix the cause, then --resume)"));
     case GroupBook::Done::requeued:
-        log("group " + std::to_string(m.group_id) + " finished by worker " + std::to_string(w.id) + " with " +
-            std::to_string(missing) + " host(s) missing; requeued");
+        log("group " + std::to_string(m.group_id) + " finished by worker " + std::to_string(w.id) +
+            " with " + std::to_string(missing) + " host(s) missing; requeued");
         return;
     }
 }
@@ -539,12 +550,14 @@ void Coordinator::on_phase_result(WorkerRec& w, const wire::PhaseResult& m) {
     auto key = std::string(kPhaseKeyPrefix) + std::to_string(static_cast<int>(m.phase));
     if (auto s = store_->put_record(key, wire::encode(m)); !s) fatal(s.message());
     if (m.phase == wire::Phase::Prerule) {
-        if (auto s = store_->set_flag(store::JournalFlag::prerule_done, true); !s) fatal(s.message());
+        if (auto s = store_->set_flag(store::JournalFlag::prerule_done, true); !s)
+            fatal(s.message());
         prerule_done_ = true;
         run_.prescripts = m.scripts;
         sink_->prescan(m.scripts);
     } else {
-        if (auto s = store_->set_flag(store::JournalFlag::postrule_done, true); !s) fatal(s.message());
+        if (auto s = store_->set_flag(store::JournalFlag::postrule_done, true); !s)
+            fatal(s.message());
         postrule_done_ = true;
     }
     phase_.reset();
@@ -573,7 +586,7 @@ void Coordinator::handle(const transport::Incoming& in) {
     if (std::holds_alternative<wire::Error>(msg)) {
         const auto& e = std::get<wire::Error>(msg);
         warn("peer reports error " + std::to_string(static_cast<unsigned>(e.code)) + ": " +
-            e.text.substr(0, 200));
+             e.text.substr(0, 200));
         if (known != by_peer_.end()) workers_[known->second].last_error = e.text.substr(0, 500);
         return;
     }
@@ -617,8 +630,7 @@ void Coordinator::progress(double now) {
     std::string line;
     std::snprintf(buf, sizeof buf, "Stats: %.0fs elapsed; %llu/%llu%s hosts completed (%.1f%%)",
                   elapsed, static_cast<unsigned long long>(done),
-                  static_cast<unsigned long long>(total), targets_done ? "" : "+",
-                  frac * 100);
+                  static_cast<unsigned long long>(total), targets_done ? "" : "+", frac * 100);
     line = buf;
     if (frac > 0 && targets_done) {
         std::snprintf(buf, sizeof buf, "; ETC: %.0fs remaining", elapsed / frac - elapsed);
@@ -644,11 +656,15 @@ void Coordinator::tick() {
         if (!w.lost && now - w.last_seen > cfg_.lease_timeout) lose_worker(w, "silent too long");
     // Leases whose worker is alive but stopped listing them.
     auto expired = book_->requeue_expired(now);
-    if (!expired) fatal(expired.message());
+    if (!expired)
+        fatal(expired.message());
     else
-        for (auto gid : *expired) log("lease of group " + std::to_string(gid) + " expired; requeued");
-    if (!prerule_done_) start_phase(wire::Phase::Prerule);
-    else if (scanning_done() && !postrule_done_) start_phase(wire::Phase::Postrule);
+        for (auto gid : *expired)
+            log("lease of group " + std::to_string(gid) + " expired; requeued");
+    if (!prerule_done_)
+        start_phase(wire::Phase::Prerule);
+    else if (scanning_done() && !postrule_done_)
+        start_phase(wire::Phase::Postrule);
     write_ordered(false);
     double every = opts_.stats_every > 0 ? opts_.stats_every : (opts_.verbosity > 0 ? 5.0 : 0);
     if (every > 0 && now - last_stats_ >= every) {
@@ -662,7 +678,8 @@ void Coordinator::tick() {
 template <class M>
 common::Status Coordinator::read_record(const std::string& key, M& out) {
     auto b = store_->record(key);
-    if (!b) return common::Status::error("state: cannot read '" + key + "': " + b.status().message());
+    if (!b)
+        return common::Status::error("state: cannot read '" + key + "': " + b.status().message());
     if (!*b) return common::Status::ok();
     auto m = wire::decode_as<M>(**b, "state: record '" + key + "'");
     if (!m) return m.status();
@@ -683,16 +700,18 @@ void Coordinator::report_partial() {
         warn("could not complete the reports: " + s.message());
         return;
     }
-    std::string missing = book_->targets_done() ? std::to_string(run_.hosts_total - have) : "the rest";
-    warn("the reports hold the " + std::to_string(have) + " host(s) scanned before the error; " + missing +
-         " not scanned" + (cfg_.context ? "" : " (--resume continues the scan)"));
+    std::string missing =
+        book_->targets_done() ? std::to_string(run_.hosts_total - have) : "the rest";
+    warn("the reports hold the " + std::to_string(have) + " host(s) scanned before the error; " +
+         missing + " not scanned" + (cfg_.context ? "" : " (--resume continues the scan)"));
 }
 
 // Writes the hosts not written yet and the post-scan results, and completes the files.
 common::Status Coordinator::finish() {
     if (phases_) {
         wire::PhaseResult phase2;
-        if (auto s = read_record(std::string(kPhaseKeyPrefix) + "2", phase2); !s) fatal(s.message());
+        if (auto s = read_record(std::string(kPhaseKeyPrefix) + "2", phase2); !s)
+            fatal(s.message());
         run_.postscripts = std::move(phase2.scripts);
     }
     write_ordered(true);
@@ -756,7 +775,8 @@ int Coordinator::run() {
         if (!in) break;
         if (*in) {
             auto d = wire::decode((*in)->payload);
-            if (d && std::holds_alternative<wire::StatusQuery>(d->message)) send((*in)->peer, status());
+            if (d && std::holds_alternative<wire::StatusQuery>(d->message))
+                send((*in)->peer, status());
             else if (d && std::holds_alternative<wire::RequestWork>(d->message))
                 send((*in)->peer, wire::NoWork{500, rc == 0});
         }

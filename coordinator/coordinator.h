@@ -25,11 +25,11 @@ struct CoordinatorConfig {
     std::vector<std::string> scan_args;  // nmap-style options and targets (parsed here)
 
     // In-process use by `nsefleet scan`:
-    std::optional<common::ScanOptions> options;           // already parsed (scan_args unused)
-    std::optional<common::transport::Context> context;    // shared with the workers (inproc://)
-    std::size_t group_size = 0;       // hosts per group; 0: 16 (both within --min/--max-hostgroup)
-    bool quiet = false;               // no informational log lines on stderr
-    bool finish_on_interrupt = false; // SIGINT/SIGTERM: write what is done (exit 130), no resume
+    std::optional<common::ScanOptions> options;         // already parsed (scan_args unused)
+    std::optional<common::transport::Context> context;  // shared with the workers (inproc://)
+    std::size_t group_size = 0;        // hosts per group; 0: 16 (both within --min/--max-hostgroup)
+    bool quiet = false;                // no informational log lines on stderr
+    bool finish_on_interrupt = false;  // SIGINT/SIGTERM: write what is done (exit 130), no resume
     // Polled by the main loop: a non-empty answer ends the scan with that error (the
     // in-process workers failed to start, e.g. a bad --script).
     std::function<std::string()> halted;

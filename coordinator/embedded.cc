@@ -91,12 +91,14 @@ int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
     cfg.halted = [&]() -> std::string {
         std::string why;
         for (unsigned i = 0; i < engines && why.empty(); ++i)
-            if (exited[i]) why = errors[i].empty() ? "the scan engines stopped unexpectedly" : errors[i];
+            if (exited[i])
+                why = errors[i].empty() ? "the scan engines stopped unexpectedly" : errors[i];
         return why;
     };
     int rc = run_coordinator(std::move(cfg));
     stop = true;
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     if (temporary) {
         std::error_code ec;
         std::filesystem::remove_all(dir, ec);

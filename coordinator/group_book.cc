@@ -46,7 +46,8 @@ common::Status GroupBook::restore(const store::Journal& j) {
             continue;
         }
         auto mismatch = [&] {
-            return common::Status::error("group " + std::to_string(g.id) + " does not match the targets");
+            return common::Status::error("group " + std::to_string(g.id) +
+                                         " does not match the targets");
         };
         BookGroup m;
         m.attempts = g.attempts;
@@ -80,8 +81,10 @@ common::Status GroupBook::restore(const store::Journal& j) {
         }
         // All committed: the previous coordinator stopped between the last commit and
         // complete_group.
-        if (m.committed.size() == m.hosts.size()) complete.push_back(g.id);
-        else queue_.push_back(g.id);
+        if (m.committed.size() == m.hosts.size())
+            complete.push_back(g.id);
+        else
+            queue_.push_back(g.id);
         groups_.emplace(g.id, std::move(m));
     }
     for (auto gid : complete)
@@ -95,7 +98,8 @@ common::Status GroupBook::restore(const store::Journal& j) {
     return common::Status::ok();
 }
 
-common::Status GroupBook::add_group(const store::Group& g, std::string_view cursor_after, BookGroup m) {
+common::Status GroupBook::add_group(const store::Group& g, std::string_view cursor_after,
+                                    BookGroup m) {
     if (auto s = store_->plan_group(g, cursor_after); !s) return s;
     hosts_total_ += m.hosts.size();
     groups_.emplace(g.id, std::move(m));
@@ -110,7 +114,8 @@ common::Status GroupBook::plan(std::size_t want) {
         g.id = next_group_id_++;
         BookGroup m;
         m.hosts = added_.take(group_size_);
-        for (const auto& h : m.hosts) g.hosts.push_back(h.index);
+        for (const auto& h : m.hosts)
+            g.hosts.push_back(h.index);
         if (auto s = add_group(g, cursor_.position().encode(), std::move(m)); !s) return s;
     }
     while (!targets_done_ && queue_.size() < want) {
@@ -136,7 +141,8 @@ common::Status GroupBook::plan(std::size_t want) {
     return common::Status::ok();
 }
 
-common::Result<std::optional<wire::Lease>> GroupBook::lease_next(std::uint64_t worker, double deadline) {
+common::Result<std::optional<wire::Lease>> GroupBook::lease_next(std::uint64_t worker,
+                                                                 double deadline) {
     while (!queue_.empty()) {
         std::uint64_t gid = queue_.front();
         queue_.pop_front();
@@ -160,7 +166,8 @@ common::Result<std::optional<wire::Lease>> GroupBook::lease_next(std::uint64_t w
 
 GroupBook::Held GroupBook::held_by(std::uint64_t gid, std::uint64_t worker) const {
     auto it = groups_.find(gid);
-    if (it != groups_.end()) return it->second.leased && it->second.worker == worker ? Held::yes : Held::no;
+    if (it != groups_.end())
+        return it->second.leased && it->second.worker == worker ? Held::yes : Held::no;
     return gid < next_group_id_ ? Held::done : Held::no;
 }
 
@@ -184,7 +191,8 @@ bool GroupBook::requeue(std::uint64_t gid) {
 common::Result<std::vector<std::uint64_t>> GroupBook::requeue_worker(std::uint64_t worker) {
     if (auto r = store_->requeue_owner(owner_of(worker)); !r) return r.status();
     auto ids = leases_of(worker);
-    for (auto gid : ids) requeue(gid);
+    for (auto gid : ids)
+        requeue(gid);
     return ids;
 }
 
@@ -194,7 +202,8 @@ common::Result<std::vector<std::uint64_t>> GroupBook::requeue_expired(double now
         if (g.leased && g.deadline < now) ids.push_back(gid);
     if (ids.empty()) return ids;
     if (auto r = store_->requeue_expired(to_ms(now)); !r) return r.status();
-    for (auto gid : ids) requeue(gid);
+    for (auto gid : ids)
+        requeue(gid);
     std::sort(queue_.begin(), queue_.end());
     return ids;
 }
@@ -202,7 +211,8 @@ common::Result<std::vector<std::uint64_t>> GroupBook::requeue_expired(double now
 common::Result<GroupBook::Commit> GroupBook::commit(std::uint64_t gid, const wire::LeaseHost& host,
                                                     std::string_view bytes) {
     auto it = groups_.find(gid);
-    if (it == groups_.end()) return gid < next_group_id_ ? Commit::finished_group : Commit::unknown_group;
+    if (it == groups_.end())
+        return gid < next_group_id_ ? Commit::finished_group : Commit::unknown_group;
     auto& g = it->second;
     auto h = std::find_if(g.hosts.begin(), g.hosts.end(),
                           [&](const wire::LeaseHost& x) { return x.index == host.index; });

@@ -49,7 +49,8 @@ public:
 
     // Leases the oldest queued group to `worker` until `deadline` (epoch seconds).
     // nullopt when nothing is queued.
-    common::Result<std::optional<common::wire::Lease>> lease_next(std::uint64_t worker, double deadline);
+    common::Result<std::optional<common::wire::Lease>> lease_next(std::uint64_t worker,
+                                                                  double deadline);
 
     enum class Held { yes, done, no };
     // Whether `worker` holds group `gid` (yes), the group is finished (done), or neither.
@@ -76,7 +77,8 @@ public:
     enum class Done { unknown, not_holder, complete, requeued, failing };
     // `worker` says it finished `gid`. Hosts missing: requeued for someone else, or
     // `failing` once it failed `max_failures` times (a scan that cannot progress must end).
-    common::Result<Done> group_done(std::uint64_t gid, std::uint64_t worker, std::uint32_t max_failures);
+    common::Result<Done> group_done(std::uint64_t gid, std::uint64_t worker,
+                                    std::uint32_t max_failures);
 
     // Completes `gid` when every host of it is committed. Returns whether it did.
     common::Result<bool> complete_if_done(std::uint64_t gid);
@@ -101,8 +103,11 @@ public:
 private:
     GroupBook(store::Store& store, common::TargetSources sources, common::TargetCursor cursor,
               std::size_t group_size)
-        : store_(&store), sources_(std::move(sources)), cursor_(std::move(cursor)),
-          added_(store), group_size_(group_size) {}
+        : store_(&store),
+          sources_(std::move(sources)),
+          cursor_(std::move(cursor)),
+          added_(store),
+          group_size_(group_size) {}
     common::Status add_group(const store::Group& g, std::string_view cursor_after, BookGroup m);
 
     store::Store* store_;

@@ -6,21 +6,22 @@
 #include <vector>
 
 #include "common/options.h"
-#include "coordinator/embedded.h"
 #include "coordinator/commands.h"
+#include "coordinator/embedded.h"
 #include "worker/fleet_worker.h"
 
 namespace {
 
 void usage(FILE* f) {
-    std::fprintf(f,
-                 "Usage: nsefleet scan [options] targets...      one process, one engine per core\n"
-                 "       nsefleet coordinator --listen tcp://ADDR:PORT --state DIR [options] targets...\n"
-                 "       nsefleet worker --connect tcp://ADDR:PORT [--engines N]\n"
-                 "       nsefleet status --connect tcp://ADDR:PORT\n"
-                 "       nsefleet keygen PREFIX\n"
-                 "       nsefleet scan --help     (every scan option)\n"
-                 "       nsefleet --version\n");
+    std::fprintf(
+        f,
+        "Usage: nsefleet scan [options] targets...      one process, one engine per core\n"
+        "       nsefleet coordinator --listen tcp://ADDR:PORT --state DIR [options] targets...\n"
+        "       nsefleet worker --connect tcp://ADDR:PORT [--engines N]\n"
+        "       nsefleet status --connect tcp://ADDR:PORT\n"
+        "       nsefleet keygen PREFIX\n"
+        "       nsefleet scan --help     (every scan option)\n"
+        "       nsefleet --version\n");
 }
 
 }  // namespace
@@ -68,7 +69,9 @@ int main(int argc, char** argv) {
         }
     }
     if (state.resume && state.dir.empty()) {
-        std::fprintf(stderr, "nsefleet: --resume needs --state DIR (the directory of the interrupted scan)\n");
+        std::fprintf(
+            stderr,
+            "nsefleet: --resume needs --state DIR (the directory of the interrupted scan)\n");
         return 2;
     }
     auto opts = common::parse_scan_args(args);

@@ -13,9 +13,12 @@ constexpr const char* kRegistryRecord = "registry";
 
 common::Status SharedService::restore() {
     auto b = store_.record(kRegistryRecord);
-    if (!b) return common::Status::error("state: cannot read '" + std::string(kRegistryRecord) + "': " + b.message());
+    if (!b)
+        return common::Status::error("state: cannot read '" + std::string(kRegistryRecord) +
+                                     "': " + b.message());
     if (!*b) return common::Status::ok();
-    auto rec = wire::decode_as<wire::RunPhase>(**b, "state: record '" + std::string(kRegistryRecord) + "'");
+    auto rec = wire::decode_as<wire::RunPhase>(
+        **b, "state: record '" + std::string(kRegistryRecord) + "'");
     if (!rec) return rec.status();
     shared_.registry_merge(rec->registry);
     return common::Status::ok();
@@ -72,12 +75,8 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
         prints.waits.insert(foot);
         shared_.condvar_wait(m.key, who, [notify] { notify(wire::SharedEvent::Woken); });
         return common::Status::ok();
-    case K::CondSignal:
-        shared_.condvar_signal(m.key);
-        return common::Status::ok();
-    case K::CondBroadcast:
-        shared_.condvar_broadcast(m.key);
-        return common::Status::ok();
+    case K::CondSignal: shared_.condvar_signal(m.key); return common::Status::ok();
+    case K::CondBroadcast: shared_.condvar_broadcast(m.key); return common::Status::ok();
     case K::CondCancel:
         shared_.condvar_cancel(m.key, who);
         prints.waits.erase(foot);
@@ -101,8 +100,10 @@ void SharedService::drop_worker(std::uint64_t worker) {
     if (it == prints_.end()) return;
     Prints p = std::move(it->second);
     prints_.erase(it);  // before the releases: wakes for this worker are dropped
-    for (const auto& [key, eng, id] : p.locks) shared_.mutex_abandon(key, nse::Owner{eng, id});
-    for (const auto& [key, eng, id] : p.waits) shared_.condvar_cancel(key, nse::Owner{eng, id});
+    for (const auto& [key, eng, id] : p.locks)
+        shared_.mutex_abandon(key, nse::Owner{eng, id});
+    for (const auto& [key, eng, id] : p.waits)
+        shared_.condvar_cancel(key, nse::Owner{eng, id});
 }
 
 }  // namespace coordinator

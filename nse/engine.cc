@@ -77,8 +77,12 @@ struct ThreadRec {
 class EngineImpl final : public Engine, public Runtime {
 public:
     EngineImpl(const EngineConfig& cfg, Embedder& emb, SharedState& shared)
-        : cfg_(cfg), emb_(emb), shared_(shared), files_(cfg.datadir),
-          governor_(governor_config(cfg)), budget_(std::make_shared<MemoryBudget>()) {}
+        : cfg_(cfg),
+          emb_(emb),
+          shared_(shared),
+          files_(cfg.datadir),
+          governor_(governor_config(cfg)),
+          budget_(std::make_shared<MemoryBudget>()) {}
 
     ~EngineImpl() override {
         if (!broken_.empty()) return;  // after a panic the state cannot be trusted: leak it
@@ -259,9 +263,7 @@ private:
     std::string broken_;  // set by a Lua panic: the state is unusable from then on
 };
 
-EngineImpl& impl_of(lua_State* L) {
-    return **static_cast<EngineImpl**>(lua_getextraspace(L));
-}
+EngineImpl& impl_of(lua_State* L) { return **static_cast<EngineImpl**>(lua_getextraspace(L)); }
 
 void* counting_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     auto& b = static_cast<EngineImpl*>(ud)->budget();
@@ -424,12 +426,9 @@ common::Status EngineImpl::init() {
 
     // E: what the driver may call.
     lua_newtable(L_);
-    const luaL_Reg efuncs[] = {{"fetchfile", guard<e_fetchfile>},
-                               {"source", guard<e_source>},
-                               {"current", guard<e_current>},
-                               {"spawn", guard<e_spawn>},
-                               {"write", guard<e_write>},
-                               {nullptr, nullptr}};
+    const luaL_Reg efuncs[] = {{"fetchfile", guard<e_fetchfile>}, {"source", guard<e_source>},
+                               {"current", guard<e_current>},     {"spawn", guard<e_spawn>},
+                               {"write", guard<e_write>},         {nullptr, nullptr}};
     luaL_setfuncs(L_, efuncs, 0);
     lua_getfield(L_, LUA_REGISTRYINDEX, kMarkKey);
     lua_setfield(L_, -2, "MARK");
@@ -713,7 +712,8 @@ std::optional<std::string> EngineImpl::protect(const std::function<void(lua_Stat
     lua_pushlightuserdata(L_, const_cast<std::function<void(lua_State*)>*>(&fn));
     int st = lua_pcall(L_, 1, 0, 0);
     std::optional<std::string> err;
-    if (st != LUA_OK) err = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "error object is not a string";
+    if (st != LUA_OK)
+        err = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "error object is not a string";
     lua_settop(L_, top);
     return err;
 }
@@ -733,7 +733,8 @@ int EngineImpl::push_delivery(ThreadRec& t) {
         // protect() resets the main stack: park the values in a table of the registry.
         lua_createtable(L, n, 0);
         lua_insert(L, -(n + 1));
-        for (int i = n; i >= 1; --i) lua_rawseti(L, -(i + 1), i);
+        for (int i = n; i >= 1; --i)
+            lua_rawseti(L, -(i + 1), i);
         lua_setfield(L, LUA_REGISTRYINDEX, "nsefleet.delivery");
     });
     lua_settop(L_, top);
@@ -744,7 +745,8 @@ int EngineImpl::push_delivery(ThreadRec& t) {
         return 2;
     }
     lua_getfield(L_, LUA_REGISTRYINDEX, "nsefleet.delivery");
-    for (int i = 1; i <= n; ++i) lua_rawgeti(L_, -i, i);
+    for (int i = 1; i <= n; ++i)
+        lua_rawgeti(L_, -i, i);
     lua_xmove(L_, co, n);
     lua_pop(L_, 1);
     lua_pushnil(L_);
@@ -756,7 +758,8 @@ void EngineImpl::note_resource_loss(const std::string& script, int host, const s
     if (host >= 0 && hosts_ && static_cast<std::size_t>(host) < hosts_->size())
         ++(*hosts_)[static_cast<std::size_t>(host)].lost_results;
     if (cfg_.verbosity > 0 || cfg_.debugging > 0)
-        emb_.write(true, "WARNING: " + script + ": engine " + what + " limit reached; a result may be missing\n");
+        emb_.write(true, "WARNING: " + script + ": engine " + what +
+                             " limit reached; a result may be missing\n");
 }
 
 void EngineImpl::record_result(ThreadRec& t, std::string text, std::optional<common::Value> tree) {
@@ -797,7 +800,8 @@ void EngineImpl::finish(ThreadRec& t, int status, int nres) {
         bool quiet_try = false;
         if (lua_istable(co, -1)) {
             lua_getfield(co, -1, "errtype");
-            quiet_try = lua_isstring(co, -1) && std::strcmp(lua_tostring(co, -1), "nmap.new_try") == 0;
+            quiet_try =
+                lua_isstring(co, -1) && std::strcmp(lua_tostring(co, -1), "nmap.new_try") == 0;
             lua_pop(co, 1);
         }
         std::string msg;
@@ -869,7 +873,8 @@ void EngineImpl::kill(ThreadRec& t, const char* why) {
 }
 
 void EngineImpl::kill_all() {
-    while (!threads_.empty()) kill(*threads_.begin()->second, "abandoned");
+    while (!threads_.empty())
+        kill(*threads_.begin()->second, "abandoned");
     ready_.clear();
 }
 
@@ -1007,7 +1012,8 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
             return false;
         });
     }
-    for (int ref : host_registry_) luaL_unref(L_, LUA_REGISTRYINDEX, ref);
+    for (int ref : host_registry_)
+        luaL_unref(L_, LUA_REGISTRYINDEX, ref);
     host_registry_.clear();
     if (cfg_.debugging > 0) {
         auto g = governor_.stats();
@@ -1016,8 +1022,10 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
                       "socket governor: window %.1f, %llu slots granted (%llu after waiting, %llu "
                       "over the window), %llu congestion cuts, %llu connects retried",
                       g.window, static_cast<unsigned long long>(g.granted),
-                      static_cast<unsigned long long>(g.waited), static_cast<unsigned long long>(g.overflow),
-                      static_cast<unsigned long long>(g.decreases), static_cast<unsigned long long>(g.retries));
+                      static_cast<unsigned long long>(g.waited),
+                      static_cast<unsigned long long>(g.overflow),
+                      static_cast<unsigned long long>(g.decreases),
+                      static_cast<unsigned long long>(g.retries));
         debug(1, line);
     }
     walk_host_ = hosts.size();

@@ -24,12 +24,12 @@ struct EngineConfig {
     double script_timeout = 0;         // seconds, 0 = none
     double host_timeout = 0;           // seconds, 0 = none
     int verbosity = 0, debugging = 0, timing_level = 3;
-    int max_threads = 0;               // concurrent script threads (0 = 4096)
-    int socket_slots = 0;              // --max-parallelism: fixed script-socket slots (0 = adaptive)
+    int max_threads = 0;   // concurrent script threads (0 = 4096)
+    int socket_slots = 0;  // --max-parallelism: fixed script-socket slots (0 = adaptive)
     std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State
-    std::string datadir;               // --datadir
+    std::string datadir;                     // --datadir
     bool ipv6 = false;
-    std::string iface;                 // -e
+    std::string iface;  // -e
 };
 
 class Engine {
@@ -38,8 +38,7 @@ public:
     // Errors (unknown script, script syntax error, bad script args) carry one line naming
     // the bad token.
     static common::Result<std::unique_ptr<Engine>> create(const EngineConfig& cfg,
-                                                          Embedder& embedder,
-                                                          SharedState& shared);
+                                                          Embedder& embedder, SharedState& shared);
     virtual ~Engine() = default;
 
     virtual bool has_scripts() const = 0;

@@ -40,7 +40,8 @@ Governor::Ticket Governor::acquire(std::uint64_t tid, bool priority, double now,
 }
 
 void Governor::cancel(Ticket t) {
-    auto it = std::find_if(queue_.begin(), queue_.end(), [t](const Waiter& w) { return w.ticket == t; });
+    auto it =
+        std::find_if(queue_.begin(), queue_.end(), [t](const Waiter& w) { return w.ticket == t; });
     if (it != queue_.end()) queue_.erase(it);
 }
 

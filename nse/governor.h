@@ -26,10 +26,10 @@
 namespace nse {
 
 struct GovernorConfig {
-    double initial = 64;   // starting window (slots)
-    double min = 4;        // never below
-    double max = 1024;     // never above (descriptor budget)
-    bool fixed = false;    // --max-parallelism: the window stays at `initial`
+    double initial = 64;  // starting window (slots)
+    double min = 4;       // never below
+    double max = 1024;    // never above (descriptor budget)
+    bool fixed = false;   // --max-parallelism: the window stays at `initial`
 };
 
 // How one connection attempt or early exchange ended, as seen by the governor.
@@ -103,9 +103,9 @@ private:
     std::size_t in_use_ = 0;
     std::deque<Waiter> queue_;
     Ticket next_ticket_ = 1;
-    double last_free_ = 0;       // when a slot last came free (stall detection)
-    double last_cut_ = -1e18;    // when the window was last cut
-    double srtt_ = 0;            // smoothed connect time of fast connects
+    double last_free_ = 0;     // when a slot last came free (stall detection)
+    double last_cut_ = -1e18;  // when the window was last cut
+    double srtt_ = 0;          // smoothed connect time of fast connects
     GovernorStats stats_;
 };
 

@@ -101,7 +101,8 @@ void LocalSharedState::condvar_broadcast(const std::string& key) {
         all = std::move(it->second);
         condvars_.erase(it);
     }
-    for (auto& [who, wake] : all) wake();
+    for (auto& [who, wake] : all)
+        wake();
 }
 
 void LocalSharedState::condvar_cancel(const std::string& key, Owner who) {

@@ -1,11 +1,10 @@
 #pragma once
 // What the engine offers its Lua modules (nmap, socket, ...): the event loop, the one yield
 // door and the one resume door, per-thread cleanups, and the host data of the running phase.
-#include <lua.hpp>
-
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <lua.hpp>
 #include <memory>
 #include <string>
 #include <utility>
@@ -119,16 +118,16 @@ using CleanupId = std::uint64_t;
 
 // Per-base-thread facts modules need.
 struct ThreadInfo {
-    std::uint64_t id = 0;          // base thread id (unique in the engine)
-    std::string script_id;         // "http-title"
-    bool spawned = false;          // started by stdnse.new_thread (not a script instance)
-    bool by_name = false;          // selected by name/path (verbosity +1)
-    int host = -1;                 // index into the phase's hosts, -1 for pre/post
-    int port = -1;                 // port number for portrule instances
-    std::string proto;             // port protocol
-    lua_State* co = nullptr;       // the base coroutine
-    std::uint64_t parent = 0;      // for workers: the instance they belong to
-    int locks_held = 0;            // nmap.mutex locks held (governor priority)
+    std::uint64_t id = 0;      // base thread id (unique in the engine)
+    std::string script_id;     // "http-title"
+    bool spawned = false;      // started by stdnse.new_thread (not a script instance)
+    bool by_name = false;      // selected by name/path (verbosity +1)
+    int host = -1;             // index into the phase's hosts, -1 for pre/post
+    int port = -1;             // port number for portrule instances
+    std::string proto;         // port protocol
+    lua_State* co = nullptr;   // the base coroutine
+    std::uint64_t parent = 0;  // for workers: the instance they belong to
+    int locks_held = 0;        // nmap.mutex locks held (governor priority)
 };
 
 class Runtime {
@@ -139,7 +138,7 @@ public:
     virtual SharedState& shared() = 0;
     virtual std::uint64_t engine_id() const = 0;
     virtual const common::DataFiles& datafiles() const = 0;
-    virtual int verbosity() const = 0;   // -v level (without the by-name boost)
+    virtual int verbosity() const = 0;  // -v level (without the by-name boost)
     virtual int debugging() const = 0;
     virtual int timing_level() const = 0;
     virtual bool ipv6() const = 0;
@@ -151,7 +150,8 @@ public:
     virtual double steady_now() const = 0;
     // Counts a result of `script` on host `host` (-1: none) lost to an engine limit (memory),
     // not to the script's own decision; shown at -v and before the end line.
-    virtual void note_resource_loss(const std::string& script, int host, const std::string& what) = 0;
+    virtual void note_resource_loss(const std::string& script, int host,
+                                    const std::string& what) = 0;
     // The same for the script thread running now.
     void note_resource_loss(const std::string& what) {
         const ThreadInfo* t = current();

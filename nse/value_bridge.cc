@@ -48,60 +48,57 @@ common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool 
     idx = lua_absindex(L, idx);
     common::Value out;
     switch (lua_type(L, idx)) {
-        case LUA_TBOOLEAN:
-            out.v = static_cast<bool>(lua_toboolean(L, idx));
-            break;
-        case LUA_TNUMBER:
-            if (lua_isinteger(L, idx))
-                out.v = static_cast<std::int64_t>(lua_tointeger(L, idx));
-            else
-                out.v = static_cast<double>(lua_tonumber(L, idx));
-            break;
-        case LUA_TSTRING: {
-            std::size_t n;
-            const char* s = lua_tolstring(L, idx, &n);
-            out.v = std::string(s, n);
-            break;
-        }
-        case LUA_TTABLE: {
-            const void* p = lua_topointer(L, idx);
-            if (seen.count(p)) break;
-            seen.insert(p);
-            luaL_checkstack(L, 4, "registry too deep");
-            common::Table t;
-            lua_pushnil(L);
-            while (lua_next(L, idx)) {
-                int kt = lua_type(L, -2);
-                common::Entry e;
-                if (kt == LUA_TSTRING) {
-                    e.key = lua_tostring(L, -2);
-                    if (top && e.key == "args") {
-                        lua_pop(L, 1);
-                        continue;
-                    }
-                } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
-                    e.indexed = true;
-                    e.key = std::to_string(lua_tointeger(L, -2));
-                } else {
+    case LUA_TBOOLEAN: out.v = static_cast<bool>(lua_toboolean(L, idx)); break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            out.v = static_cast<std::int64_t>(lua_tointeger(L, idx));
+        else
+            out.v = static_cast<double>(lua_tonumber(L, idx));
+        break;
+    case LUA_TSTRING: {
+        std::size_t n;
+        const char* s = lua_tolstring(L, idx, &n);
+        out.v = std::string(s, n);
+        break;
+    }
+    case LUA_TTABLE: {
+        const void* p = lua_topointer(L, idx);
+        if (seen.count(p)) break;
+        seen.insert(p);
+        luaL_checkstack(L, 4, "registry too deep");
+        common::Table t;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int kt = lua_type(L, -2);
+            common::Entry e;
+            if (kt == LUA_TSTRING) {
+                e.key = lua_tostring(L, -2);
+                if (top && e.key == "args") {
                     lua_pop(L, 1);
                     continue;
                 }
-                int vt = lua_type(L, -1);
-                if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD ||
-                    vt == LUA_TLIGHTUSERDATA) {
-                    lua_pop(L, 1);
-                    continue;
-                }
-                e.value = to_value(L, -1, seen, false);
+            } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
+                e.indexed = true;
+                e.key = std::to_string(lua_tointeger(L, -2));
+            } else {
                 lua_pop(L, 1);
-                t.entries.push_back(std::move(e));
+                continue;
             }
-            seen.erase(p);
-            out.v = std::move(t);
-            break;
+            int vt = lua_type(L, -1);
+            if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD ||
+                vt == LUA_TLIGHTUSERDATA) {
+                lua_pop(L, 1);
+                continue;
+            }
+            e.value = to_value(L, -1, seen, false);
+            lua_pop(L, 1);
+            t.entries.push_back(std::move(e));
         }
-        default:
-            break;
+        seen.erase(p);
+        out.v = std::move(t);
+        break;
+    }
+    default: break;
     }
     return out;
 }

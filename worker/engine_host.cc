@@ -11,10 +11,10 @@
 namespace worker {
 
 common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::ScanOptions& opts,
-                                                       const common::Services& services,
-                                                       nse::Embedder& embedder,
-                                                       nse::SharedState& shared,
-                                                       std::uint64_t engine_id) {
+                                                               const common::Services& services,
+                                                               nse::Embedder& embedder,
+                                                               nse::SharedState& shared,
+                                                               std::uint64_t engine_id) {
     nse::EngineConfig cfg;
     cfg.engine_id = engine_id;
     cfg.scripts = opts.scripts;
@@ -44,9 +44,12 @@ bool EngineHost::use_raw_scan() {
     static const bool privileged = packet::raw_privileged();
     static std::atomic<bool> warned{false};
     std::string why;
-    if (!privileged) why = "raw packet scans (-sS/-sU) need root privileges (raw sockets)";
-    else if (opts_.ipv6) why = "raw packet scans (-sS/-sU) are not implemented for IPv6";
-    else if (opts_.connect_scan) why = "-sT cannot be combined with -sU here";
+    if (!privileged)
+        why = "raw packet scans (-sS/-sU) need root privileges (raw sockets)";
+    else if (opts_.ipv6)
+        why = "raw packet scans (-sS/-sU) are not implemented for IPv6";
+    else if (opts_.connect_scan)
+        why = "-sT cannot be combined with -sU here";
     if (why.empty()) return true;
     if (!warned.exchange(true))
         embedder_.write(true, "WARNING: " + why + "; falling back to a TCP connect scan (-sT)" +
@@ -80,7 +83,8 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         bool done = false;
         scan_status = scanner.start(hosts, [&done]() { done = true; });
         io.restart();
-        while (scan_status && !done) io.run_one();
+        while (scan_status && !done)
+            io.run_one();
         for (auto& h : hosts) {
             h.mac_address = scanner.mac_of(h.index);  // the scan's index, not the position
             if (!h.mac_address.empty() && !h.interface.empty())
@@ -91,7 +95,8 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         bool done = false;
         scanner.start(hosts, [&done]() { done = true; });
         io.restart();
-        while (!done) io.run_one();
+        while (!done)
+            io.run_one();
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
@@ -103,7 +108,8 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
             if (h.status == "up") fill_route(h);
     if (!engine_->has_scripts()) {
         if (on_host)
-            for (const auto& h : hosts) on_host(h);
+            for (const auto& h : hosts)
+                on_host(h);
         return common::Status::ok();
     }
     pull_registry();

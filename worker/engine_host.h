@@ -19,10 +19,10 @@ class EngineHost {
 public:
     // Builds the engine (script selection happens here: its errors come back as the status).
     static common::Result<std::unique_ptr<EngineHost>> create(const common::ScanOptions& opts,
-                                                          const common::Services& services,
-                                                          nse::Embedder& embedder,
-                                                          nse::SharedState& shared,
-                                                          std::uint64_t engine_id);
+                                                              const common::Services& services,
+                                                              nse::Embedder& embedder,
+                                                              nse::SharedState& shared,
+                                                              std::uint64_t engine_id);
 
     bool has_scripts() const { return engine_->has_scripts(); }
     bool has_prerule() const { return engine_->has_prerule(); }
@@ -62,7 +62,7 @@ private:
     };
 
     EngineHost(const common::ScanOptions& opts, const common::Services& services,
-           nse::Embedder& embedder, nse::SharedState& shared)
+               nse::Embedder& embedder, nse::SharedState& shared)
         : opts_(opts), services_(services), shared_(shared), embedder_(embedder) {}
     void pull_registry();
     void push_registry();

@@ -31,11 +31,11 @@
 #include "common/transport/keys.h"
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
+#include "worker/engine_host.h"
 #include "worker/fleet/args.h"
 #include "worker/fleet/engine_adapters.h"
 #include "worker/fleet/fleet_shared_state.h"
 #include "worker/fleet/wire_fit.h"
-#include "worker/engine_host.h"
 
 namespace worker {
 
@@ -142,7 +142,8 @@ void FleetWorker::on_welcome(wire::Welcome w) {
         console_.log("rejoined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id));
         if (w.scan_id != welcome_->scan_id) {
             std::lock_guard lk(board_.mu);
-            board_.fatal = "the coordinator now runs another scan (" + w.scan_id + "); start the worker again";
+            board_.fatal =
+                "the coordinator now runs another scan (" + w.scan_id + "); start the worker again";
             return;
         }
         welcome_->heartbeat_ms = w.heartbeat_ms;
@@ -152,8 +153,8 @@ void FleetWorker::on_welcome(wire::Welcome w) {
         board_.cv.notify_all();
         return;
     }
-    console_.log("joined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id) + " with " +
-                 std::to_string(engines_) + " engine(s)");
+    console_.log("joined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id) +
+                 " with " + std::to_string(engines_) + " engine(s)");
     opts_ = w.options;
     welcome_ = std::move(w);
     if (args_.sink) return;  // no engines: handle() acknowledges the leases
@@ -179,7 +180,8 @@ void FleetWorker::on_welcome(wire::Welcome w) {
             return;
         }
     }
-    for (unsigned i = 0; i < engines_; ++i) threads_.emplace_back([this, i] { engine_main(i); });
+    for (unsigned i = 0; i < engines_; ++i)
+        threads_.emplace_back([this, i] { engine_main(i); });
 }
 
 // The coordinator no longer knows us (it restarted): every lease we hold is void. Running
@@ -187,13 +189,15 @@ void FleetWorker::on_welcome(wire::Welcome w) {
 void FleetWorker::rejoin() {
     if (rejoining_) return;
     rejoining_ = true;
-    console_.log("the coordinator does not know this worker any more (restarted?): saying Hello again");
+    console_.log(
+        "the coordinator does not know this worker any more (restarted?): saying Hello again");
     {
         std::lock_guard lk(board_.mu);
         board_.paused = true;
         board_.leases.clear();
         board_.outstanding = 0;
-        for (auto g : board_.running) board_.lost.emplace(g, "coordinator restarted");
+        for (auto g : board_.running)
+            board_.lost.emplace(g, "coordinator restarted");
     }
     sink_inflight_ = 0;
     send(hello_);
@@ -214,8 +218,10 @@ void FleetWorker::handle(const std::string& frame) {
     if (!welcome_) {
         if (auto* w = std::get_if<wire::Welcome>(&m)) {
             on_welcome(std::move(*w));
-        } else if (!std::holds_alternative<wire::Error>(m) && !std::holds_alternative<wire::Bye>(m)) {
-            console_.debug(std::string("ignored ") + wire::type_name(wire::type_of(m)) + " before Welcome");
+        } else if (!std::holds_alternative<wire::Error>(m) &&
+                   !std::holds_alternative<wire::Bye>(m)) {
+            console_.debug(std::string("ignored ") + wire::type_name(wire::type_of(m)) +
+                           " before Welcome");
             return;
         }
     }
@@ -241,18 +247,21 @@ void FleetWorker::handle(const std::string& frame) {
             } else if constexpr (std::is_same_v<T, wire::NoWork>) {
                 if (args_.sink) {
                     if (sink_inflight_) --sink_inflight_;
-                    sink_retry_at_ = Clock::now() + milliseconds(std::clamp<std::uint32_t>(msg.retry_ms, 10, 60000));
+                    sink_retry_at_ = Clock::now() + milliseconds(std::clamp<std::uint32_t>(
+                                                        msg.retry_ms, 10, 60000));
                 }
                 std::lock_guard lk(board_.mu);
                 if (board_.outstanding) --board_.outstanding;
-                board_.retry_at = Clock::now() + milliseconds(std::clamp<std::uint32_t>(msg.retry_ms, 10, 60000));
+                board_.retry_at =
+                    Clock::now() + milliseconds(std::clamp<std::uint32_t>(msg.retry_ms, 10, 60000));
                 if (msg.scan_done) board_.scan_done = true;
                 board_.cv.notify_all();
             } else if constexpr (std::is_same_v<T, wire::LeaseLost>) {
-                console_.log("lease of group " + std::to_string(msg.group_id) + " lost (" + msg.reason +
-                             "): abandoning it");
+                console_.log("lease of group " + std::to_string(msg.group_id) + " lost (" +
+                             msg.reason + "): abandoning it");
                 std::lock_guard lk(board_.mu);
-                std::erase_if(board_.leases, [&](const wire::Lease& l) { return l.group_id == msg.group_id; });
+                std::erase_if(board_.leases,
+                              [&](const wire::Lease& l) { return l.group_id == msg.group_id; });
                 if (board_.running.count(msg.group_id)) board_.lost[msg.group_id] = msg.reason;
             } else if constexpr (std::is_same_v<T, wire::RunPhase>) {
                 std::lock_guard lk(board_.mu);
@@ -263,27 +272,32 @@ void FleetWorker::handle(const std::string& frame) {
                     console_.debug("unmatched SharedReply " + std::to_string(msg.request_id));
             } else if constexpr (std::is_same_v<T, wire::SharedNotify>) {
                 if (!shared_->on_notify(msg))
-                    console_.log("dropped a SharedNotify for unknown request " + std::to_string(msg.request_id));
+                    console_.log("dropped a SharedNotify for unknown request " +
+                                 std::to_string(msg.request_id));
             } else if constexpr (std::is_same_v<T, wire::Error>) {
-                console_.log("coordinator error " + std::to_string(static_cast<unsigned>(msg.code)) + ": " + msg.text);
-                if (!welcome_ && (msg.code == wire::ErrorCode::BadVersion || msg.code == wire::ErrorCode::NotAuthorized)) {
+                console_.log("coordinator error " +
+                             std::to_string(static_cast<unsigned>(msg.code)) + ": " + msg.text);
+                if (!welcome_ && (msg.code == wire::ErrorCode::BadVersion ||
+                                  msg.code == wire::ErrorCode::NotAuthorized)) {
                     std::lock_guard lk(board_.mu);
                     board_.fatal = "the coordinator refused this worker: " + msg.text;
                 } else if (welcome_ && msg.code == wire::ErrorCode::NotAuthorized) {
                     rejoin();
                 }
             } else if constexpr (std::is_same_v<T, wire::Bye>) {
-                console_.log("coordinator said goodbye" + (msg.reason.empty() ? "" : " (" + msg.reason + ")"));
+                console_.log("coordinator said goodbye" +
+                             (msg.reason.empty() ? "" : " (" + msg.reason + ")"));
                 std::lock_guard lk(board_.mu);
                 board_.stop = true;
                 board_.cv.notify_all();
             } else if constexpr (std::is_same_v<T, wire::Welcome>) {
                 if (rejoining_) on_welcome(std::move(msg));
-            } else if constexpr (std::is_same_v<T, wire::Heartbeat> || std::is_same_v<T, wire::LeaseRenewed>) {
+            } else if constexpr (std::is_same_v<T, wire::Heartbeat> ||
+                                 std::is_same_v<T, wire::LeaseRenewed>) {
                 // Traffic (last_rx_ is updated); renewals need no action.
             } else {
-                console_.log(std::string("dropped unexpected ") + wire::type_name(wire::type_of(m)) +
-                             " from the coordinator");
+                console_.log(std::string("dropped unexpected ") +
+                             wire::type_name(wire::type_of(m)) + " from the coordinator");
             }
         },
         m);
@@ -304,7 +318,8 @@ void FleetWorker::heartbeat() {
         std::lock_guard lk(board_.mu);
         for (auto g : board_.running)
             if (!board_.lost.count(g)) hb.leases.push_back(g);
-        for (const auto& l : board_.leases) hb.leases.push_back(l.group_id);  // not started yet
+        for (const auto& l : board_.leases)
+            hb.leases.push_back(l.group_id);  // not started yet
         hb.engines_busy = board_.ready - std::min(board_.ready, board_.idle);
     }
     send(hb);
@@ -336,9 +351,9 @@ int FleetWorker::run() {
 
     engines_ = args_.engines ? args_.engines : std::max(1u, std::thread::hardware_concurrency());
     const auto reply_timeout = milliseconds(static_cast<long>(args_.reply_timeout * 1000));
-    shared_ = std::make_unique<FleetSharedState>(
-        [this](wire::Message m) { return send(m); }, [this](const std::string& s) { console_.log(s); },
-        reply_timeout);
+    shared_ = std::make_unique<FleetSharedState>([this](wire::Message m) { return send(m); },
+                                                 [this](const std::string& s) { console_.log(s); },
+                                                 reply_timeout);
 
     if (!args_.name.empty()) {
         hello_.name = args_.name;
@@ -381,7 +396,8 @@ int FleetWorker::run() {
             if (board_.in_phase) last_rx_ = now;
             fatal = board_.fatal;
             stop = board_.stop;
-            done = board_.scan_done && (args_.sink || (board_.ready == engines_ && board_.idle == engines_)) &&
+            done = board_.scan_done &&
+                   (args_.sink || (board_.ready == engines_ && board_.idle == engines_)) &&
                    board_.leases.empty() && board_.phases.empty();
         }
         if (!fatal.empty()) {
@@ -395,14 +411,17 @@ int FleetWorker::run() {
         }
         if (now - last_rx_ > silence) {
             double secs = std::chrono::duration<double>(now - last_rx_).count();
-            console_.log(std::string(welcome_ ? "no message from the coordinator" : "no Welcome from the coordinator at " + args_.connect) +
+            console_.log(std::string(welcome_
+                                         ? "no message from the coordinator"
+                                         : "no Welcome from the coordinator at " + args_.connect) +
                          " for " + std::to_string(static_cast<long>(secs)) +
                          " s; giving up (is it running, and are the keys right?)");
             return finish(kExitCoordinator, "");
         }
         if (welcome_ && !rejoining_ && now >= next_heartbeat_) {
             heartbeat();
-            next_heartbeat_ = now + milliseconds(std::clamp<std::uint32_t>(welcome_->heartbeat_ms, 50, 60000));
+            next_heartbeat_ =
+                now + milliseconds(std::clamp<std::uint32_t>(welcome_->heartbeat_ms, 50, 60000));
         } else if (!welcome_ || rejoining_) {
             next_heartbeat_ = now + milliseconds(100);
         }
@@ -419,7 +438,8 @@ int FleetWorker::finish(int code, const std::string& bye_reason) {
         board_.cv.notify_all();
     }
     shared_->shut_down();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+        t.join();
     if (!bye_reason.empty()) send(wire::Bye{bye_reason});
     {
         std::lock_guard lk(out_mu_);
@@ -482,7 +502,8 @@ void FleetWorker::engine_main(unsigned index) {
             // A coordinator that lost our request must not leave every engine idle forever.
             board_.outstanding = 0;
         }
-        if (!board_.scan_done && !board_.paused && board_.outstanding < board_.idle && now >= board_.retry_at) {
+        if (!board_.scan_done && !board_.paused && board_.outstanding < board_.idle &&
+            now >= board_.retry_at) {
             ++board_.outstanding;
             board_.requested_at = now;
             lk.unlock();
@@ -544,16 +565,19 @@ void FleetWorker::run_lease(EngineHost& w, EngineEmbedder& emb, const wire::Leas
         // The coordinator learns why, then a GroupDone short of hosts gives the group back
         // (it gives up on a group that keeps failing).
         console_.log("group " + std::to_string(gid) + " failed: " + st.message());
-        send(wire::Error{wire::ErrorCode::Internal, "group " + std::to_string(gid) + " failed: " + st.message(), 0});
+        send(wire::Error{wire::ErrorCode::Internal,
+                         "group " + std::to_string(gid) + " failed: " + st.message(), 0});
     } else {
-        for (const auto& h : hosts) deliver(h);  // hosts the engine finished without a host_done
+        for (const auto& h : hosts)
+            deliver(h);  // hosts the engine finished without a host_done
     }
     wire::GroupDone done;
     done.group_id = gid;
     done.hosts = static_cast<std::uint32_t>(sent.size());
     done.elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     send(done);
-    console_.debug("group " + std::to_string(gid) + " done (" + std::to_string(sent.size()) + " hosts)");
+    console_.debug("group " + std::to_string(gid) + " done (" + std::to_string(sent.size()) +
+                   " hosts)");
 }
 
 void FleetWorker::run_phase(EngineHost& w, EngineShared& shared, const wire::RunPhase& p) {
@@ -573,8 +597,9 @@ void FleetWorker::run_phase(EngineHost& w, EngineShared& shared, const wire::Run
         console_.log("WARNING: the phase's registry is too large for one message; not merged");
         r.registry = {};
     }
-    console_.debug(std::string(p.phase == wire::Phase::Prerule ? "prerule" : "postrule") + " phase " +
-                   std::to_string(p.phase_id) + ": " + std::to_string(r.scripts.size()) + " result(s)");
+    console_.debug(std::string(p.phase == wire::Phase::Prerule ? "prerule" : "postrule") +
+                   " phase " + std::to_string(p.phase_id) + ": " +
+                   std::to_string(r.scripts.size()) + " result(s)");
     send(r);
 }
 
@@ -625,4 +650,3 @@ int run_local_worker(const LocalWorker& lw) {
 }
 
 }  // namespace worker
-

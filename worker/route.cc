@@ -65,8 +65,9 @@ void fill_route(common::HostResult& h) {
     close(fd);
     if (!ok) return;
     char buf[INET6_ADDRSTRLEN];
-    const void* sa = h.ipv6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&src)->sin6_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&src)->sin_addr);
+    const void* sa =
+        h.ipv6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&src)->sin6_addr)
+               : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&src)->sin_addr);
     if (!inet_ntop(fam, sa, buf, sizeof buf)) return;
     std::string source = buf;
 
@@ -74,14 +75,17 @@ void fill_route(common::HostResult& h) {
     if (getifaddrs(&all) != 0) return;
     for (ifaddrs* a = all; a; a = a->ifa_next) {
         if (!a->ifa_addr || a->ifa_addr->sa_family != fam) continue;
-        const void* ia = h.ipv6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr)
-                                : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr);
+        const void* ia =
+            h.ipv6
+                ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr)
+                : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr);
         if (std::memcmp(ia, sa, h.ipv6 ? 16 : 4) != 0) continue;
         h.interface = a->ifa_name;
         h.interface_mtu = packet::interface_mtu(h.interface);
         h.source_address = source;
-        h.directly_connected = (a->ifa_flags & IFF_LOOPBACK) ||
-                               (a->ifa_netmask && on_link(a->ifa_addr, a->ifa_netmask, target, h.ipv6));
+        h.directly_connected =
+            (a->ifa_flags & IFF_LOOPBACK) ||
+            (a->ifa_netmask && on_link(a->ifa_addr, a->ifa_netmask, target, h.ipv6));
         break;
     }
     freeifaddrs(all);

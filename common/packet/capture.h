@@ -36,7 +36,7 @@ struct Frame {
 };
 
 class Capture : public std::enable_shared_from_this<Capture> {
-  public:
+public:
     using FrameFn = std::function<void(const Frame&)>;
     // After each batch of frames read on one readiness event: ok, or the capture failed (the
     // device went away, a read error). After a failure the capture is no longer watched.
@@ -72,7 +72,7 @@ class Capture : public std::enable_shared_from_this<Capture> {
     // Sends one whole link-layer frame on the device.
     [[nodiscard]] common::Status inject(const std::uint8_t* frame, std::size_t size);
 
-  private:
+private:
     Capture(asio::io_context& io, pcap* handle, std::string device);
     void watch();
     // Frames read, or -1 on a read failure.

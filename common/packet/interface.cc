@@ -58,7 +58,8 @@ std::optional<Mac> interface_mac(const std::string& name) {
                     &v[5], &used) != 6 ||
         used != 17)
         return std::nullopt;
-    for (int i = 0; i < 6; ++i) mac[i] = static_cast<std::uint8_t>(v[i]);
+    for (int i = 0; i < 6; ++i)
+        mac[i] = static_cast<std::uint8_t>(v[i]);
     return mac;
 }
 

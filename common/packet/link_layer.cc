@@ -31,26 +31,20 @@ std::uint16_t family_type(const std::uint8_t* f) {
         v = static_cast<std::uint32_t>(f[3]) << 24 | static_cast<std::uint32_t>(f[2]) << 16 |
             static_cast<std::uint32_t>(f[1]) << 8 | f[0];
     switch (v) {
-        case 2:
-            return kEtherIPv4;  // AF_INET everywhere
-        case 10:                // AF_INET6: Linux
-        case 24:                // NetBSD, OpenBSD
-        case 28:                // FreeBSD, DragonFly
-        case 30:
-            return kEtherIPv6;  // macOS
-        default:
-            return 0;
+    case 2: return kEtherIPv4;   // AF_INET everywhere
+    case 10:                     // AF_INET6: Linux
+    case 24:                     // NetBSD, OpenBSD
+    case 28:                     // FreeBSD, DragonFly
+    case 30: return kEtherIPv6;  // macOS
+    default: return 0;
     }
 }
 
 std::uint16_t ip_version_type(const std::uint8_t* f) {
     switch (f[0] >> 4) {
-        case 4:
-            return kEtherIPv4;
-        case 6:
-            return kEtherIPv6;
-        default:
-            return 0;
+    case 4: return kEtherIPv4;
+    case 6: return kEtherIPv6;
+    default: return 0;
     }
 }
 
@@ -58,38 +52,36 @@ std::uint16_t ip_version_type(const std::uint8_t* f) {
 
 LinkHeader parse_link_header(int linktype, const std::uint8_t* f, std::size_t n) {
     switch (linktype) {
-        case DLT_EN10MB: {
-            // Tags sit between the addresses and the real EtherType, 4 bytes each.
-            std::size_t off = 14;
-            while (off + 4 <= n && is_tag(rd16(f + off - 2))) off += 4;
-            LinkHeader h;
-            h.length = std::min(off, n);
-            if (n < off || is_tag(rd16(f + off - 2))) return h;  // cut short inside a header
-            h.ethertype = rd16(f + off - 2);
-            h.valid = true;
-            return h;
-        }
-        case DLT_LINUX_SLL:
-            return fixed(f, n, 16, 14);
-        case DLT_LINUX_SLL2:
-            return fixed(f, n, 20, 0);
-        case DLT_NULL:
-        case DLT_LOOP: {
-            LinkHeader h = fixed(f, n, 4, 0);
-            if (h.valid) h.ethertype = family_type(f);
-            return h;
-        }
-        case DLT_RAW:
-        case DLT_IPV4:
-        case DLT_IPV6: {
-            LinkHeader h;
-            if (n == 0) return h;
-            h.ethertype = ip_version_type(f);
-            h.valid = true;
-            return h;
-        }
-        default:
-            return {};
+    case DLT_EN10MB: {
+        // Tags sit between the addresses and the real EtherType, 4 bytes each.
+        std::size_t off = 14;
+        while (off + 4 <= n && is_tag(rd16(f + off - 2)))
+            off += 4;
+        LinkHeader h;
+        h.length = std::min(off, n);
+        if (n < off || is_tag(rd16(f + off - 2))) return h;  // cut short inside a header
+        h.ethertype = rd16(f + off - 2);
+        h.valid = true;
+        return h;
+    }
+    case DLT_LINUX_SLL: return fixed(f, n, 16, 14);
+    case DLT_LINUX_SLL2: return fixed(f, n, 20, 0);
+    case DLT_NULL:
+    case DLT_LOOP: {
+        LinkHeader h = fixed(f, n, 4, 0);
+        if (h.valid) h.ethertype = family_type(f);
+        return h;
+    }
+    case DLT_RAW:
+    case DLT_IPV4:
+    case DLT_IPV6: {
+        LinkHeader h;
+        if (n == 0) return h;
+        h.ethertype = ip_version_type(f);
+        h.valid = true;
+        return h;
+    }
+    default: return {};
     }
 }
 

@@ -1,5 +1,4 @@
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,12 +22,16 @@ struct EnvGuard {
     std::optional<std::string> old;
     EnvGuard(const char* n, const char* value) : name(n) {
         if (const char* v = std::getenv(n)) old = v;
-        if (value) setenv(n, value, 1);
-        else unsetenv(n);
+        if (value)
+            setenv(n, value, 1);
+        else
+            unsetenv(n);
     }
     ~EnvGuard() {
-        if (old) setenv(name.c_str(), old->c_str(), 1);
-        else unsetenv(name.c_str());
+        if (old)
+            setenv(name.c_str(), old->c_str(), 1);
+        else
+            unsetenv(name.c_str());
     }
 };
 
@@ -37,7 +40,8 @@ struct Tree {
     test_support::TempDir dir{"nsefleet-datafiles"};
     fs::path base = dir.path;
     Tree() {
-        for (const char* d : {"a/scripts", "b/scripts", "c/nselib/data"}) fs::create_directories(base / d);
+        for (const char* d : {"a/scripts", "b/scripts", "c/nselib/data"})
+            fs::create_directories(base / d);
         std::ofstream(base / "a/only-a.txt") << "a";
         std::ofstream(base / "a/both.txt") << "a";
         std::ofstream(base / "b/both.txt") << "b";
@@ -99,7 +103,8 @@ TEST_CASE("defaults without --datadir or environment") {
     DataFiles df;
     REQUIRE_FALSE(df.dirs().empty());
     CHECK(df.dirs().back() == "/usr/share/nmap");
-    for (const auto& dir : df.dirs()) CHECK(fs::is_directory(dir));
+    for (const auto& dir : df.dirs())
+        CHECK(fs::is_directory(dir));
     CHECK(df.find_dir("scripts").has_value());
     CHECK(df.find_dir("nselib").has_value());
     CHECK(df.find_file("nselib/stdnse.lua").has_value());

@@ -34,8 +34,8 @@ TEST_CASE("parse_time_spec accepts nmap time syntax") {
     struct {
         const char* in;
         double want;
-    } cases[] = {{"30", 30},    {"30s", 30},  {"500ms", 0.5}, {"5m", 300},
-                 {"2h", 7200},  {"1.5", 1.5}, {"0", 0},       {".5s", 0.5}};
+    } cases[] = {{"30", 30},   {"30s", 30},  {"500ms", 0.5}, {"5m", 300},
+                 {"2h", 7200}, {"1.5", 1.5}, {"0", 0},       {".5s", 0.5}};
     for (auto& c : cases) {
         auto r = parse_time_spec(c.in);
         INFO(c.in);
@@ -119,8 +119,8 @@ TEST_CASE("scan kinds and simple switches") {
 }
 
 TEST_CASE("script options") {
-    auto o = ok({"--script", "http-title, ssh-hostkey,,", "--script=banner", "--script",
-                 "default", "t"});
+    auto o = ok(
+        {"--script", "http-title, ssh-hostkey,,", "--script=banner", "--script", "default", "t"});
     CHECK(o.scripts == std::vector<std::string>{"http-title", "ssh-hostkey", "banner", "default"});
     CHECK(o.scripts_requested());
     auto a = ok({"--script-args", "user=a", "--script-args=pass=b", "t"});
@@ -225,12 +225,40 @@ TEST_CASE("help") {
     CHECK(h.help);
     CHECK(ok({"-h"}).help);
     auto u = common::scan_usage();
-    for (const char* flag :
-         {"-iL", "--exclude", "--excludefile", "-p", "-F", "--top-ports", "-sT", "-Pn", "-sn",
-          "-n", "-6", "--script", "-sC", "--script-args", "--script-args-file",
-          "--script-timeout", "--host-timeout", "-T", "-v", "-d", "-oN", "-oX", "-oG", "-oJ",
-          "-oA", "--min-hostgroup", "max-hostgroup", "--datadir", "--open", "--reason",
-          "--max-parallelism", "--stats-every", "--workers", "--help"}) {
+    for (const char* flag : {"-iL",
+                             "--exclude",
+                             "--excludefile",
+                             "-p",
+                             "-F",
+                             "--top-ports",
+                             "-sT",
+                             "-Pn",
+                             "-sn",
+                             "-n",
+                             "-6",
+                             "--script",
+                             "-sC",
+                             "--script-args",
+                             "--script-args-file",
+                             "--script-timeout",
+                             "--host-timeout",
+                             "-T",
+                             "-v",
+                             "-d",
+                             "-oN",
+                             "-oX",
+                             "-oG",
+                             "-oJ",
+                             "-oA",
+                             "--min-hostgroup",
+                             "max-hostgroup",
+                             "--datadir",
+                             "--open",
+                             "--reason",
+                             "--max-parallelism",
+                             "--stats-every",
+                             "--workers",
+                             "--help"}) {
         INFO(flag);
         CHECK(u.find(flag) != std::string::npos);
     }

@@ -1,5 +1,4 @@
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -121,7 +120,8 @@ TEST_CASE("real nmap-services") {
     CHECK(std::find(globbed.begin(), globbed.end(), T(80)) != globbed.end());
     CHECK(std::find(globbed.begin(), globbed.end(), T(443)) != globbed.end());  // https
     CHECK(std::find(globbed.begin(), globbed.end(), T(22)) == globbed.end());
-    for (const auto& p : globbed) CHECK(p.proto == 't');
+    for (const auto& p : globbed)
+        CHECK(p.proto == 't');
 }
 
 TEST_CASE("parse_port_list numbers and ranges") {
@@ -161,9 +161,9 @@ TEST_CASE("parse_port_list service names") {
     CHECK(ports("http*", &sm.s) == std::vector<PortSpec>{T(80), T(8080)});
     CHECK(ports("HTTP", &sm.s) == std::vector<PortSpec>{T(80)});
     CHECK(ports("ssh,U:snmp", &sm.s) == std::vector<PortSpec>{T(22), U(161)});
-    bad("snmp", "snmp", &sm.s);          // udp-only name asked for tcp
+    bad("snmp", "snmp", &sm.s);  // udp-only name asked for tcp
     bad("nosuchservice", "nosuchservice", &sm.s);
-    bad("http", "http", nullptr);        // no services table
+    bad("http", "http", nullptr);  // no services table
 }
 
 TEST_CASE("parse_port_list errors name the token") {

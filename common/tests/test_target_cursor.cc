@@ -1,6 +1,5 @@
 // TargetCursor: same hosts and errors as expand_targets, lazily, with exact resume.
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -50,7 +49,8 @@ std::vector<IndexedTarget> drain(TargetCursor& c, std::size_t batch, std::uint64
 
 Strings addrs(const std::vector<IndexedTarget>& ts) {
     Strings out;
-    for (const auto& t : ts) out.push_back(t.target.address);
+    for (const auto& t : ts)
+        out.push_back(t.target.address);
     return out;
 }
 
@@ -58,8 +58,7 @@ Strings addrs(const std::vector<IndexedTarget>& ts) {
 Strings keys(const std::vector<IndexedTarget>& ts) {
     Strings out;
     for (const auto& t : ts)
-        out.push_back(t.target.address + "|" + t.target.targetname +
-                      (t.target.ipv6 ? "|6" : "|4"));
+        out.push_back(t.target.address + "|" + t.target.targetname + (t.target.ipv6 ? "|6" : "|4"));
     return out;
 }
 Strings keys(const std::vector<common::Target>& ts) {
@@ -81,7 +80,8 @@ void check_resume_everywhere(const TargetSources& src) {
             auto r = a.next(k - got.size());
             REQUIRE(r.is_ok());
             REQUIRE_FALSE(r->empty());
-            for (auto& t : *r) got.push_back(std::move(t));
+            for (auto& t : *r)
+                got.push_back(std::move(t));
         }
         // Through the serialised form, as the journal stores it.
         auto pos = CursorPosition::decode(a.position().encode());
@@ -93,7 +93,8 @@ void check_resume_everywhere(const TargetSources& src) {
         REQUIRE(st.is_ok());
         CHECK(b.position().index == k);
         auto rest = drain(b, 3, k);
-        for (auto& t : rest) got.push_back(std::move(t));
+        for (auto& t : rest)
+            got.push_back(std::move(t));
         CHECK(keys(got) == keys(ref));
     }
 }
@@ -108,8 +109,8 @@ TEST_CASE("cursor yields expand_targets' list, in batches of any size") {
     src.input_files = {il.path};
     src.excludes = {"127.0.0.12-13", "127.0.1.2"};
     src.exclude_files = {ex.path};
-    auto expected = common::expand_targets(src.specs, src.input_files, src.excludes,
-                                           src.exclude_files, false);
+    auto expected =
+        common::expand_targets(src.specs, src.input_files, src.excludes, src.exclude_files, false);
     REQUIRE(expected.is_ok());
     REQUIRE(expected->size() > 10);
     for (std::size_t batch : {1, 2, 5, 64, 100000}) {
@@ -163,8 +164,8 @@ TEST_CASE("huge blocks are walked lazily and resumed by offset") {
     REQUIRE(tail.restore(pos).is_ok());
     auto rest = drain(tail, 10, 123456789);
     // The dedup window holds 1.0.0.0-1.0.255.255, so 127.0.0.1 is still new.
-    CHECK(addrs(rest) == Strings{"255.255.255.253", "255.255.255.254", "255.255.255.255",
-                                 "127.0.0.1"});
+    CHECK(addrs(rest) ==
+          Strings{"255.255.255.253", "255.255.255.254", "255.255.255.255", "127.0.0.1"});
 
     TargetSources v6;
     v6.ipv6 = true;
@@ -196,9 +197,9 @@ TEST_CASE("size cap: errors name the token, like expand_targets") {
 }
 
 TEST_CASE("errors match expand_targets") {
-    for (Strings specs : {Strings{"127.0.0.1", "10.0.0.0/33"}, Strings{"127.0.0.256"},
-                          Strings{"127.0.0.1-2/24"}, Strings{"bad name!"}, Strings{"::1"},
-                          Strings{"nosuch.invalid"}}) {
+    for (Strings specs :
+         {Strings{"127.0.0.1", "10.0.0.0/33"}, Strings{"127.0.0.256"}, Strings{"127.0.0.1-2/24"},
+          Strings{"bad name!"}, Strings{"::1"}, Strings{"nosuch.invalid"}}) {
         CAPTURE(specs[0]);
         auto want = common::expand_targets(specs, {}, {}, {}, false);
         REQUIRE_FALSE(want.is_ok());
@@ -244,9 +245,8 @@ TEST_CASE("duplicates: dropped inside the dedup window, scanned again past it") 
     src.specs = {"127.0.0.1-6", "127.0.0.2", "127.0.0.6", "127.0.0.1-2"};
     src.dedup_window = 4;  // remembers 127.0.0.1-4
     auto c = open_ok(src);
-    CHECK(addrs(drain(c, 100)) ==
-          Strings{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6",
-                  "127.0.0.6"});
+    CHECK(addrs(drain(c, 100)) == Strings{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4",
+                                          "127.0.0.5", "127.0.0.6", "127.0.0.6"});
     src.dedup_window = 0;  // nmap's own behaviour: every repeat scanned
     auto n = open_ok(src);
     CHECK(drain(n, 100).size() == 10);
@@ -307,8 +307,8 @@ TEST_CASE("restore rejects positions that do not fit, and stdin lists") {
         REQUIRE_FALSE(st.is_ok());
         CHECK(st.message().find("does not match the targets") != std::string::npos);
     }
-    for (auto text : {"", "v2 0 0 0", "v1 0 0", "v1 a 0 0", "v1 0 0 0 x y",
-                      "v1 0 0 99999999999999999999"}) {
+    for (auto text :
+         {"", "v2 0 0 0", "v1 0 0", "v1 a 0 0", "v1 0 0 0 x y", "v1 0 0 99999999999999999999"}) {
         CAPTURE(text);
         CHECK_FALSE(CursorPosition::decode(text).is_ok());
     }

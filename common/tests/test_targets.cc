@@ -1,5 +1,4 @@
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,12 +27,13 @@ std::vector<Target> expand(Strings specs, Strings excludes = {}, bool ipv6 = fal
 
 Strings addrs(const std::vector<Target>& ts) {
     Strings out;
-    for (const auto& t : ts) out.push_back(t.address);
+    for (const auto& t : ts)
+        out.push_back(t.address);
     return out;
 }
 
-void fails(Strings specs, const std::string& token, bool ipv6 = false,
-           std::size_t limit = 1u << 24, Strings excludes = {}) {
+void fails(Strings specs, const std::string& token, bool ipv6 = false, std::size_t limit = 1u << 24,
+           Strings excludes = {}) {
     auto r = expand_targets(specs, {}, excludes, {}, ipv6, limit);
     REQUIRE_FALSE(r.is_ok());
     INFO("message: ", r.message());

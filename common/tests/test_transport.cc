@@ -224,7 +224,8 @@ TEST_CASE("transport: key files") {
     KeyPair other = *generate_keypair();
     {
         std::ofstream f(dir / "bad.key");
-        f << "public-key = \"" << other.public_key << "\"\nsecret-key = \"" << k.secret_key << "\"\n";
+        f << "public-key = \"" << other.public_key << "\"\nsecret-key = \"" << k.secret_key
+          << "\"\n";
     }
     REQUIRE(chmod((dir / "bad.key").c_str(), 0600) == 0);
     CHECK_FALSE(load_secret_key(dir / "bad.key").is_ok());
@@ -289,7 +290,8 @@ TEST_CASE("transport: CURVE over tcp: allowed key works, unknown key gets nothin
     ecs.key = evil;
     auto e = Dealer::connect(ectx, (*r)->endpoint(), ecs);
     REQUIRE(e.is_ok());
-    for (int i = 0; i < 5; ++i) REQUIRE((*e)->send("let me in " + std::to_string(i)).is_ok());
+    for (int i = 0; i < 5; ++i)
+        REQUIRE((*e)->send("let me in " + std::to_string(i)).is_ok());
     auto got = (*r)->recv(1500ms);
     REQUIRE(got.is_ok());
     CHECK_FALSE(got->has_value());

@@ -3,12 +3,12 @@
 #define MSGPACK_NO_BOOST
 #endif
 #include <doctest/doctest.h>
-#include <msgpack.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <msgpack.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,7 +41,8 @@ bool same(const Value& a, const Value& b) {
         const auto &x = a.table().entries, &y = b.table().entries;
         if (x.size() != y.size()) return false;
         for (std::size_t i = 0; i < x.size(); ++i)
-            if (x[i].indexed != y[i].indexed || x[i].key != y[i].key || !same(x[i].value, y[i].value))
+            if (x[i].indexed != y[i].indexed || x[i].key != y[i].key ||
+                !same(x[i].value, y[i].value))
                 return false;
         return true;
     }
@@ -58,7 +59,8 @@ bool same(const std::optional<Value>& a, const std::optional<Value>& b) {
 bool same(const std::vector<common::ScriptResult>& a, const std::vector<common::ScriptResult>& b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-        if (a[i].id != b[i].id || a[i].output != b[i].output || !same(a[i].structured, b[i].structured))
+        if (a[i].id != b[i].id || a[i].output != b[i].output ||
+            !same(a[i].structured, b[i].structured))
             return false;
     return true;
 }
@@ -66,10 +68,10 @@ bool same(const std::vector<common::ScriptResult>& a, const std::vector<common::
 bool same(const common::HostResult& a, const common::HostResult& b) {
     if (a.index != b.index || a.address != b.address || a.ipv6 != b.ipv6 ||
         a.targetname != b.targetname || a.hostname != b.hostname || a.status != b.status ||
-        a.reason != b.reason || a.reason_ttl != b.reason_ttl || a.srtt != b.srtt || a.interface != b.interface ||
-        a.interface_mtu != b.interface_mtu || a.directly_connected != b.directly_connected ||
-        a.source_address != b.source_address || a.mac_address != b.mac_address ||
-        a.source_mac != b.source_mac ||
+        a.reason != b.reason || a.reason_ttl != b.reason_ttl || a.srtt != b.srtt ||
+        a.interface != b.interface || a.interface_mtu != b.interface_mtu ||
+        a.directly_connected != b.directly_connected || a.source_address != b.source_address ||
+        a.mac_address != b.mac_address || a.source_mac != b.source_mac ||
         a.timed_out != b.timed_out || a.start_time != b.start_time || a.end_time != b.end_time ||
         a.ports.size() != b.ports.size() || !same(a.hostscripts, b.hostscripts))
         return false;
@@ -78,10 +80,10 @@ bool same(const common::HostResult& a, const common::HostResult& b) {
         const auto &s = p.service, &t = q.service;
         if (p.number != q.number || p.protocol != q.protocol || p.state != q.state ||
             p.reason != q.reason || p.reason_ttl != q.reason_ttl || !same(p.scripts, q.scripts) ||
-            s.name != t.name || s.method != t.method || s.conf != t.conf || s.product != t.product ||
-            s.version != t.version || s.extrainfo != t.extrainfo || s.hostname != t.hostname ||
-            s.ostype != t.ostype || s.devicetype != t.devicetype || s.tunnel != t.tunnel ||
-            s.servicefp != t.servicefp || s.cpe != t.cpe)
+            s.name != t.name || s.method != t.method || s.conf != t.conf ||
+            s.product != t.product || s.version != t.version || s.extrainfo != t.extrainfo ||
+            s.hostname != t.hostname || s.ostype != t.ostype || s.devicetype != t.devicetype ||
+            s.tunnel != t.tunnel || s.servicefp != t.servicefp || s.cpe != t.cpe)
             return false;
     }
     return true;
@@ -213,24 +215,33 @@ std::vector<Message> samples() {
     v.push_back(Welcome{77, "scan-1", 250, 5000, rich_options()});
     v.push_back(Heartbeat{1700000000.125, {1, 2, 18446744073709551615ull}, 3});
     v.push_back(RequestWork{2});
-    v.push_back(Lease{9, 2, 1700000030.0,
-                      {{0, "127.0.0.1", false, ""}, {1, "::1", true, "localhost"}}});
+    v.push_back(
+        Lease{9, 2, 1700000030.0, {{0, "127.0.0.1", false, ""}, {1, "::1", true, "localhost"}}});
     v.push_back(NoWork{750, true});
     v.push_back(LeaseRenewed{{9, 10}, 1700000060.0});
     v.push_back(LeaseLost{9, "expired"});
     v.push_back(HostResult{9, rich_host()});
     v.push_back(GroupDone{9, 2, 1.75});
     v.push_back(RunPhase{3, Phase::Postrule, rich_value()});
-    v.push_back(PhaseResult{3, Phase::Prerule,
+    v.push_back(PhaseResult{3,
+                            Phase::Prerule,
                             {{"broadcast-x", "out", rich_value()}, {"y", "", std::nullopt}},
-                            rich_value(), "boom"});
+                            rich_value(),
+                            "boom"});
     v.push_back(SharedOp{11, SharedOpKind::RegistryMerge, "key", {5, 6}, rich_value()});
     v.push_back(SharedOp{12, SharedOpKind::CondCancel, "cv", {7, 8}, Value{}});
     v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value()});
     v.push_back(SharedReply{12, false, std::nullopt, Value{}});
     v.push_back(SharedNotify{13, SharedEvent::Woken, "cv", {1, 2}});
     v.push_back(StatusQuery{false});
-    v.push_back(StatusReply{"scan-1", "scanning", 256, 100, 3, 2, 10, true,
+    v.push_back(StatusReply{"scan-1",
+                            "scanning",
+                            256,
+                            100,
+                            3,
+                            2,
+                            10,
+                            true,
                             {{1, "a", 2, {4, 5}, 1700000000.5}, {2, "b", 1, {}, 0}}});
     v.push_back(Error{ErrorCode::UnknownLease, "group 9 is not yours", 44});
     v.push_back(Bye{"done"});
@@ -247,7 +258,8 @@ std::string raw(F&& fill) {
     return std::string(buf.data(), buf.size());
 }
 
-void envelope_head(msgpack::packer<msgpack::sbuffer>& pk, std::uint32_t version, std::uint32_t type) {
+void envelope_head(msgpack::packer<msgpack::sbuffer>& pk, std::uint32_t version,
+                   std::uint32_t type) {
     pk.pack_array(5);
     pk.pack(std::string("nsf"));
     pk.pack_uint32(version);
@@ -269,8 +281,10 @@ TEST_CASE("wire: every message type round-trips byte-exactly") {
     auto all = samples();
     // Every variant alternative is covered.
     std::vector<bool> seen(std::variant_size_v<Message>, false);
-    for (const auto& m : all) seen[m.index()] = true;
-    for (std::size_t i = 0; i < seen.size(); ++i) CHECK_MESSAGE(seen[i], "no sample for alternative ", i);
+    for (const auto& m : all)
+        seen[m.index()] = true;
+    for (std::size_t i = 0; i < seen.size(); ++i)
+        CHECK_MESSAGE(seen[i], "no sample for alternative ", i);
 
     std::uint64_t seq = 1000;
     for (const auto& m : all) {
@@ -298,9 +312,11 @@ TEST_CASE("wire: field-level equality for comparable messages, Value and HostRes
         CHECK(std::get<M>(d->message) == m);
     };
     for (const auto& m : samples()) {
-        std::visit([&](const auto& x) {
-            if constexpr (std::equality_comparable<std::decay_t<decltype(x)>>) check(x);
-        }, m);
+        std::visit(
+            [&](const auto& x) {
+                if constexpr (std::equality_comparable<std::decay_t<decltype(x)>>) check(x);
+            },
+            m);
     }
 
     HostResult hr{5, rich_host()};
@@ -344,21 +360,37 @@ TEST_CASE("wire: envelope checks") {
     std::string good = encode(Bye{"x"}, 3);
 
     SUBCASE("unknown version") {
-        auto bytes = raw([](auto& pk) { envelope_head(pk, kProtocolVersion + 1, 19); pk.pack_array(1); pk.pack(std::string("x")); });
+        auto bytes = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion + 1, 19);
+            pk.pack_array(1);
+            pk.pack(std::string("x"));
+        });
         CHECK(decode_error(bytes) == ErrorCode::BadVersion);
-        auto v0 = raw([](auto& pk) { envelope_head(pk, 0, 19); pk.pack_array(1); pk.pack(std::string("x")); });
+        auto v0 = raw([](auto& pk) {
+            envelope_head(pk, 0, 19);
+            pk.pack_array(1);
+            pk.pack(std::string("x"));
+        });
         CHECK(decode_error(v0) == ErrorCode::BadVersion);
     }
     SUBCASE("unknown type") {
         for (std::uint32_t t : {0u, 21u, 255u, 256u, 100000u}) {
-            auto bytes = raw([&](auto& pk) { envelope_head(pk, kProtocolVersion, t); pk.pack_array(0); });
+            auto bytes = raw([&](auto& pk) {
+                envelope_head(pk, kProtocolVersion, t);
+                pk.pack_array(0);
+            });
             CHECK(decode_error(bytes) == ErrorCode::UnknownType);
         }
     }
     SUBCASE("bad magic") {
         auto bytes = raw([](auto& pk) {
-            pk.pack_array(5); pk.pack(std::string("nsg")); pk.pack_uint32(kProtocolVersion);
-            pk.pack_uint32(19); pk.pack_uint64(1); pk.pack_array(1); pk.pack(std::string("x"));
+            pk.pack_array(5);
+            pk.pack(std::string("nsg"));
+            pk.pack_uint32(kProtocolVersion);
+            pk.pack_uint32(19);
+            pk.pack_uint64(1);
+            pk.pack_array(1);
+            pk.pack(std::string("x"));
         });
         CHECK(decode_error(bytes) == ErrorCode::Malformed);
     }
@@ -375,23 +407,58 @@ TEST_CASE("wire: envelope checks") {
     }
     SUBCASE("empty input") { CHECK(decode_error("") == ErrorCode::Malformed); }
     SUBCASE("wrong field count and wrong field types") {
-        auto extra = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 19); pk.pack_array(2); pk.pack(std::string("x")); pk.pack(std::string("y")); });
+        auto extra = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 19);
+            pk.pack_array(2);
+            pk.pack(std::string("x"));
+            pk.pack(std::string("y"));
+        });
         CHECK(decode_error(extra) == ErrorCode::Malformed);
-        auto wrong = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 19); pk.pack_array(1); pk.pack_uint32(5); });
+        auto wrong = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 19);
+            pk.pack_array(1);
+            pk.pack_uint32(5);
+        });
         CHECK(decode_error(wrong) == ErrorCode::Malformed);
         // RequestWork.slots is uint32: negative and too large are rejected.
-        auto neg = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 4); pk.pack_array(1); pk.pack_int32(-1); });
+        auto neg = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 4);
+            pk.pack_array(1);
+            pk.pack_int32(-1);
+        });
         CHECK(decode_error(neg) == ErrorCode::Malformed);
-        auto big = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 4); pk.pack_array(1); pk.pack_uint64(1ull << 32); });
+        auto big = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 4);
+            pk.pack_array(1);
+            pk.pack_uint64(1ull << 32);
+        });
         CHECK(decode_error(big) == ErrorCode::Malformed);
         // Heartbeat.now is a float; an integer is a wrong type.
-        auto hb = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 3); pk.pack_array(3); pk.pack_uint32(1); pk.pack_array(0); pk.pack_uint32(0); });
+        auto hb = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 3);
+            pk.pack_array(3);
+            pk.pack_uint32(1);
+            pk.pack_array(0);
+            pk.pack_uint32(0);
+        });
         CHECK(decode_error(hb) == ErrorCode::Malformed);
         // RunPhase.phase out of the enum's range.
-        auto ph = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 11); pk.pack_array(3); pk.pack_uint32(1); pk.pack_uint32(3); pk.pack_nil(); });
+        auto ph = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 11);
+            pk.pack_array(3);
+            pk.pack_uint32(1);
+            pk.pack_uint32(3);
+            pk.pack_nil();
+        });
         CHECK(decode_error(ph) == ErrorCode::Malformed);
         // A map in a Value (the protocol never sends maps).
-        auto mp = raw([](auto& pk) { envelope_head(pk, kProtocolVersion, 11); pk.pack_array(3); pk.pack_uint32(1); pk.pack_uint32(1); pk.pack_map(0); });
+        auto mp = raw([](auto& pk) {
+            envelope_head(pk, kProtocolVersion, 11);
+            pk.pack_array(3);
+            pk.pack_uint32(1);
+            pk.pack_uint32(1);
+            pk.pack_map(0);
+        });
         CHECK(decode_error(mp) == ErrorCode::Malformed);
         // A port number above 65535 inside a HostResult.
         common::HostResult h;
@@ -402,7 +469,8 @@ TEST_CASE("wire: envelope checks") {
         std::string port_marker = std::string("\x97\x00", 2);  // fixarray(7), number 0
         auto at = ok.find(port_marker);
         REQUIRE(at != std::string::npos);
-        std::string bad = ok.substr(0, at + 1) + std::string("\xce\x00\x01\x11\x70", 5) + ok.substr(at + 2);
+        std::string bad =
+            ok.substr(0, at + 1) + std::string("\xce\x00\x01\x11\x70", 5) + ok.substr(at + 2);
         CHECK(decode_error(bad) == ErrorCode::Malformed);
     }
 }
@@ -413,21 +481,31 @@ TEST_CASE("wire: lying container sizes and deep nesting fail fast without huge a
     CHECK(decode_error(a32) == ErrorCode::Malformed);
     // A chain of arrays each claiming 65535 elements.
     std::string chain;
-    for (int i = 0; i < 150; ++i) chain += std::string("\xdc\xff\xff", 3);
+    for (int i = 0; i < 150; ++i)
+        chain += std::string("\xdc\xff\xff", 3);
     CHECK(decode_error(chain) == ErrorCode::Malformed);
     // A string claiming 4 GiB.
-    CHECK(decode_error(std::string("\xdb\xff\xff\xff\xff" "abc", 8)) == ErrorCode::Malformed);
+    CHECK(decode_error(std::string("\xdb\xff\xff\xff\xff"
+                                   "abc",
+                                   8)) == ErrorCode::Malformed);
     // Nesting far deeper than kMaxDepth (each level a 1-element array), inside a Value.
     auto deep = raw([](auto& pk) {
         envelope_head(pk, kProtocolVersion, 11);
-        pk.pack_array(3); pk.pack_uint32(1); pk.pack_uint32(1);
-        for (int i = 0; i < 100000; ++i) { pk.pack_array(1); pk.pack_array(2); pk.pack_nil(); }
+        pk.pack_array(3);
+        pk.pack_uint32(1);
+        pk.pack_uint32(1);
+        for (int i = 0; i < 100000; ++i) {
+            pk.pack_array(1);
+            pk.pack_array(2);
+            pk.pack_nil();
+        }
         pk.pack_nil();
     });
     CHECK(decode_error(deep) == ErrorCode::Malformed);
     // Nesting within the limit is fine.
     Value v;
-    for (int i = 0; i < 50; ++i) v = table({item(std::move(v))});
+    for (int i = 0; i < 50; ++i)
+        v = table({item(std::move(v))});
     CHECK(decode(encode(RunPhase{1, Phase::Prerule, v})).is_ok());
 }
 
@@ -467,7 +545,8 @@ TEST_CASE("wire: fuzz: truncations, bit flips, byte mutations, random bytes neve
     std::string head = encode(Bye{""}, 0).substr(0, 8);
     for (int k = 0; k < 5000; ++k) {
         std::string b(rng() % 200, '\0');
-        for (auto& c : b) c = static_cast<char>(rng());
+        for (auto& c : b)
+            c = static_cast<char>(rng());
         if (k % 2) b = head + b;
         ErrorCode why;
         auto r = decode(b, 4096, &why);

@@ -30,7 +30,10 @@ common::Status write_file(const std::string& path, const std::string& text, mode
     while (ok && done < text.size()) {
         ssize_t n = ::write(fd, text.data() + done, text.size() - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) ok = false; else done += static_cast<std::size_t>(n);
+        if (n <= 0)
+            ok = false;
+        else
+            done += static_cast<std::size_t>(n);
     }
     ok = ok && ::fsync(fd) == 0;
     std::string err = ok ? "" : errno_text();
@@ -68,10 +71,13 @@ common::Result<KeyFile> parse(const std::string& path) {
             return s;
         };
         std::string name = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
-        if (name == "public-key") kf.public_key = value;
-        else if (name == "secret-key") kf.secret_key = value;
+        if (name == "public-key")
+            kf.public_key = value;
+        else if (name == "secret-key")
+            kf.secret_key = value;
     }
-    if (kf.public_key.empty()) return common::Status::error("key file '" + path + "' has no public-key");
+    if (kf.public_key.empty())
+        return common::Status::error("key file '" + path + "' has no public-key");
     if (!valid_key(kf.public_key))
         return common::Status::error("key file '" + path + "' has a malformed public-key");
     return kf;
@@ -88,18 +94,25 @@ bool valid_key(const std::string& z85) {
 common::Result<KeyPair> generate_keypair() {
     char pub[41], sec[41];
     if (zmq_curve_keypair(pub, sec) != 0)
-        return common::Status::error(std::string("cannot generate a CURVE key pair: ") + zmq_strerror(zmq_errno()));
+        return common::Status::error(std::string("cannot generate a CURVE key pair: ") +
+                                     zmq_strerror(zmq_errno()));
     return KeyPair{pub, sec};
 }
 
 common::Status write_keypair(const std::string& prefix, const KeyPair& keys) {
     if (!valid_key(keys.public_key) || !valid_key(keys.secret_key))
         return common::Status::error("refusing to write a malformed key pair");
-    std::string sec = "# nsefleet CURVE secret key: keep it private (mode 0600)\n"
-                      "public-key = \"" + keys.public_key + "\"\n"
-                      "secret-key = \"" + keys.secret_key + "\"\n";
-    std::string pub = "# nsefleet CURVE public key\n"
-                      "public-key = \"" + keys.public_key + "\"\n";
+    std::string sec =
+        "# nsefleet CURVE secret key: keep it private (mode 0600)\n"
+        "public-key = \"" +
+        keys.public_key +
+        "\"\n"
+        "secret-key = \"" +
+        keys.secret_key + "\"\n";
+    std::string pub =
+        "# nsefleet CURVE public key\n"
+        "public-key = \"" +
+        keys.public_key + "\"\n";
     if (auto s = write_file(prefix + ".key", sec, 0600); !s) return s;
     return write_file(prefix + ".pub", pub, 0644);
 }
@@ -117,7 +130,8 @@ common::Result<KeyPair> load_secret_key(const std::string& path) {
         return common::Status::error("key file '" + path + "' has no valid secret-key");
     char derived[41];
     if (zmq_curve_public(derived, kf->secret_key.c_str()) != 0 || kf->public_key != derived)
-        return common::Status::error("key file '" + path + "': public-key does not match secret-key");
+        return common::Status::error("key file '" + path +
+                                     "': public-key does not match secret-key");
     return KeyPair{kf->public_key, kf->secret_key};
 }
 
@@ -131,7 +145,8 @@ common::Result<std::vector<std::string>> load_allowed_keys(const std::string& di
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::directory_iterator it(dir, ec);
-    if (ec) return common::Status::error("cannot read allow directory '" + dir + "': " + ec.message());
+    if (ec)
+        return common::Status::error("cannot read allow directory '" + dir + "': " + ec.message());
     std::vector<std::string> keys;
     for (const auto& e : it) {
         if (e.path().extension() != ".pub") continue;

@@ -4,8 +4,6 @@
 
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
 
 #include <algorithm>
 #include <array>
@@ -15,6 +13,8 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 namespace common::transport {
 namespace {
@@ -53,7 +53,8 @@ bool wait_readable(zmq::socket_t& s, std::chrono::milliseconds timeout) {
 
 std::string z85(const std::string& raw32) {
     char out[41];
-    if (raw32.size() != 32 || !zmq_z85_encode(out, reinterpret_cast<const std::uint8_t*>(raw32.data()), 32))
+    if (raw32.size() != 32 ||
+        !zmq_z85_encode(out, reinterpret_cast<const std::uint8_t*>(raw32.data()), 32))
         return "";
     return out;
 }
@@ -64,7 +65,8 @@ std::string z85(const std::string& raw32) {
 class ZapHandler {
 public:
     // Binds synchronously (so no handshake can race the handler) then serves on a thread.
-    static common::Result<std::unique_ptr<ZapHandler>> start(const Context& ctx, std::vector<std::string> allowed) {
+    static common::Result<std::unique_ptr<ZapHandler>> start(const Context& ctx,
+                                                             std::vector<std::string> allowed) {
         std::unique_ptr<ZapHandler> h(new ZapHandler(ctx, std::move(allowed)));
         try {
             h->sock_ = zmq::socket_t(ctx.raw(), zmq::socket_type::rep);
@@ -127,8 +129,8 @@ private:
         }
         (code == "200" ? admitted : denied)++;
         std::array<zmq::const_buffer, 6> out = {zmq::str_buffer("1.0"), zmq::buffer(request_id),
-                                                zmq::buffer(code), zmq::buffer(text),
-                                                zmq::buffer(user), zmq::str_buffer("")};
+                                                zmq::buffer(code),      zmq::buffer(text),
+                                                zmq::buffer(user),      zmq::str_buffer("")};
         zmq::send_multipart(sock_, out);
     }
 
@@ -166,7 +168,8 @@ struct Router::Impl {
 Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Router::~Router() = default;
 
-common::Result<std::unique_ptr<Router>> Router::bind(const Context& ctx, const std::string& endpoint,
+common::Result<std::unique_ptr<Router>> Router::bind(const Context& ctx,
+                                                     const std::string& endpoint,
                                                      const ServerSecurity& security,
                                                      std::size_t max_message_bytes) {
     if (auto err = check_security(endpoint, security.key, security.insecure, true); !err.empty())
@@ -200,11 +203,13 @@ const std::string& Router::endpoint() const { return impl_->endpoint; }
 
 common::Status Router::send(const std::string& peer, std::string_view payload) {
     try {
-        if (!impl_->sock.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+        if (!impl_->sock.send(zmq::buffer(peer),
+                              zmq::send_flags::sndmore | zmq::send_flags::dontwait))
             return common::Status::error("send to peer would block");
         // With ROUTER_MANDATORY the first frame already failed for an unknown peer; the
         // payload frame cannot block once the routing frame was accepted.
-        if (!impl_->sock.send(zmq::buffer(payload.data(), payload.size()), zmq::send_flags::dontwait))
+        if (!impl_->sock.send(zmq::buffer(payload.data(), payload.size()),
+                              zmq::send_flags::dontwait))
             return common::Status::error("send to peer would block");
         return common::Status::ok();
     } catch (const zmq::error_t& e) {
@@ -217,14 +222,16 @@ common::Result<std::optional<Incoming>> Router::recv(std::chrono::milliseconds t
     auto until = std::chrono::steady_clock::now() + timeout;
     try {
         for (;;) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                until - std::chrono::steady_clock::now());
             if (left.count() < 0) left = std::chrono::milliseconds(0);
             if (!wait_readable(impl_->sock, left)) {
                 if (std::chrono::steady_clock::now() >= until) return std::optional<Incoming>{};
                 continue;  // woken without input (EINTR-like): wait out the rest
             }
             std::vector<zmq::message_t> parts;
-            if (!zmq::recv_multipart(impl_->sock, std::back_inserter(parts), zmq::recv_flags::dontwait))
+            if (!zmq::recv_multipart(impl_->sock, std::back_inserter(parts),
+                                     zmq::recv_flags::dontwait))
                 continue;
             if (parts.size() != 2 || parts[1].size() > impl_->max_bytes) {
                 ++impl_->dropped;
@@ -287,7 +294,8 @@ struct Dealer::Impl {
 Dealer::Dealer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Dealer::~Dealer() = default;
 
-common::Result<std::unique_ptr<Dealer>> Dealer::connect(const Context& ctx, const std::string& endpoint,
+common::Result<std::unique_ptr<Dealer>> Dealer::connect(const Context& ctx,
+                                                        const std::string& endpoint,
                                                         const ClientSecurity& security,
                                                         std::size_t max_message_bytes) {
     if (auto err = check_security(endpoint, security.key, security.insecure, true); !err.empty())
@@ -314,7 +322,8 @@ common::Result<std::unique_ptr<Dealer>> Dealer::connect(const Context& ctx, cons
 
 common::Status Dealer::send(std::string_view payload) {
     try {
-        if (!impl_->sock.send(zmq::buffer(payload.data(), payload.size()), zmq::send_flags::dontwait))
+        if (!impl_->sock.send(zmq::buffer(payload.data(), payload.size()),
+                              zmq::send_flags::dontwait))
             return common::Status::error("send would block (queue full)");
         return common::Status::ok();
     } catch (const zmq::error_t& e) {
@@ -326,14 +335,16 @@ common::Result<std::optional<std::string>> Dealer::recv(std::chrono::millisecond
     auto until = std::chrono::steady_clock::now() + timeout;
     try {
         for (;;) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                until - std::chrono::steady_clock::now());
             if (left.count() < 0) left = std::chrono::milliseconds(0);
             if (!wait_readable(impl_->sock, left)) {
                 if (std::chrono::steady_clock::now() >= until) return std::optional<std::string>{};
                 continue;
             }
             std::vector<zmq::message_t> parts;
-            if (!zmq::recv_multipart(impl_->sock, std::back_inserter(parts), zmq::recv_flags::dontwait))
+            if (!zmq::recv_multipart(impl_->sock, std::back_inserter(parts),
+                                     zmq::recv_flags::dontwait))
                 continue;
             if (parts.size() != 1 || parts[0].size() > impl_->max_bytes) {
                 ++impl_->dropped;
@@ -349,7 +360,8 @@ common::Result<std::optional<std::string>> Dealer::recv(std::chrono::millisecond
 common::Status Dealer::wait(std::chrono::milliseconds timeout, Waker* waker) {
     zmq::pollitem_t items[2] = {{impl_->sock.handle(), 0, ZMQ_POLLIN, 0},
                                 {nullptr, waker ? waker->fd_ : -1, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, waker ? 2 : 1, static_cast<long>(timeout.count())) < 0 && zmq_errno() != EINTR)
+    if (zmq_poll(items, waker ? 2 : 1, static_cast<long>(timeout.count())) < 0 &&
+        zmq_errno() != EINTR)
         return common::Status::error(std::string("poll failed: ") + zmq_strerror(zmq_errno()));
     if (waker && (items[1].revents & ZMQ_POLLIN)) waker->drain();
     return common::Status::ok();

@@ -88,10 +88,9 @@ public:
     // bad endpoint, an address in use, a plain tcp:// without `insecure`, a key with
     // `insecure`, a malformed key, or a second CURVE Router in the same context (one ZAP
     // handler per context).
-    static common::Result<std::unique_ptr<Router>> bind(const Context& ctx,
-                                                        const std::string& endpoint,
-                                                        const ServerSecurity& security,
-                                                        std::size_t max_message_bytes = kDefaultMaxMessageBytes);
+    static common::Result<std::unique_ptr<Router>> bind(
+        const Context& ctx, const std::string& endpoint, const ServerSecurity& security,
+        std::size_t max_message_bytes = kDefaultMaxMessageBytes);
     ~Router();
     Router(const Router&) = delete;
     Router& operator=(const Router&) = delete;
@@ -108,9 +107,9 @@ public:
     // Fails only when the socket itself fails (context terminated).
     common::Result<std::optional<Incoming>> recv(std::chrono::milliseconds timeout);
 
-    std::uint64_t dropped() const;  // malformed multiparts dropped by recv
-    std::uint64_t denied() const;   // CURVE handshakes refused by the ZAP handler
-    std::uint64_t admitted() const; // CURVE handshakes admitted by the ZAP handler
+    std::uint64_t dropped() const;   // malformed multiparts dropped by recv
+    std::uint64_t denied() const;    // CURVE handshakes refused by the ZAP handler
+    std::uint64_t admitted() const;  // CURVE handshakes admitted by the ZAP handler
 
     // Replaces the admitted key list (e.g. after re-reading --allow). Existing sessions stay.
     void set_allowed(std::vector<std::string> keys);
@@ -127,10 +126,9 @@ public:
     // Connects to `endpoint` (the connection itself is made and re-made in the background;
     // messages sent before it is up are queued). Fails on a bad endpoint, a plain tcp://
     // without `insecure`, or a malformed or missing key.
-    static common::Result<std::unique_ptr<Dealer>> connect(const Context& ctx,
-                                                           const std::string& endpoint,
-                                                           const ClientSecurity& security,
-                                                           std::size_t max_message_bytes = kDefaultMaxMessageBytes);
+    static common::Result<std::unique_ptr<Dealer>> connect(
+        const Context& ctx, const std::string& endpoint, const ClientSecurity& security,
+        std::size_t max_message_bytes = kDefaultMaxMessageBytes);
     ~Dealer();
     Dealer(const Dealer&) = delete;
     Dealer& operator=(const Dealer&) = delete;

@@ -6,11 +6,10 @@
 #endif
 #include "common/wire/codec.h"
 
-#include <msgpack.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <msgpack.hpp>
 #include <new>
 #include <type_traits>
 
@@ -47,11 +46,15 @@ void put_double(Packer& pk, double v) {
     std::memcpy(&bits, &v, sizeof bits);
     char out[9];
     out[0] = static_cast<char>(0xcb);
-    for (int i = 0; i < 8; ++i) out[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; ++i)
+        out[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
     pk.buf.write(out, sizeof out);
 }
 
-void put(Packer& pk, const std::string& s) { pk.pack_str(static_cast<std::uint32_t>(s.size())).pack_str_body(s.data(), static_cast<std::uint32_t>(s.size())); }
+void put(Packer& pk, const std::string& s) {
+    pk.pack_str(static_cast<std::uint32_t>(s.size()))
+        .pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
 void put(Packer& pk, bool b) { b ? pk.pack_true() : pk.pack_false(); }
 void put(Packer& pk, std::uint64_t v) { pk.pack_uint64(v); }
 void put(Packer& pk, std::uint32_t v) { pk.pack_uint32(v); }
@@ -59,10 +62,8 @@ void put(Packer& pk, int v) { pk.pack_int64(v); }
 void put(Packer& pk, double v) { put_double(pk, v); }
 
 template <typename E>
-    requires std::is_enum_v<E>
-void put(Packer& pk, E e) {
-    pk.pack_uint64(static_cast<std::uint64_t>(e));
-}
+requires std::is_enum_v<E>
+void put(Packer& pk, E e) { pk.pack_uint64(static_cast<std::uint64_t>(e)); }
 
 // Declared up front so the container templates below find every overload.
 void put(Packer& pk, const common::Value& v);
@@ -81,7 +82,8 @@ void put(Packer& pk, const WorkerStatus& w);
 template <typename T>
 void put(Packer& pk, const std::vector<T>& v) {
     pk.pack_array(static_cast<std::uint32_t>(v.size()));
-    for (const auto& x : v) put(pk, x);
+    for (const auto& x : v)
+        put(pk, x);
 }
 
 template <typename T>
@@ -147,7 +149,8 @@ void put(Packer& pk, const common::HostResult& h) {
 }
 
 void put(Packer& pk, const common::PortSpec& p) {
-    fields(pk, static_cast<std::uint32_t>(p.number), static_cast<std::uint32_t>(static_cast<unsigned char>(p.proto)));
+    fields(pk, static_cast<std::uint32_t>(p.number),
+           static_cast<std::uint32_t>(static_cast<unsigned char>(p.proto)));
 }
 
 void put(Packer& pk, const common::TimingProfile& t) {
@@ -155,13 +158,13 @@ void put(Packer& pk, const common::TimingProfile& t) {
 }
 
 void put(Packer& pk, const common::ScanOptions& o) {
-    fields(pk, o.command_line, o.targets, o.input_files, o.excludes, o.exclude_files,
-           o.port_spec, o.fast, o.top_ports, o.ports, o.connect_scan, o.syn_scan, o.udp_scan,
-           o.skip_discovery, o.ping_only, o.no_dns, o.ipv6, o.iface, o.source, o.scripts,
-           o.default_scripts, o.script_args, o.script_args_file, o.script_timeout, o.host_timeout, o.max_parallelism, o.timing,
-           o.verbosity, o.debugging, o.stats_every, o.out_normal, o.out_xml, o.out_grepable,
-           o.out_json, o.open_only, o.reason, o.min_hostgroup, o.max_hostgroup, o.datadir,
-           o.workers, o.engine_memory_mb, o.help);
+    fields(pk, o.command_line, o.targets, o.input_files, o.excludes, o.exclude_files, o.port_spec,
+           o.fast, o.top_ports, o.ports, o.connect_scan, o.syn_scan, o.udp_scan, o.skip_discovery,
+           o.ping_only, o.no_dns, o.ipv6, o.iface, o.source, o.scripts, o.default_scripts,
+           o.script_args, o.script_args_file, o.script_timeout, o.host_timeout, o.max_parallelism,
+           o.timing, o.verbosity, o.debugging, o.stats_every, o.out_normal, o.out_xml,
+           o.out_grepable, o.out_json, o.open_only, o.reason, o.min_hostgroup, o.max_hostgroup,
+           o.datadir, o.workers, o.engine_memory_mb, o.help);
 }
 
 void put(Packer& pk, const LeaseHost& h) { fields(pk, h.index, h.address, h.ipv6, h.targetname); }
@@ -171,7 +174,9 @@ void put(Packer& pk, const WorkerStatus& w) {
 }
 
 // Message bodies.
-void body(Packer& pk, const Hello& m) { fields(pk, m.protocol, m.name, m.engines, m.pid, m.capabilities); }
+void body(Packer& pk, const Hello& m) {
+    fields(pk, m.protocol, m.name, m.engines, m.pid, m.capabilities);
+}
 void body(Packer& pk, const Welcome& m) {
     fields(pk, m.worker_id, m.scan_id, m.heartbeat_ms, m.lease_ms, m.options);
 }
@@ -230,7 +235,8 @@ void prescan(std::string_view s) {
     auto be = [&](std::size_t k) {  // big-endian unsigned of k bytes at pos
         need(k);
         std::uint64_t v = 0;
-        for (std::size_t i = 0; i < k; ++i) v = (v << 8) | p[pos + i];
+        for (std::size_t i = 0; i < k; ++i)
+            v = (v << 8) | p[pos + i];
         pos += k;
         return v;
     };
@@ -322,15 +328,19 @@ void get(const Obj& o, bool& b) {
     if (o.type != msgpack::type::BOOLEAN) bad("expected a boolean");
     b = o.via.boolean;
 }
-void get(const Obj& o, std::uint64_t& v) { v = get_u(o, std::numeric_limits<std::uint64_t>::max()); }
+void get(const Obj& o, std::uint64_t& v) {
+    v = get_u(o, std::numeric_limits<std::uint64_t>::max());
+}
 void get(const Obj& o, std::uint32_t& v) {
     v = static_cast<std::uint32_t>(get_u(o, std::numeric_limits<std::uint32_t>::max()));
 }
 void get(const Obj& o, int& v) {
-    v = static_cast<int>(get_i(o, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+    v = static_cast<int>(
+        get_i(o, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
 }
 void get(const Obj& o, double& v) {
-    if (o.type != msgpack::type::FLOAT64 && o.type != msgpack::type::FLOAT32) bad("expected a float");
+    if (o.type != msgpack::type::FLOAT64 && o.type != msgpack::type::FLOAT32)
+        bad("expected a float");
     v = o.via.f64;
 }
 
@@ -367,7 +377,8 @@ void get(const Obj& o, std::vector<T>& v) {
     if (o.type != msgpack::type::ARRAY) bad("expected an array");
     v.clear();
     v.resize(o.via.array.size);
-    for (std::uint32_t i = 0; i < o.via.array.size; ++i) get(o.via.array.ptr[i], v[i]);
+    for (std::uint32_t i = 0; i < o.via.array.size; ++i)
+        get(o.via.array.ptr[i], v[i]);
 }
 
 template <typename T>
@@ -403,7 +414,8 @@ void get(const Obj& o, common::Value& v) {
     case msgpack::type::BOOLEAN: v.v = o.via.boolean; return;
     case msgpack::type::POSITIVE_INTEGER:
     case msgpack::type::NEGATIVE_INTEGER:
-        v.v = get_i(o, std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max());
+        v.v = get_i(o, std::numeric_limits<std::int64_t>::min(),
+                    std::numeric_limits<std::int64_t>::max());
         return;
     case msgpack::type::FLOAT32:
     case msgpack::type::FLOAT64: v.v = o.via.f64; return;
@@ -418,7 +430,9 @@ void get(const Obj& o, common::Value& v) {
     }
 }
 
-void get(const Obj& o, common::ScriptResult& s) { read_fields(o, "script result", s.id, s.output, s.structured); }
+void get(const Obj& o, common::ScriptResult& s) {
+    read_fields(o, "script result", s.id, s.output, s.structured);
+}
 
 void get(const Obj& o, common::ServiceInfo& s) {
     read_fields(o, "service", s.name, s.method, s.conf, s.product, s.version, s.extrainfo,
@@ -427,7 +441,8 @@ void get(const Obj& o, common::ServiceInfo& s) {
 
 void get(const Obj& o, common::PortResult& p) {
     std::uint32_t number = 0;
-    read_fields(o, "port", number, p.protocol, p.state, p.reason, p.reason_ttl, p.service, p.scripts);
+    read_fields(o, "port", number, p.protocol, p.state, p.reason, p.reason_ttl, p.service,
+                p.scripts);
     if (number > 65535) bad("port number out of range");
     p.number = static_cast<std::uint16_t>(number);
 }
@@ -458,40 +473,59 @@ void get(const Obj& o, common::TimingProfile& t) {
 void get(const Obj& o, common::ScanOptions& s) {
     read_fields(o, "scan options", s.command_line, s.targets, s.input_files, s.excludes,
                 s.exclude_files, s.port_spec, s.fast, s.top_ports, s.ports, s.connect_scan,
-                s.syn_scan, s.udp_scan, s.skip_discovery, s.ping_only, s.no_dns, s.ipv6,
-                s.iface, s.source, s.scripts, s.default_scripts,
-                s.script_args, s.script_args_file, s.script_timeout, s.host_timeout,
-                s.max_parallelism, s.timing, s.verbosity, s.debugging, s.stats_every,
-                s.out_normal, s.out_xml, s.out_grepable, s.out_json, s.open_only, s.reason,
-                s.min_hostgroup, s.max_hostgroup, s.datadir, s.workers, s.engine_memory_mb,
-                s.help);
+                s.syn_scan, s.udp_scan, s.skip_discovery, s.ping_only, s.no_dns, s.ipv6, s.iface,
+                s.source, s.scripts, s.default_scripts, s.script_args, s.script_args_file,
+                s.script_timeout, s.host_timeout, s.max_parallelism, s.timing, s.verbosity,
+                s.debugging, s.stats_every, s.out_normal, s.out_xml, s.out_grepable, s.out_json,
+                s.open_only, s.reason, s.min_hostgroup, s.max_hostgroup, s.datadir, s.workers,
+                s.engine_memory_mb, s.help);
 }
 
-void get(const Obj& o, LeaseHost& h) { read_fields(o, "lease host", h.index, h.address, h.ipv6, h.targetname); }
+void get(const Obj& o, LeaseHost& h) {
+    read_fields(o, "lease host", h.index, h.address, h.ipv6, h.targetname);
+}
 void get(const Obj& o, Owner& w) { read_fields(o, "owner", w.engine, w.id); }
 void get(const Obj& o, WorkerStatus& w) {
     read_fields(o, "worker status", w.worker_id, w.name, w.engines, w.leases, w.last_seen);
 }
 
-void get_body(const Obj& o, Hello& m) { read_fields(o, "Hello", m.protocol, m.name, m.engines, m.pid, m.capabilities); }
+void get_body(const Obj& o, Hello& m) {
+    read_fields(o, "Hello", m.protocol, m.name, m.engines, m.pid, m.capabilities);
+}
 void get_body(const Obj& o, Welcome& m) {
     read_fields(o, "Welcome", m.worker_id, m.scan_id, m.heartbeat_ms, m.lease_ms, m.options);
 }
-void get_body(const Obj& o, Heartbeat& m) { read_fields(o, "Heartbeat", m.now, m.leases, m.engines_busy); }
+void get_body(const Obj& o, Heartbeat& m) {
+    read_fields(o, "Heartbeat", m.now, m.leases, m.engines_busy);
+}
 void get_body(const Obj& o, RequestWork& m) { read_fields(o, "RequestWork", m.slots); }
-void get_body(const Obj& o, Lease& m) { read_fields(o, "Lease", m.group_id, m.attempt, m.deadline, m.hosts); }
+void get_body(const Obj& o, Lease& m) {
+    read_fields(o, "Lease", m.group_id, m.attempt, m.deadline, m.hosts);
+}
 void get_body(const Obj& o, NoWork& m) { read_fields(o, "NoWork", m.retry_ms, m.scan_done); }
-void get_body(const Obj& o, LeaseRenewed& m) { read_fields(o, "LeaseRenewed", m.group_ids, m.deadline); }
+void get_body(const Obj& o, LeaseRenewed& m) {
+    read_fields(o, "LeaseRenewed", m.group_ids, m.deadline);
+}
 void get_body(const Obj& o, LeaseLost& m) { read_fields(o, "LeaseLost", m.group_id, m.reason); }
 void get_body(const Obj& o, HostResult& m) { read_fields(o, "HostResult", m.group_id, m.host); }
-void get_body(const Obj& o, GroupDone& m) { read_fields(o, "GroupDone", m.group_id, m.hosts, m.elapsed); }
-void get_body(const Obj& o, RunPhase& m) { read_fields(o, "RunPhase", m.phase_id, m.phase, m.registry); }
+void get_body(const Obj& o, GroupDone& m) {
+    read_fields(o, "GroupDone", m.group_id, m.hosts, m.elapsed);
+}
+void get_body(const Obj& o, RunPhase& m) {
+    read_fields(o, "RunPhase", m.phase_id, m.phase, m.registry);
+}
 void get_body(const Obj& o, PhaseResult& m) {
     read_fields(o, "PhaseResult", m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
-void get_body(const Obj& o, SharedOp& m) { read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value); }
-void get_body(const Obj& o, SharedReply& m) { read_fields(o, "SharedReply", m.request_id, m.ok, m.owner, m.value); }
-void get_body(const Obj& o, SharedNotify& m) { read_fields(o, "SharedNotify", m.request_id, m.event, m.key, m.who); }
+void get_body(const Obj& o, SharedOp& m) {
+    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value);
+}
+void get_body(const Obj& o, SharedReply& m) {
+    read_fields(o, "SharedReply", m.request_id, m.ok, m.owner, m.value);
+}
+void get_body(const Obj& o, SharedNotify& m) {
+    read_fields(o, "SharedNotify", m.request_id, m.event, m.key, m.who);
+}
 void get_body(const Obj& o, StatusQuery& m) { read_fields(o, "StatusQuery", m.workers); }
 void get_body(const Obj& o, StatusReply& m) {
     read_fields(o, "StatusReply", m.scan_id, m.state, m.hosts_total, m.hosts_done, m.groups_pending,
@@ -505,7 +539,8 @@ void get_body(const Obj& o, AddTargets& m) { read_fields(o, "AddTargets", m.targ
 template <std::size_t I = 0>
 Message body_of(MsgType t, const Obj& o) {
     if constexpr (I == std::variant_size_v<Message>) {
-        bad("unknown message type " + std::to_string(static_cast<unsigned>(t)), ErrorCode::UnknownType);
+        bad("unknown message type " + std::to_string(static_cast<unsigned>(t)),
+            ErrorCode::UnknownType);
     } else {
         using M = std::variant_alternative_t<I, Message>;
         if (M::kType != t) return body_of<I + 1>(t, o);
@@ -551,7 +586,8 @@ std::string encode(const Message& m, std::uint64_t seq) {
     StringBuffer buf;
     Packer pk(buf);
     pk.pack_array(5);
-    pk.pack_str(static_cast<std::uint32_t>(kMagic.size())).pack_str_body(kMagic.data(), static_cast<std::uint32_t>(kMagic.size()));
+    pk.pack_str(static_cast<std::uint32_t>(kMagic.size()))
+        .pack_str_body(kMagic.data(), static_cast<std::uint32_t>(kMagic.size()));
     pk.pack_uint32(kProtocolVersion);
     pk.pack_uint32(static_cast<std::uint32_t>(type_of(m)));
     pk.pack_uint64(seq);

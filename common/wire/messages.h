@@ -47,14 +47,14 @@ enum class MsgType : std::uint8_t {
 // the text.
 enum class ErrorCode : std::uint32_t {
     None = 0,
-    Malformed = 1,       // not a valid envelope or body
-    TooLarge = 2,        // frame above the receiver's size limit
-    BadVersion = 3,      // envelope protocol version not supported
-    UnknownType = 4,     // message type number not known
-    NotAuthorized = 5,   // peer not admitted (or not yet said Hello)
-    UnknownLease = 6,    // group id not leased to this worker (expired, reassigned)
-    BadState = 7,        // message not valid now (e.g. RequestWork after Bye)
-    Internal = 8,        // the sender failed (store error, ...)
+    Malformed = 1,      // not a valid envelope or body
+    TooLarge = 2,       // frame above the receiver's size limit
+    BadVersion = 3,     // envelope protocol version not supported
+    UnknownType = 4,    // message type number not known
+    NotAuthorized = 5,  // peer not admitted (or not yet said Hello)
+    UnknownLease = 6,   // group id not leased to this worker (expired, reassigned)
+    BadState = 7,       // message not valid now (e.g. RequestWork after Bye)
+    Internal = 8,       // the sender failed (store error, ...)
 };
 
 // Worker -> coordinator, first message on a connection.
@@ -64,25 +64,25 @@ struct Hello {
     std::string name;                           // worker's host name or --name, for logs
     std::uint32_t engines = 1;                  // engines (parallel host groups) it runs
     std::uint32_t pid = 0;
-    std::vector<std::string> capabilities;      // e.g. "connect-scan", "ipv6"
+    std::vector<std::string> capabilities;  // e.g. "connect-scan", "ipv6"
     bool operator==(const Hello&) const = default;
 };
 
 // Coordinator -> worker: accepted; carries the scan options once for the whole scan.
 struct Welcome {
     static constexpr MsgType kType = MsgType::Welcome;
-    std::uint64_t worker_id = 0;       // fleet-unique; also the high part of engine ids
-    std::string scan_id;               // identifies the scan (state dir journal)
-    std::uint32_t heartbeat_ms = 1000; // worker sends Heartbeat at least this often
-    std::uint32_t lease_ms = 30000;    // lease duration; renewed by heartbeats
-    common::ScanOptions options;       // everything the worker needs to run a group
+    std::uint64_t worker_id = 0;        // fleet-unique; also the high part of engine ids
+    std::string scan_id;                // identifies the scan (state dir journal)
+    std::uint32_t heartbeat_ms = 1000;  // worker sends Heartbeat at least this often
+    std::uint32_t lease_ms = 30000;     // lease duration; renewed by heartbeats
+    common::ScanOptions options;        // everything the worker needs to run a group
 };
 
 // Both ways: "I am alive". A worker lists the groups it is working on, which renews them.
 struct Heartbeat {
     static constexpr MsgType kType = MsgType::Heartbeat;
-    double now = 0;                      // sender's wall clock (epoch seconds), for logs
-    std::vector<std::uint64_t> leases;   // group ids in progress (worker -> coordinator)
+    double now = 0;                     // sender's wall clock (epoch seconds), for logs
+    std::vector<std::uint64_t> leases;  // group ids in progress (worker -> coordinator)
     std::uint32_t engines_busy = 0;
     bool operator==(const Heartbeat&) const = default;
 };
@@ -99,7 +99,7 @@ struct LeaseHost {
     std::uint64_t index = 0;  // position in target order (HostResult::index)
     std::string address;      // numeric
     bool ipv6 = false;
-    std::string targetname;   // name typed by the user, if any
+    std::string targetname;  // name typed by the user, if any
     bool operator==(const LeaseHost&) const = default;
 };
 
@@ -182,17 +182,17 @@ struct Owner {
 
 // The shared-state operations of nse::SharedState.
 enum class SharedOpKind : std::uint8_t {
-    MutexLock = 1,        // queue for the lock; SharedNotify(Granted) when owned
-    MutexTrylock = 2,     // SharedReply.ok = acquired
-    MutexUnlock = 3,      // SharedReply.ok = was the owner
-    MutexAbandon = 4,     // owner died: release or leave the queue; no reply needed
-    MutexOwner = 5,       // SharedReply.owner
-    CondWait = 6,         // SharedNotify(Woken) on signal/broadcast
+    MutexLock = 1,     // queue for the lock; SharedNotify(Granted) when owned
+    MutexTrylock = 2,  // SharedReply.ok = acquired
+    MutexUnlock = 3,   // SharedReply.ok = was the owner
+    MutexAbandon = 4,  // owner died: release or leave the queue; no reply needed
+    MutexOwner = 5,    // SharedReply.owner
+    CondWait = 6,      // SharedNotify(Woken) on signal/broadcast
     CondSignal = 7,
     CondBroadcast = 8,
     CondCancel = 9,
-    RegistryMerge = 10,   // value = snapshot to merge
-    RegistrySnapshot = 11 // SharedReply.value = merged registry
+    RegistryMerge = 10,    // value = snapshot to merge
+    RegistrySnapshot = 11  // SharedReply.value = merged registry
 };
 
 // Worker -> coordinator: one shared-state operation.
@@ -278,10 +278,10 @@ struct AddTargets {
     bool operator==(const AddTargets&) const = default;
 };
 
-using Message = std::variant<Hello, Welcome, Heartbeat, RequestWork, Lease, NoWork,
-                             LeaseRenewed, LeaseLost, HostResult, GroupDone, RunPhase,
-                             PhaseResult, SharedOp, SharedReply, SharedNotify, StatusQuery,
-                             StatusReply, Error, Bye, AddTargets>;
+using Message =
+    std::variant<Hello, Welcome, Heartbeat, RequestWork, Lease, NoWork, LeaseRenewed, LeaseLost,
+                 HostResult, GroupDone, RunPhase, PhaseResult, SharedOp, SharedReply, SharedNotify,
+                 StatusQuery, StatusReply, Error, Bye, AddTargets>;
 
 // Type number of the message held.
 MsgType type_of(const Message& m);

@@ -159,7 +159,8 @@ std::string json_string(std::string_view s) {
 std::string script_block(std::string_view id, std::string_view text) {
     if (text.empty()) return {};
     std::string safe = screen_safe(text);
-    if (!safe.empty() && safe.back() == '\n') safe.pop_back();  // one trailing newline: no extra line
+    if (!safe.empty() && safe.back() == '\n')
+        safe.pop_back();  // one trailing newline: no extra line
     // Split into lines; the first carries the id.
     std::string out;
     std::size_t start = 0;

@@ -24,8 +24,8 @@ public:
 
     void begin(const common::RunInfo& run) override {
         run_ = run;
-        out_.write("# Nmap-compatible nsefleet " + run.version + " scan initiated " + ctime_string(run.start) +
-                   " as: " + field_line(run.args) + "\n");
+        out_.write("# Nmap-compatible nsefleet " + run.version + " scan initiated " +
+                   ctime_string(run.start) + " as: " + field_line(run.args) + "\n");
         out_.flush();
     }
 
@@ -43,7 +43,8 @@ public:
         if (h.timed_out) {
             out += who + "Status: Timeout\n";
         } else if (!h.ports.empty()) {
-            const PortView view = split_ports(h.ports, run_.open_only, run_.verbose, run_.debugging);
+            const PortView view =
+                split_ports(h.ports, run_.open_only, run_.verbose, run_.debugging);
             out += who + "Ports: ";
             bool first = true;
             for (const auto* p : view.shown) {
@@ -52,8 +53,8 @@ public:
                 std::string svc = field(p->service.name);
                 if (p->service.tunnel == "ssl" && !svc.empty()) svc = "ssl|" + svc;
                 // port/state/protocol/owner/service/rpc info/version/
-                out += std::to_string(p->number) + "/" + p->state + "/" + p->protocol + "//" + svc + "//" +
-                       field(version_text(p->service)) + "/";
+                out += std::to_string(p->number) + "/" + p->state + "/" + p->protocol + "//" + svc +
+                       "//" + field(version_text(p->service)) + "/";
             }
             if (!view.ignored.empty()) {
                 // nmap names a single ignored state: report the largest.

@@ -32,7 +32,8 @@ std::string json_table(const common::Table& t) {
     std::string out;
     if (array_only) {
         out = "[";
-        for (std::size_t i = 0; i < t.entries.size(); ++i) out += (i ? "," : "") + json_value(t.entries[i].value);
+        for (std::size_t i = 0; i < t.entries.size(); ++i)
+            out += (i ? "," : "") + json_value(t.entries[i].value);
         return out + "]";
     }
     // Mixed or keyed: array items get their 1-based position among items as key, first.
@@ -41,7 +42,8 @@ std::string json_table(const common::Table& t) {
     std::size_t index = 0;
     for (const auto& e : t.entries) {
         if (!e.indexed) continue;
-        out += (first ? "" : ",") + json_string(std::to_string(++index)) + ":" + json_value(e.value);
+        out +=
+            (first ? "" : ",") + json_string(std::to_string(++index)) + ":" + json_value(e.value);
         first = false;
     }
     for (const auto& e : t.entries) {
@@ -101,7 +103,8 @@ std::string json_service(const common::ServiceInfo& s) {
     opt("servicefp", s.servicefp);
     if (!s.cpe.empty()) {
         out += ",\"cpe\":[";
-        for (std::size_t i = 0; i < s.cpe.size(); ++i) out += (i ? "," : "") + json_string(s.cpe[i]);
+        for (std::size_t i = 0; i < s.cpe.size(); ++i)
+            out += (i ? "," : "") + json_string(s.cpe[i]);
         out += "]";
     }
     return out + "}";
@@ -109,6 +112,7 @@ std::string json_service(const common::ServiceInfo& s) {
 
 class NdjsonWriter final : public Writer {
     bool streams() const override { return true; }
+
 public:
     explicit NdjsonWriter(OutFile out) : out_(std::move(out)) {}
 
@@ -122,31 +126,39 @@ public:
 
     void host(const common::HostResult& h) override {
         if (!host_reported(h, run_.open_only, run_.verbose)) return;
-        std::string out = "{\"type\":\"host\",\"address\":" + json_string(h.address) +
-                          ",\"ipv6\":" + (h.ipv6 ? "true" : "false") + ",\"targetname\":" + json_string(h.targetname) +
-                          ",\"hostname\":" + json_string(h.hostname) + ",\"status\":" + json_string(h.status) +
-                          ",\"reason\":" + json_string(h.reason) + ",\"srtt\":" + json_number(h.srtt) +
-                          ",\"timed_out\":" + (h.timed_out ? "true" : "false") +
-                          ",\"start_time\":" + json_number(h.start_time) + ",\"end_time\":" + json_number(h.end_time);
+        std::string out =
+            "{\"type\":\"host\",\"address\":" + json_string(h.address) +
+            ",\"ipv6\":" + (h.ipv6 ? "true" : "false") +
+            ",\"targetname\":" + json_string(h.targetname) +
+            ",\"hostname\":" + json_string(h.hostname) + ",\"status\":" + json_string(h.status) +
+            ",\"reason\":" + json_string(h.reason) + ",\"srtt\":" + json_number(h.srtt) +
+            ",\"timed_out\":" + (h.timed_out ? "true" : "false") +
+            ",\"start_time\":" + json_number(h.start_time) +
+            ",\"end_time\":" + json_number(h.end_time);
         // A timed-out host's partial results are dropped, as in the other formats.
         const bool full = h.status == "up" && !h.timed_out;
         out += ",\"ports\":[";
         std::string extra = "[";
         if (full) {
-            const PortView view = split_ports(h.ports, run_.open_only, run_.verbose, run_.debugging);
+            const PortView view =
+                split_ports(h.ports, run_.open_only, run_.verbose, run_.debugging);
             bool first = true;
             for (const auto* p : view.shown) {
                 out += first ? "{" : ",{";
                 first = false;
-                out += "\"port\":" + std::to_string(p->number) + ",\"protocol\":" + json_string(p->protocol) +
-                       ",\"state\":" + json_string(p->state) + ",\"reason\":" + json_string(p->reason) +
+                out += "\"port\":" + std::to_string(p->number) +
+                       ",\"protocol\":" + json_string(p->protocol) +
+                       ",\"state\":" + json_string(p->state) +
+                       ",\"reason\":" + json_string(p->reason) +
                        ",\"reason_ttl\":" + std::to_string(p->reason_ttl) +
-                       ",\"service\":" + json_service(p->service) + ",\"scripts\":" + json_scripts(p->scripts) + "}";
+                       ",\"service\":" + json_service(p->service) +
+                       ",\"scripts\":" + json_scripts(p->scripts) + "}";
             }
             for (std::size_t i = 0; i < view.ignored.size(); ++i) {
                 const auto& g = view.ignored[i];
                 extra += (i ? ",{" : "{");
-                extra += "\"state\":" + json_string(g.state) + ",\"protocol\":" + json_string(g.protocol) +
+                extra += "\"state\":" + json_string(g.state) +
+                         ",\"protocol\":" + json_string(g.protocol) +
                          ",\"count\":" + std::to_string(g.count) + ",\"reasons\":{";
                 for (std::size_t k = 0; k < g.reasons.size(); ++k)
                     extra += (k ? "," : "") + json_string(g.reasons[k].first) + ":" +
@@ -155,14 +167,16 @@ public:
             }
         }
         out += "],\"extraports\":" + extra + "]";
-        out += ",\"hostscripts\":" + (full ? json_scripts(h.hostscripts) : std::string("[]")) + "}\n";
+        out +=
+            ",\"hostscripts\":" + (full ? json_scripts(h.hostscripts) : std::string("[]")) + "}\n";
         out_.write(out);
         out_.flush();
     }
 
     common::Status finish(const common::RunInfo& run) override {
         if (!run.postscripts.empty())
-            out_.write("{\"type\":\"postscript\",\"scripts\":" + json_scripts(run.postscripts) + "}\n");
+            out_.write("{\"type\":\"postscript\",\"scripts\":" + json_scripts(run.postscripts) +
+                       "}\n");
         return out_.commit();
     }
 

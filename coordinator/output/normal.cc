@@ -13,7 +13,8 @@ namespace {
 // docs/runtime-contract.md "From return values to a result").
 std::string script_blocks(const std::vector<common::ScriptResult>& v) {
     std::string out;
-    for (const auto* r : sorted_scripts(v)) out += script_block(r->id, r->output);
+    for (const auto* r : sorted_scripts(v))
+        out += script_block(r->id, r->output);
     return out;
 }
 
@@ -36,14 +37,16 @@ std::string not_shown_line(const PortView& view) {
     for (const auto& g : view.ignored) {
         if (!first) out += ", ";
         first = false;
-        out += std::to_string(g.count) + " " + g.state + " " + g.protocol + (g.count == 1 ? " port" : " ports");
+        out += std::to_string(g.count) + " " + g.state + " " + g.protocol +
+               (g.count == 1 ? " port" : " ports");
         std::string reasons;
         if (g.reasons.size() == 1) {
             reasons = g.reasons[0].first;
         } else {
             for (const auto& [reason, ports] : g.reasons) {
                 if (!reasons.empty()) reasons += ", ";
-                reasons += std::to_string(ports.size()) + " " + (reason.empty() ? "unknown" : reason);
+                reasons +=
+                    std::to_string(ports.size()) + " " + (reason.empty() ? "unknown" : reason);
             }
         }
         if (!reasons.empty()) out += " (" + reasons + ")";
@@ -57,7 +60,8 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows,
     std::vector<std::size_t> width;
     for (const auto& r : rows) {
         if (width.size() < r.size()) width.resize(r.size(), 0);
-        for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+        for (std::size_t i = 0; i < r.size(); ++i)
+            width[i] = std::max(width[i], r[i].size());
     }
     std::string out;
     for (std::size_t k = 0; k < rows.size(); ++k) {
@@ -67,7 +71,8 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows,
             line += rows[k][i];
             if (i + 1 < rows[k].size()) line.append(width[i] - rows[k][i].size(), ' ');
         }
-        while (!line.empty() && line.back() == ' ') line.pop_back();
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
         out += line + "\n" + after_row[k];
     }
     return out;
@@ -91,7 +96,8 @@ std::string service_info(const std::vector<const common::PortResult*>& ports) {
         if (v.empty()) return;
         if (!out.empty()) out += "; ";
         out += std::string(v.size() == 1 ? one : many) + ": ";
-        for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + v[i];
+        for (std::size_t i = 0; i < v.size(); ++i)
+            out += (i ? ", " : "") + v[i];
     };
     part("Host", "Hosts", hosts);
     part("OS", "OSs", oses);
@@ -113,10 +119,11 @@ public:
             localtime_r(&t, &tm);
             char buf[64];
             std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M %Z", &tm);
-            out_.write("Starting nsefleet " + run.version + " ( nmap-compatible NSE fleet ) at " + buf + "\n");
+            out_.write("Starting nsefleet " + run.version + " ( nmap-compatible NSE fleet ) at " +
+                       buf + "\n");
         } else {
-            out_.write("# Nmap-compatible nsefleet " + run.version + " scan initiated " + ctime_string(run.start) +
-                       " as: " + screen_safe(run.args) + "\n");
+            out_.write("# Nmap-compatible nsefleet " + run.version + " scan initiated " +
+                       ctime_string(run.start) + " as: " + screen_safe(run.args) + "\n");
         }
         out_.flush();
     }
@@ -154,7 +161,8 @@ public:
         bool blank_after = false;
         if (!h.ports.empty()) {
             blank_after = true;
-            const PortView view = split_ports(h.ports, run_.open_only, run_.verbose, run_.debugging);
+            const PortView view =
+                split_ports(h.ports, run_.open_only, run_.verbose, run_.debugging);
             if (view.shown.empty())
                 out += "All " + std::to_string(h.ports.size()) + " scanned ports on " + name +
                        " are in ignored states.\n";
@@ -177,19 +185,22 @@ public:
         if (terminal_ && run.lost_results > 0)
             out_.write("WARNING: " + std::to_string(run.lost_results) + " script result" +
                        (run.lost_results == 1 ? "" : "s") +
-                       " may be missing: an engine reached its memory limit (--engine-memory; -v names the scripts)\n");
+                       " may be missing: an engine reached its memory limit (--engine-memory; -v "
+                       "names the scripts)\n");
         if (terminal_)
             out_.write("Nmap done: " + done_summary(run) + "\n");
         else
-            out_.write("# Nmap done at " + ctime_string(run.end) + " -- " + done_summary(run) + "\n");
+            out_.write("# Nmap done at " + ctime_string(run.end) + " -- " + done_summary(run) +
+                       "\n");
         return out_.commit();
     }
 
 private:
     std::string port_table(const std::vector<const common::PortResult*>& ports) const {
-        const bool version_col = std::any_of(ports.begin(), ports.end(), [](const common::PortResult* p) {
-            return p->service.method == "probed" || !version_text(p->service).empty();
-        });
+        const bool version_col =
+            std::any_of(ports.begin(), ports.end(), [](const common::PortResult* p) {
+                return p->service.method == "probed" || !version_text(p->service).empty();
+            });
         std::vector<std::vector<std::string>> rows;
         std::vector<std::string> after;
         std::vector<std::string> head = {"PORT", "STATE", "SERVICE"};

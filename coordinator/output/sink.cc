@@ -23,8 +23,8 @@ common::Result<OutFile> OutFile::create(const std::string& path) {
     f.part_ = path + ".part";
     f.file_ = std::fopen(f.part_.c_str(), "w");
     if (!f.file_)
-        return common::Status::error("cannot create output file '" + path + "': " +
-                                     std::strerror(errno));
+        return common::Status::error("cannot create output file '" + path +
+                                     "': " + std::strerror(errno));
     return f;
 }
 
@@ -91,11 +91,11 @@ common::Status OutFile::commit() {
     const bool close_err = std::fclose(file_) != 0;
     file_ = nullptr;
     if (write_err || close_err)
-        return common::Status::error("error writing output file '" + label_ + "' (partial data left in '" +
-                                     part_ + "')");
+        return common::Status::error("error writing output file '" + label_ +
+                                     "' (partial data left in '" + part_ + "')");
     if (std::rename(part_.c_str(), label_.c_str()) != 0)
-        return common::Status::error("cannot rename '" + part_ + "' to '" + label_ + "': " +
-                                     std::strerror(errno));
+        return common::Status::error("cannot rename '" + part_ + "' to '" + label_ +
+                                     "': " + std::strerror(errno));
     return common::Status::ok();
 }
 
@@ -105,8 +105,8 @@ namespace {
 
 // Rank of a state in nmap's listing order; unknown names sort after, alphabetically.
 int state_rank(const std::string& s) {
-    static const char* const order[] = {"closed", "filtered", "closed|filtered", "open|filtered",
-                                        "unfiltered", "open"};
+    static const char* const order[] = {"closed",        "filtered",   "closed|filtered",
+                                        "open|filtered", "unfiltered", "open"};
     for (int i = 0; i < 6; ++i)
         if (s == order[i]) return i;
     return 6;
@@ -121,10 +121,12 @@ bool maybe_open(const std::string& state) {
 PortView split_ports(const std::vector<common::PortResult>& ports, bool open_only, int verbose,
                      int debugging) {
     std::map<std::string, std::size_t> per_state;
-    for (const auto& p : ports) ++per_state[p.state];
+    for (const auto& p : ports)
+        ++per_state[p.state];
     std::size_t max_per_state = 25;
     if (verbose > 0 || debugging > 0)
-        max_per_state *= static_cast<std::size_t>(std::max(0, verbose) + 3 * std::max(0, debugging));
+        max_per_state *=
+            static_cast<std::size_t>(std::max(0, verbose) + 3 * std::max(0, debugging));
     std::set<std::string> ignored_states;
     if (debugging <= 2) {
         for (const auto& [state, n] : per_state) {
@@ -139,9 +141,9 @@ PortView split_ports(const std::vector<common::PortResult>& ports, bool open_onl
             view.shown.push_back(&p);
             continue;
         }
-        auto it = std::find_if(view.ignored.begin(), view.ignored.end(), [&](const IgnoredGroup& g) {
-            return g.state == p.state && g.protocol == p.protocol;
-        });
+        auto it = std::find_if(
+            view.ignored.begin(), view.ignored.end(),
+            [&](const IgnoredGroup& g) { return g.state == p.state && g.protocol == p.protocol; });
         if (it == view.ignored.end()) {
             view.ignored.push_back(IgnoredGroup{p.state, p.protocol, 0, {}});
             it = view.ignored.end() - 1;
@@ -191,7 +193,8 @@ std::string compress_ports(std::vector<std::uint16_t> ports) {
     std::string out;
     for (std::size_t i = 0; i < ports.size();) {
         std::size_t j = i;
-        while (j + 1 < ports.size() && ports[j + 1] == ports[j] + 1) ++j;
+        while (j + 1 < ports.size() && ports[j + 1] == ports[j] + 1)
+            ++j;
         if (!out.empty()) out += ',';
         out += std::to_string(ports[i]);
         if (j > i) out += "-" + std::to_string(ports[j]);
@@ -203,7 +206,8 @@ std::string compress_ports(std::vector<std::uint16_t> ports) {
 std::string done_summary(const common::RunInfo& run) {
     char secs[64];
     std::snprintf(secs, sizeof secs, "%.2f", std::max(0.0, run.end - run.start));
-    return std::to_string(run.hosts_total) + (run.hosts_total == 1 ? " IP address (" : " IP addresses (") +
+    return std::to_string(run.hosts_total) +
+           (run.hosts_total == 1 ? " IP address (" : " IP addresses (") +
            std::to_string(run.hosts_up) + (run.hosts_up == 1 ? " host up)" : " hosts up)") +
            " scanned in " + secs + " seconds";
 }
@@ -230,12 +234,15 @@ std::string two_sig_digits(double v) {
     return buf;
 }
 
-std::vector<const common::ScriptResult*> sorted_scripts(const std::vector<common::ScriptResult>& v) {
+std::vector<const common::ScriptResult*> sorted_scripts(
+    const std::vector<common::ScriptResult>& v) {
     std::vector<const common::ScriptResult*> out;
     out.reserve(v.size());
-    for (const auto& r : v) out.push_back(&r);
-    std::stable_sort(out.begin(), out.end(),
-                     [](const common::ScriptResult* a, const common::ScriptResult* b) { return a->id < b->id; });
+    for (const auto& r : v)
+        out.push_back(&r);
+    std::stable_sort(
+        out.begin(), out.end(),
+        [](const common::ScriptResult* a, const common::ScriptResult* b) { return a->id < b->id; });
     return out;
 }
 
@@ -254,10 +261,12 @@ class MultiSink final : public OutputSink {
 public:
     explicit MultiSink(std::vector<std::unique_ptr<Writer>> w) : writers_(std::move(w)) {}
     void begin(const common::RunInfo& run) override {
-        for (auto& w : writers_) w->begin(run);
+        for (auto& w : writers_)
+            w->begin(run);
     }
     void prescan(const std::vector<common::ScriptResult>& results) override {
-        for (auto& w : writers_) w->prescan(results);
+        for (auto& w : writers_)
+            w->prescan(results);
     }
     void host_finished(const common::HostResult& h) override {
         for (auto& w : writers_)
@@ -290,8 +299,10 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
         const std::string* path;
         const char* flag;
     };
-    const Req reqs[] = {{&opts.out_normal, "-oN"}, {&opts.out_xml, "-oX"},
-                        {&opts.out_grepable, "-oG"}, {&opts.out_json, "-oJ"}};
+    const Req reqs[] = {{&opts.out_normal, "-oN"},
+                        {&opts.out_xml, "-oX"},
+                        {&opts.out_grepable, "-oG"},
+                        {&opts.out_json, "-oJ"}};
     int to_stdout = 0;
     std::set<std::string> seen;
     for (const auto& r : reqs) {
@@ -302,12 +313,14 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
             return common::Status::error("output file '" + *r.path + "' is requested twice");
         }
     }
-    if (to_stdout > 1) return common::Status::error("only one output format can be written to stdout ('-')");
+    if (to_stdout > 1)
+        return common::Status::error("only one output format can be written to stdout ('-')");
 
     WriterOptions wo;
     wo.reason = opts.reason;
     std::vector<std::unique_ptr<Writer>> writers;
-    if (to_stdout == 0) writers.push_back(make_normal_writer(OutFile::stream(std::cout, "stdout"), true, wo));
+    if (to_stdout == 0)
+        writers.push_back(make_normal_writer(OutFile::stream(std::cout, "stdout"), true, wo));
 
     // Create every file before any writer, so a failure can remove what was created.
     std::vector<std::pair<std::size_t, OutFile>> files;
@@ -320,7 +333,8 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
         }
         auto r = OutFile::create(path);
         if (!r) {
-            for (auto& f : files) f.second.discard();
+            for (auto& f : files)
+                f.second.discard();
             return r.status();
         }
         files.emplace_back(i, std::move(r.value()));

@@ -31,12 +31,15 @@ std::size_t count_services(const std::string& s) {
         }
         std::size_t j = i;
         long a = 0;
-        while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) a = a * 10 + (s[j++] - '0');
+        while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])))
+            a = a * 10 + (s[j++] - '0');
         long b = a;
-        if (j < s.size() && s[j] == '-' && j + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[j + 1]))) {
+        if (j < s.size() && s[j] == '-' && j + 1 < s.size() &&
+            std::isdigit(static_cast<unsigned char>(s[j + 1]))) {
             b = 0;
             ++j;
-            while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) b = b * 10 + (s[j++] - '0');
+            while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])))
+                b = b * 10 + (s[j++] - '0');
         }
         if (b >= a) total += static_cast<std::size_t>(b - a + 1);
         i = j;
@@ -76,7 +79,8 @@ std::string script_xml(const common::ScriptResult& r) {
 
 std::string scripts_xml(const std::vector<common::ScriptResult>& v) {
     std::string out;
-    for (const auto* r : sorted_scripts(v)) out += script_xml(*r);
+    for (const auto* r : sorted_scripts(v))
+        out += script_xml(*r);
     return out;
 }
 
@@ -97,14 +101,18 @@ public:
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<!DOCTYPE nmaprun>\n"
             "<?xml-stylesheet href=\"file:///usr/share/nmap/nmap.xsl\" type=\"text/xsl\"?>\n"
-            "<!-- nsefleet " + xml_escape_args(run.version) + " scan initiated " + ctime_string(run.start) +
-            " as: " + args + " -->\n"
-            "<nmaprun scanner=\"nmap\" args=\"" + args + "\"" + attr("start", epoch_str(run.start)) +
+            "<!-- nsefleet " +
+            xml_escape_args(run.version) + " scan initiated " + ctime_string(run.start) +
+            " as: " + args +
+            " -->\n"
+            "<nmaprun scanner=\"nmap\" args=\"" +
+            args + "\"" + attr("start", epoch_str(run.start)) +
             attr("startstr", ctime_string(run.start)) + attr("version", run.version) +
             " xmloutputversion=\"1.05\">\n";
         if (!run.services.empty()) {
             const std::string type = run.scan_type.empty() ? "connect" : run.scan_type;
-            out += "<scaninfo" + attr("type", type) + attr("protocol", run.protocol.empty() ? "tcp" : run.protocol) +
+            out += "<scaninfo" + attr("type", type) +
+                   attr("protocol", run.protocol.empty() ? "tcp" : run.protocol) +
                    attr("numservices", std::to_string(count_services(run.services))) +
                    attr("services", run.services) + "/>\n";
         }
@@ -126,25 +134,29 @@ public:
         if (h.start_time > 0) out += attr("starttime", epoch_str(h.start_time));
         if (h.end_time > 0) out += attr("endtime", epoch_str(h.end_time));
         if (h.timed_out) out += " timedout=\"true\"";
-        out += "><status" + attr("state", host_state(h.status)) + attr("reason", or_unknown(h.reason)) +
+        out += "><status" + attr("state", host_state(h.status)) +
+               attr("reason", or_unknown(h.reason)) +
                attr("reason_ttl", std::to_string(h.reason_ttl)) + "/>\n";
-        out += "<address" + attr("addr", h.address) + (h.ipv6 ? " addrtype=\"ipv6\"" : " addrtype=\"ipv4\"") + "/>\n";
+        out += "<address" + attr("addr", h.address) +
+               (h.ipv6 ? " addrtype=\"ipv6\"" : " addrtype=\"ipv4\"") + "/>\n";
         out += "<hostnames>\n";
         if (!h.targetname.empty() && h.targetname != h.address)
             out += "<hostname" + attr("name", h.targetname) + " type=\"user\"/>\n";
-        if (!h.hostname.empty()) out += "<hostname" + attr("name", h.hostname) + " type=\"PTR\"/>\n";
+        if (!h.hostname.empty())
+            out += "<hostname" + attr("name", h.hostname) + " type=\"PTR\"/>\n";
         out += "</hostnames>\n";
         if (h.status == "up" && !h.timed_out) {
             if (!h.ports.empty()) out += ports_xml(h);
-            if (!h.hostscripts.empty()) out += "<hostscript>" + scripts_xml(h.hostscripts) + "</hostscript>";
+            if (!h.hostscripts.empty())
+                out += "<hostscript>" + scripts_xml(h.hostscripts) + "</hostscript>";
         }
         if (h.srtt > 0) {
             // Only the smoothed RTT is measured; the variance is reported as the RTT itself
             // (a conservative estimate) and the timeout as nmap derives it, at least 100ms.
             const long long srtt = static_cast<long long>(h.srtt * 1e6 + 0.5);
             const long long to = std::max(100000LL, srtt + 4 * srtt);
-            out += "<times srtt=\"" + std::to_string(srtt) + "\" rttvar=\"" + std::to_string(srtt) + "\" to=\"" +
-                   std::to_string(to) + "\"/>\n";
+            out += "<times srtt=\"" + std::to_string(srtt) + "\" rttvar=\"" + std::to_string(srtt) +
+                   "\" to=\"" + std::to_string(to) + "\"/>\n";
         }
         out += "</host>\n";
         out_.write(out);
@@ -153,14 +165,17 @@ public:
 
     common::Status finish(const common::RunInfo& run) override {
         std::string out;
-        if (!run.postscripts.empty()) out += "<postscript>" + scripts_xml(run.postscripts) + "</postscript>";
+        if (!run.postscripts.empty())
+            out += "<postscript>" + scripts_xml(run.postscripts) + "</postscript>";
         char elapsed[64];
         std::snprintf(elapsed, sizeof elapsed, "%.2f", std::max(0.0, run.end - run.start));
         const std::string timestr = ctime_string(run.end);
         out += "<runstats><finished" + attr("time", epoch_str(run.end)) + attr("timestr", timestr) +
-               attr("summary", "Nmap done at " + timestr + "; " + done_summary(run)) + attr("elapsed", elapsed) +
-               " exit=\"success\"/><hosts up=\"" + std::to_string(run.hosts_up) + "\" down=\"" +
-               std::to_string(run.hosts_down) + "\" total=\"" + std::to_string(run.hosts_total) + "\"/>\n"
+               attr("summary", "Nmap done at " + timestr + "; " + done_summary(run)) +
+               attr("elapsed", elapsed) + " exit=\"success\"/><hosts up=\"" +
+               std::to_string(run.hosts_up) + "\" down=\"" + std::to_string(run.hosts_down) +
+               "\" total=\"" + std::to_string(run.hosts_total) +
+               "\"/>\n"
                "</runstats>\n</nmaprun>\n";
         out_.write(out);
         return out_.commit();
@@ -173,8 +188,10 @@ private:
         // One <extraports> per state; its reasons are split by protocol.
         for (std::size_t i = 0; i < view.ignored.size();) {
             std::size_t j = i, count = 0;
-            while (j < view.ignored.size() && view.ignored[j].state == view.ignored[i].state) count += view.ignored[j++].count;
-            out += "<extraports" + attr("state", view.ignored[i].state) + attr("count", std::to_string(count)) + ">\n";
+            while (j < view.ignored.size() && view.ignored[j].state == view.ignored[i].state)
+                count += view.ignored[j++].count;
+            out += "<extraports" + attr("state", view.ignored[i].state) +
+                   attr("count", std::to_string(count)) + ">\n";
             for (std::size_t k = i; k < j; ++k) {
                 const auto& g = view.ignored[k];
                 for (const auto& [reason, ports] : g.reasons)
@@ -186,7 +203,8 @@ private:
             i = j;
         }
         for (const auto* p : view.shown) {
-            out += "<port" + attr("protocol", p->protocol) + attr("portid", std::to_string(p->number)) + ">";
+            out += "<port" + attr("protocol", p->protocol) +
+                   attr("portid", std::to_string(p->number)) + ">";
             out += "<state" + attr("state", p->state) + attr("reason", or_unknown(p->reason)) +
                    attr("reason_ttl", std::to_string(p->reason_ttl)) + "/>";
             out += service_xml(p->service);
@@ -197,8 +215,8 @@ private:
     }
 
     static std::string service_xml(const common::ServiceInfo& s) {
-        const bool any = !s.name.empty() || !s.product.empty() || !s.version.empty() || !s.extrainfo.empty() ||
-                         !s.cpe.empty();
+        const bool any = !s.name.empty() || !s.product.empty() || !s.version.empty() ||
+                         !s.extrainfo.empty() || !s.cpe.empty();
         if (!any) return {};
         const int conf = std::clamp(s.conf, 0, 10);
         std::string out = "<service" + attr("name", s.name.empty() ? "unknown" : s.name) +
@@ -210,7 +228,8 @@ private:
                           attr("conf", std::to_string(conf)) + attr_if("servicefp", s.servicefp);
         if (s.cpe.empty()) return out + "/>";
         out += ">";
-        for (const auto& c : s.cpe) out += "<cpe>" + xml_escape(c) + "</cpe>";
+        for (const auto& c : s.cpe)
+            out += "<cpe>" + xml_escape(c) + "</cpe>";
         return out + "</service>";
     }
 
@@ -220,6 +239,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Writer> make_xml_writer(OutFile out) { return std::make_unique<XmlWriter>(std::move(out)); }
+std::unique_ptr<Writer> make_xml_writer(OutFile out) {
+    return std::make_unique<XmlWriter>(std::move(out));
+}
 
 }  // namespace coordinator::output

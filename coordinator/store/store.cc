@@ -13,8 +13,8 @@ namespace {
 
 // Column families; "default" is RocksDB's own and stays empty.
 enum Cf { kDefault, kJournal, kGroups, kResults, kRegistry, kLocks, kRecords, kCfCount };
-const char* const kCfNames[kCfCount] = {"default", "journal", "groups", "results",
-                                        "registry", "locks", "records"};
+const char* const kCfNames[kCfCount] = {"default",  "journal", "groups", "results",
+                                        "registry", "locks",   "records"};
 
 // Journal keys.
 constexpr const char* kOptions = "options";
@@ -37,12 +37,14 @@ Status from_rocks(const rocksdb::Status& s, const std::string& what) {
 // Big-endian so that RocksDB's bytewise order is numeric order.
 std::string be64(std::uint64_t v) {
     std::string k(8, '\0');
-    for (int i = 7; i >= 0; --i, v >>= 8) k[i] = static_cast<char>(v & 0xff);
+    for (int i = 7; i >= 0; --i, v >>= 8)
+        k[i] = static_cast<char>(v & 0xff);
     return k;
 }
 std::uint64_t from_be64(std::string_view k) {
     std::uint64_t v = 0;
-    for (unsigned char c : k.substr(0, 8)) v = v << 8 | c;
+    for (unsigned char c : k.substr(0, 8))
+        v = v << 8 | c;
     return v;
 }
 
@@ -61,7 +63,8 @@ std::string encode_group(const Group& g) {
     put_u64(out, static_cast<std::uint64_t>(g.deadline_ms));
     put_str(out, g.lease_owner);
     put_u64(out, g.hosts.size());
-    for (auto h : g.hosts) put_u64(out, h);
+    for (auto h : g.hosts)
+        put_u64(out, h);
     put_str(out, g.range_begin);
     put_str(out, g.range_end);
     return out;
@@ -99,7 +102,8 @@ Result<Group> decode_group(std::uint64_t id, std::string_view bytes) {
     auto n = r.u64();
     if (!r.ok || n > r.in.size() / 8) return corrupt;
     g.hosts.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) g.hosts.push_back(r.u64());
+    for (std::uint64_t i = 0; i < n; ++i)
+        g.hosts.push_back(r.u64());
     g.range_begin = r.str();
     g.range_end = r.str();
     if (!r.ok || !r.in.empty()) return corrupt;
@@ -136,8 +140,7 @@ struct Store::Impl {
     Result<std::optional<std::string>> get(Cf c, std::string_view key) const {
         if (auto st = live(); !st) return st;
         std::string v;
-        auto s = db->Get(rocksdb::ReadOptions(), cf[c], rocksdb::Slice(key.data(), key.size()),
-                         &v);
+        auto s = db->Get(rocksdb::ReadOptions(), cf[c], rocksdb::Slice(key.data(), key.size()), &v);
         if (s.IsNotFound()) return std::optional<std::string>();
         if (!s.ok()) return from_rocks(s, std::string("read ") + kCfNames[c]);
         return std::optional<std::string>(std::move(v));
@@ -225,7 +228,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, bool create_i
         for (auto& n : existing)
             if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
     std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions(opts));
+    for (auto& n : names)
+        descs.emplace_back(n, rocksdb::ColumnFamilyOptions(opts));
 
     auto impl = std::make_unique<Impl>();
     impl->dir = dir;
@@ -234,7 +238,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, bool create_i
         impl->db = nullptr;
         return from_rocks(s, "cannot open '" + dir + "'");
     }
-    for (int i = 0; i < kCfCount; ++i) impl->cf[i] = impl->handles[i];
+    for (int i = 0; i < kCfCount; ++i)
+        impl->cf[i] = impl->handles[i];
     return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -255,12 +260,18 @@ Result<Journal> Store::journal() const {
     std::lock_guard lk(mu_);
     Journal j;
     auto st = impl_->scan(kJournal, {}, {}, [&](std::string_view k, std::string_view v) {
-        if (k == kOptions) j.options = v;
-        else if (k == kCursor) j.cursor = v;
-        else if (k == kNextGroup) j.next_group_id = from_be64(v);
-        else if (k == flag_key(JournalFlag::prerule_done)) j.prerule_done = v == "1";
-        else if (k == flag_key(JournalFlag::postrule_done)) j.postrule_done = v == "1";
-        else if (k == flag_key(JournalFlag::targets_done)) j.targets_done = v == "1";
+        if (k == kOptions)
+            j.options = v;
+        else if (k == kCursor)
+            j.cursor = v;
+        else if (k == kNextGroup)
+            j.next_group_id = from_be64(v);
+        else if (k == flag_key(JournalFlag::prerule_done))
+            j.prerule_done = v == "1";
+        else if (k == flag_key(JournalFlag::postrule_done))
+            j.postrule_done = v == "1";
+        else if (k == flag_key(JournalFlag::targets_done))
+            j.targets_done = v == "1";
         return true;
     });
     if (!st) return st;
@@ -360,9 +371,8 @@ namespace {
 
 template <typename P>
 Result<std::size_t> requeue_if(Store::Impl& impl, P&& pred) {
-    auto gs = impl.select_groups([&](const Group& g) {
-        return g.state == GroupState::leased && pred(g);
-    });
+    auto gs = impl.select_groups(
+        [&](const Group& g) { return g.state == GroupState::leased && pred(g); });
     if (!gs) return gs.status();
     if (gs->empty()) return std::size_t(0);
     rocksdb::WriteBatch b;
@@ -420,12 +430,11 @@ Result<std::uint64_t> Store::count_results() const {
     return n;
 }
 
-Status Store::for_each_result(
-    const std::function<bool(std::uint64_t, std::string_view)>& fn, std::uint64_t from) const {
+Status Store::for_each_result(const std::function<bool(std::uint64_t, std::string_view)>& fn,
+                              std::uint64_t from) const {
     std::lock_guard lk(mu_);
-    return impl_->scan(kResults, be64(from), {}, [&](std::string_view k, std::string_view v) {
-        return fn(from_be64(k), v);
-    });
+    return impl_->scan(kResults, be64(from), {},
+                       [&](std::string_view k, std::string_view v) { return fn(from_be64(k), v); });
 }
 
 // ---- key-value column families: the NSE registry and the coordinator's records
@@ -456,19 +465,29 @@ Status Store::scan_kv(int cf, std::string_view prefix,
     return impl_->scan(static_cast<Cf>(cf), prefix, prefix, fn);
 }
 
-Status Store::put_registry(std::string_view key, std::string_view bytes) { return put_kv(kRegistry, key, bytes); }
-Result<std::optional<std::string>> Store::registry(std::string_view key) const { return get_kv(kRegistry, key); }
+Status Store::put_registry(std::string_view key, std::string_view bytes) {
+    return put_kv(kRegistry, key, bytes);
+}
+Result<std::optional<std::string>> Store::registry(std::string_view key) const {
+    return get_kv(kRegistry, key);
+}
 Status Store::erase_registry(std::string_view key) { return erase_kv(kRegistry, key); }
-Status Store::for_each_registry(std::string_view prefix,
-                                const std::function<bool(std::string_view, std::string_view)>& fn) const {
+Status Store::for_each_registry(
+    std::string_view prefix,
+    const std::function<bool(std::string_view, std::string_view)>& fn) const {
     return scan_kv(kRegistry, prefix, fn);
 }
 
-Status Store::put_record(std::string_view key, std::string_view bytes) { return put_kv(kRecords, key, bytes); }
-Result<std::optional<std::string>> Store::record(std::string_view key) const { return get_kv(kRecords, key); }
+Status Store::put_record(std::string_view key, std::string_view bytes) {
+    return put_kv(kRecords, key, bytes);
+}
+Result<std::optional<std::string>> Store::record(std::string_view key) const {
+    return get_kv(kRecords, key);
+}
 Status Store::erase_record(std::string_view key) { return erase_kv(kRecords, key); }
-Status Store::for_each_record(std::string_view prefix,
-                              const std::function<bool(std::string_view, std::string_view)>& fn) const {
+Status Store::for_each_record(
+    std::string_view prefix,
+    const std::function<bool(std::string_view, std::string_view)>& fn) const {
     return scan_kv(kRecords, prefix, fn);
 }
 

@@ -37,9 +37,9 @@ enum class GroupState : std::uint8_t { queued = 0, leased = 1, done = 2 };
 struct Group {
     std::uint64_t id = 0;
     GroupState state = GroupState::queued;
-    std::string lease_owner;        // worker id while leased, else empty
-    std::int64_t deadline_ms = 0;   // lease deadline (epoch ms) while leased, else 0
-    std::uint32_t attempts = 0;     // how many times it was leased
+    std::string lease_owner;           // worker id while leased, else empty
+    std::int64_t deadline_ms = 0;      // lease deadline (epoch ms) while leased, else 0
+    std::uint32_t attempts = 0;        // how many times it was leased
     std::vector<std::uint64_t> hosts;  // host indexes (explicit form)
     // Range form, opaque to the store: encoded cursor positions [begin, end).
     std::string range_begin, range_end;

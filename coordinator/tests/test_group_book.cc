@@ -93,7 +93,8 @@ TEST_CASE("group book: plans lazily, leases, commits once, advances the frontier
     CHECK(*book.commit(0, stranger, "x") == GroupBook::Commit::not_in_group);
     CHECK(*book.commit(99, a.hosts[2], "x") == GroupBook::Commit::unknown_group);
 
-    for (std::size_t i = 2; i < a.hosts.size(); ++i) CHECK(commit(book, a, i) == GroupBook::Commit::committed);
+    for (std::size_t i = 2; i < a.hosts.size(); ++i)
+        CHECK(commit(book, a, i) == GroupBook::Commit::committed);
     CHECK(book.groups_done() == 1);
     CHECK(book.held_by(0, 7) == GroupBook::Held::done);
     CHECK(*book.commit(0, a.hosts[0], "late copy") == GroupBook::Commit::finished_group);
@@ -145,9 +146,11 @@ TEST_CASE("group book: a restart rebuilds the book from the store") {
         GroupBook book = open_book(*store);
         REQUIRE(book.plan(2).is_ok());
         wire::Lease a = lease(book, 1);
-        for (std::size_t i = 0; i < a.hosts.size(); ++i) commit(book, a, i);
+        for (std::size_t i = 0; i < a.hosts.size(); ++i)
+            commit(book, a, i);
         wire::Lease b = lease(book, 1);
-        for (std::size_t i = 0; i < 3; ++i) commit(book, b, i);
+        for (std::size_t i = 0; i < 3; ++i)
+            commit(book, b, i);
         // A script added hosts: journaled at once, planned before the cursor's next group.
         auto r = book.added().add({{0, "203.0.113.5", false, "extra.example"},
                                    {0, "203.0.113.5", false, ""},
@@ -165,7 +168,7 @@ TEST_CASE("group book: a restart rebuilds the book from the store") {
     CHECK(book.hosts_done() == 19);
     CHECK(book.groups_done() == 1);
     CHECK(book.hosts_total() == 34);
-    CHECK(book.frontier() == 19);  // hosts 16..18 of group 1 are committed already
+    CHECK(book.frontier() == 19);    // hosts 16..18 of group 1 are committed already
     wire::Lease b = lease(book, 9);  // the old lease is void: group 1 is queued again
     CHECK(b.group_id == 1);
     CHECK(b.attempt == 2);

@@ -1,7 +1,6 @@
 // Output writers: exact normal/grepable text, XML validated against nmap.dtd with xmllint and
 // read by ndiff, NDJSON parsed by python3's json module.
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,7 +34,8 @@ Value table(std::vector<Entry> e) { return Value{Table{std::move(e)}}; }
 // The text NSE renders for the t-all table below (docs/runtime-contract.md
 // "Table-to-text rendering"), as nmap 7.93 printed it.
 const char* kAllText =
-    "\n  name: a<b>&\"'c\n  list: \n    x\n    y\x01z\n    \n      k: v\n  nested: \n    deep: d\r\ne"
+    "\n  name: a<b>&\"'c\n  list: \n    x\n    y\x01z\n    \n      k: v\n  nested: \n    deep: "
+    "d\r\ne"
     "\n  num: 42\n  bool: true";
 
 ScriptResult all_result() {
@@ -52,7 +52,12 @@ ScriptResult all_result() {
     return r;
 }
 
-ScriptResult txt_result() { return ScriptResult{"t-txt", "line1\nline2\ttab\x01\xC8\xFF" "end\n", std::nullopt}; }
+ScriptResult txt_result() {
+    return ScriptResult{"t-txt",
+                        "line1\nline2\ttab\x01\xC8\xFF"
+                        "end\n",
+                        std::nullopt};
+}
 ScriptResult num_result() { return ScriptResult{"t-num", "42", Value{std::int64_t{42}}}; }
 ScriptResult empty_result() { return ScriptResult{"t-empty", "", std::nullopt}; }
 
@@ -89,7 +94,8 @@ HostResult up_host() {
     h.srtt = 0.00042;
     h.start_time = 1795240400;
     h.end_time = 1795240400;
-    for (std::uint16_t n = 1; n <= 30; ++n) h.ports.push_back(port(n, "closed", "conn-refused"));
+    for (std::uint16_t n = 1; n <= 30; ++n)
+        h.ports.push_back(port(n, "closed", "conn-refused"));
     PortResult open = port(18081, "open", "syn-ack", "http");
     open.service.method = "probed";
     open.service.conf = 10;
@@ -145,7 +151,8 @@ void use_utc() {
 }
 
 // Runs a full scan report through OutputSink with the given options; returns stdout text.
-std::string run_sink(const common::ScanOptions& opts, const RunInfo& run, const std::vector<HostResult>& hosts) {
+std::string run_sink(const common::ScanOptions& opts, const RunInfo& run,
+                     const std::vector<HostResult>& hosts) {
     std::ostringstream captured;
     std::streambuf* old = std::cout.rdbuf(captured.rdbuf());
     auto sink = coordinator::OutputSink::open(opts);
@@ -213,7 +220,7 @@ TEST_CASE("escape: screen-safe text and script blocks (contract 7.3)") {
     CHECK(screen_safe("a\tb\nc\r\x01\x7f\xff") == "a\tb\nc\\x0D\\x01\\x7F\\xFF");
     CHECK(script_block("x", "") == "");
     CHECK(script_block("x", "one") == "|_x: one\n");
-    CHECK(script_block("x", "one\n") == "|_x: one\n");      // single trailing newline: no extra line
+    CHECK(script_block("x", "one\n") == "|_x: one\n");  // single trailing newline: no extra line
     CHECK(script_block("x", "one\n\n") == "| x: one\n|_\n");  // only one is dropped
     CHECK(script_block("x", "a\nb\nc") == "| x: a\n| b\n|_c\n");
     CHECK(script_block("probe", "\n  n: 3") == "| probe: \n|_  n: 3\n");
@@ -225,8 +232,9 @@ TEST_CASE("escape: XML and JSON") {
     CHECK(xml_escape("l1\nl2\tx\r\x01\xC8") == "l1&#xa;l2&#x9;x&#xd;\\x01\\xC8");
     CHECK(xml_escape_args("nmap --script a -p1") == "nmap -&#45;script a -p1");
     CHECK(json_string("a\"\\\n\x01") == "\"a\\\"\\\\\\n\\u0001\"");
-    CHECK(json_string("caf\xC3\xA9") == "\"caf\xC3\xA9\"");           // valid UTF-8 kept
-    CHECK(json_string("\xFF\xC3(\xE2\x82") == "\"\\u00ff\\u00c3(\\u00e2\\u0082\"");  // invalid bytes escaped
+    CHECK(json_string("caf\xC3\xA9") == "\"caf\xC3\xA9\"");  // valid UTF-8 kept
+    CHECK(json_string("\xFF\xC3(\xE2\x82") ==
+          "\"\\u00ff\\u00c3(\\u00e2\\u0082\"");                         // invalid bytes escaped
     CHECK(json_string("\xED\xA0\x80") == "\"\\u00ed\\u00a0\\u0080\"");  // surrogate rejected
     CHECK(scalar_text(Value{1.5}) == "1.5");
     CHECK(scalar_text(Value{2.0}) == "2.0");
@@ -245,7 +253,8 @@ TEST_CASE("helpers: latency digits, port ranges, collapse rule") {
     CHECK(compress_ports({5, 1, 2, 3, 9, 10, 3}) == "1-3,5,9-10");
 
     std::vector<PortResult> ports;
-    for (std::uint16_t n = 1; n <= 25; ++n) ports.push_back(port(n, "closed", "conn-refused"));
+    for (std::uint16_t n = 1; n <= 25; ++n)
+        ports.push_back(port(n, "closed", "conn-refused"));
     ports.push_back(port(100, "open", "syn-ack"));
     auto v = split_ports(ports, false, 0, 0);
     CHECK(v.shown.size() == 26);  // 25 of a state are still listed
@@ -260,7 +269,8 @@ TEST_CASE("helpers: latency digits, port ranges, collapse rule") {
     CHECK(split_ports(ports, false, 1, 0).shown.size() == 1);   // -v: limit 25 * 1
     CHECK(split_ports(ports, false, 2, 0).shown.size() == 27);  // -vv: limit 25 * 2
     CHECK(split_ports(ports, false, 0, 3).shown.size() == 27);  // -ddd: nothing collapsed
-    v = split_ports({port(1, "closed", "conn-refused"), port(2, "open", "syn-ack"), port(3, "filtered", "no-response")},
+    v = split_ports({port(1, "closed", "conn-refused"), port(2, "open", "syn-ack"),
+                     port(3, "filtered", "no-response")},
                     true, 0, 0);
     REQUIRE(v.shown.size() == 1);  // --open: only open ports listed
     REQUIRE(v.ignored.size() == 2);
@@ -282,8 +292,10 @@ TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
     const std::string terminal = run_sink(opts, run, hosts);
 
     SUBCASE("terminal output matches nmap's layout") {
-        CHECK(terminal == "Starting nsefleet 0.1.0 ( nmap-compatible NSE fleet ) at 2026-11-21 05:53 UTC\n" +
-                              expected_body() + "Nmap done: 3 IP addresses (2 hosts up) scanned in 0.26 seconds\n");
+        CHECK(terminal ==
+              "Starting nsefleet 0.1.0 ( nmap-compatible NSE fleet ) at 2026-11-21 05:53 UTC\n" +
+                  expected_body() +
+                  "Nmap done: 3 IP addresses (2 hosts up) scanned in 0.26 seconds\n");
     }
     SUBCASE("files are renamed into place") {
         for (const char* f : {"/r.nmap", "/r.xml", "/r.gnmap", "/r.ndjson"}) {
@@ -293,39 +305,54 @@ TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
     }
     SUBCASE("-oN file") {
         CHECK(read_file(dir + "/r.nmap") ==
-              "# Nmap-compatible nsefleet 0.1.0 scan initiated Sat Nov 21 05:53:20 2026 as: " + run.args + "\n" +
-                  expected_body() +
-                  "# Nmap done at Sat Nov 21 05:53:20 2026 -- 3 IP addresses (2 hosts up) scanned in 0.26 seconds\n");
+              "# Nmap-compatible nsefleet 0.1.0 scan initiated Sat Nov 21 05:53:20 2026 as: " +
+                  run.args + "\n" + expected_body() +
+                  "# Nmap done at Sat Nov 21 05:53:20 2026 -- 3 IP addresses (2 hosts up) scanned "
+                  "in 0.26 seconds\n");
     }
     SUBCASE("-oG file") {
         CHECK(read_file(dir + "/r.gnmap") ==
-              "# Nmap-compatible nsefleet 0.1.0 scan initiated Sat Nov 21 05:53:20 2026 as: " + run.args + "\n"
-              "Host: 127.0.0.1 (localhost)\tStatus: Up\n"
-              "Host: 127.0.0.1 (localhost)\tPorts: 18081/open/tcp//http//SimpleHTTPServer 0.6 (Python 3.11.7)/"
-              "\tIgnored State: closed (30)\n"
-              "Host: 127.0.0.3 ()\tStatus: Up\n"
-              "Host: 127.0.0.3 ()\tPorts: 22/closed/tcp//ssh///, 80/open/tcp//http///\n"
-              "# Nmap done at Sat Nov 21 05:53:20 2026 -- 3 IP addresses (2 hosts up) scanned in 0.26 seconds\n");
+              "# Nmap-compatible nsefleet 0.1.0 scan initiated Sat Nov 21 05:53:20 2026 as: " +
+                  run.args +
+                  "\n"
+                  "Host: 127.0.0.1 (localhost)\tStatus: Up\n"
+                  "Host: 127.0.0.1 (localhost)\tPorts: 18081/open/tcp//http//SimpleHTTPServer 0.6 "
+                  "(Python 3.11.7)/"
+                  "\tIgnored State: closed (30)\n"
+                  "Host: 127.0.0.3 ()\tStatus: Up\n"
+                  "Host: 127.0.0.3 ()\tPorts: 22/closed/tcp//ssh///, 80/open/tcp//http///\n"
+                  "# Nmap done at Sat Nov 21 05:53:20 2026 -- 3 IP addresses (2 hosts up) scanned "
+                  "in 0.26 seconds\n");
     }
     SUBCASE("-oX file validates against nmap.dtd and carries nmap's script elements") {
         const std::string xml = read_file(dir + "/r.xml");
-        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/r.xml'") == 0);
+        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/r.xml'") ==
+              0);
         // Byte-for-byte what nmap 7.93 wrote for the same script results.
-        CHECK(xml.find(
-                  "<script id=\"t-all\" output=\"&#xa;  name: a&lt;b&gt;&amp;&quot;&apos;c&#xa;  list: &#xa;    "
-                  "x&#xa;    y\\x01z&#xa;    &#xa;      k: v&#xa;  nested: &#xa;    deep: d&#xd;&#xa;e&#xa;  num: "
-                  "42&#xa;  bool: true\"><elem key=\"name\">a&lt;b&gt;&amp;&quot;&apos;c</elem>\n<table "
-                  "key=\"list\">\n<elem>x</elem>\n<elem>y\\x01z</elem>\n<table>\n<elem key=\"k\">v</elem>\n</table>\n"
-                  "</table>\n<table key=\"nested\">\n<elem key=\"deep\">d&#xd;&#xa;e</elem>\n</table>\n<elem "
-                  "key=\"num\">42</elem>\n<elem key=\"bool\">true</elem>\n</script>") != std::string::npos);
+        CHECK(xml.find("<script id=\"t-all\" output=\"&#xa;  name: "
+                       "a&lt;b&gt;&amp;&quot;&apos;c&#xa;  list: &#xa;    "
+                       "x&#xa;    y\\x01z&#xa;    &#xa;      k: v&#xa;  nested: &#xa;    deep: "
+                       "d&#xd;&#xa;e&#xa;  num: "
+                       "42&#xa;  bool: true\"><elem "
+                       "key=\"name\">a&lt;b&gt;&amp;&quot;&apos;c</elem>\n<table "
+                       "key=\"list\">\n<elem>x</elem>\n<elem>y\\x01z</elem>\n<table>\n<elem "
+                       "key=\"k\">v</elem>\n</table>\n"
+                       "</table>\n<table key=\"nested\">\n<elem "
+                       "key=\"deep\">d&#xd;&#xa;e</elem>\n</table>\n<elem "
+                       "key=\"num\">42</elem>\n<elem key=\"bool\">true</elem>\n</script>") !=
+              std::string::npos);
         CHECK(xml.find("<script id=\"t-num\" output=\"42\">42</script>") != std::string::npos);
         CHECK(xml.find("<script id=\"t-empty\" output=\"\"/>") != std::string::npos);
-        CHECK(xml.find("<script id=\"t-txt\" output=\"line1&#xa;line2&#x9;tab\\x01\\xC8\\xFFend&#xa;\"/>") !=
+        CHECK(xml.find("<script id=\"t-txt\" "
+                       "output=\"line1&#xa;line2&#x9;tab\\x01\\xC8\\xFFend&#xa;\"/>") !=
               std::string::npos);
-        CHECK(xml.find("<extraports state=\"closed\" count=\"30\">\n<extrareasons reason=\"conn-refused\" "
-                       "count=\"30\" proto=\"tcp\" ports=\"1-30\"/>\n</extraports>") != std::string::npos);
-        CHECK(xml.find("args=\"nsefleet scan -sT -Pn -p 1-30,18081 -&#45;script t-all localhost\"") !=
-              std::string::npos);
+        CHECK(
+            xml.find(
+                "<extraports state=\"closed\" count=\"30\">\n<extrareasons reason=\"conn-refused\" "
+                "count=\"30\" proto=\"tcp\" ports=\"1-30\"/>\n</extraports>") != std::string::npos);
+        CHECK(
+            xml.find("args=\"nsefleet scan -sT -Pn -p 1-30,18081 -&#45;script t-all localhost\"") !=
+            std::string::npos);
         CHECK(xml.find("127.0.0.2") == std::string::npos);  // down host: not without -v
         CHECK(xml.find("<hosts up=\"2\" down=\"1\" total=\"3\"/>") != std::string::npos);
         CHECK(xml.find("<prescript><script id=\"t-txt\"") != std::string::npos);
@@ -348,13 +375,16 @@ TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
         b.ports[0].state = "open";
         b.ports[0].reason = "syn-ack";
         (void)run_sink(o2, r1, {a, b});
-        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/d2.xml'") == 0);
+        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/d2.xml'") ==
+              0);
         // ndiff exits 1 when the scans differ, 0 when they do not, 2 on error.
-        CHECK(run_cmd("ndiff '" + dir + "/d1.xml' '" + dir + "/d2.xml' > '" + dir + "/ndiff.txt' 2>&1") == 1);
+        CHECK(run_cmd("ndiff '" + dir + "/d1.xml' '" + dir + "/d2.xml' > '" + dir +
+                      "/ndiff.txt' 2>&1") == 1);
         const std::string diff = read_file(dir + "/ndiff.txt");
         CHECK(diff.find("-22/tcp closed ssh") != std::string::npos);
         CHECK(diff.find("+22/tcp open   ssh") != std::string::npos);
-        CHECK(run_cmd("ndiff --xml '" + dir + "/d1.xml' '" + dir + "/d1.xml' > /dev/null 2>&1") == 0);
+        CHECK(run_cmd("ndiff --xml '" + dir + "/d1.xml' '" + dir + "/d1.xml' > /dev/null 2>&1") ==
+              0);
     }
     SUBCASE("NDJSON: one valid object per line with the structured data") {
         const std::string script = dir + "/check.py";
@@ -403,14 +433,18 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
         const std::string normal = read_file(dir + "/v.nmap");
         CHECK(normal.find("\nNmap scan report for 127.0.0.2 [host down]\n"
                           "Nmap scan report for 127.0.0.4\nHost is up (0.0010s latency).\n"
-                          "Skipping host 127.0.0.4 due to host timeout\n# Nmap done") != std::string::npos);
-        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/v.xml'") == 0);
+                          "Skipping host 127.0.0.4 due to host timeout\n# Nmap done") !=
+              std::string::npos);
+        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/v.xml'") ==
+              0);
         const std::string xml = read_file(dir + "/v.xml");
-        CHECK(xml.find("<status state=\"down\" reason=\"no-response\" reason_ttl=\"0\"/>") != std::string::npos);
+        CHECK(xml.find("<status state=\"down\" reason=\"no-response\" reason_ttl=\"0\"/>") !=
+              std::string::npos);
         CHECK(xml.find("timedout=\"true\"") != std::string::npos);
         const std::string g = read_file(dir + "/v.gnmap");
         CHECK(g.find("Host: 127.0.0.2 ()\tStatus: Down\n") != std::string::npos);
-        CHECK(g.find("Host: 127.0.0.4 ()\tStatus: Up\nHost: 127.0.0.4 ()\tStatus: Timeout\n") != std::string::npos);
+        CHECK(g.find("Host: 127.0.0.4 ()\tStatus: Up\nHost: 127.0.0.4 ()\tStatus: Timeout\n") !=
+              std::string::npos);
         CHECK(json.find("\"status\":\"down\"") != std::string::npos);
         CHECK(json.find("\"timed_out\":true") != std::string::npos);
     }
@@ -436,7 +470,8 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
                        "Not shown: 1 closed tcp port (conn-refused)\n"
                        "PORT   STATE SERVICE REASON  VERSION\n"
                        "80/tcp open  http    syn-ack nginx\n"
-                       "Service Info: OS: Linux; CPE: cpe:/o:linux:linux_kernel\n\n") != std::string::npos);
+                       "Service Info: OS: Linux; CPE: cpe:/o:linux:linux_kernel\n\n") !=
+              std::string::npos);
         CHECK(out.find("127.0.0.5") == std::string::npos);
     }
     SUBCASE("all ports ignored; mixed and scalar structured values") {
@@ -444,10 +479,12 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
         h.address = "::1";
         h.ipv6 = true;
         h.reason = "user-set";
-        for (std::uint16_t n = 1; n <= 40; ++n) h.ports.push_back(port(n, "closed", "conn-refused"));
-        ScriptResult mixed{"t-pair", "custom text",
-                           table({item(Value{std::int64_t{1}}), kv("key", str("v")), item(Value{2.5}),
-                                  item(table({kv("a", Value{std::int64_t{1}})}))})};
+        for (std::uint16_t n = 1; n <= 40; ++n)
+            h.ports.push_back(port(n, "closed", "conn-refused"));
+        ScriptResult mixed{
+            "t-pair", "custom text",
+            table({item(Value{std::int64_t{1}}), kv("key", str("v")), item(Value{2.5}),
+                   item(table({kv("a", Value{std::int64_t{1}})}))})};
         h.hostscripts = {mixed, ScriptResult{"t-float", "", Value{3.0}}};
         common::ScanOptions opts;
         opts.out_normal = dir + "/m.nmap";
@@ -460,14 +497,18 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
                           "Not shown: 40 closed tcp ports (conn-refused)\n\n"
                           "Host script results:\n|_t-pair: custom text\n\n") != std::string::npos);
         CHECK(normal.find("t-float") == std::string::npos);  // empty text: omitted (contract 7.1)
-        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/m.xml'") == 0);
+        CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + dir + "/m.xml'") ==
+              0);
         const std::string xml = read_file(dir + "/m.xml");
         CHECK(xml.find("<address addr=\"::1\" addrtype=\"ipv6\"/>") != std::string::npos);
-        CHECK(xml.find("<script id=\"t-pair\" output=\"custom text\"><elem>1</elem>\n<elem>2.5</elem>\n<table>\n"
-                       "<elem key=\"a\">1</elem>\n</table>\n<elem key=\"key\">v</elem>\n</script>") !=
-              std::string::npos);
+        CHECK(
+            xml.find("<script id=\"t-pair\" output=\"custom "
+                     "text\"><elem>1</elem>\n<elem>2.5</elem>\n<table>\n"
+                     "<elem key=\"a\">1</elem>\n</table>\n<elem key=\"key\">v</elem>\n</script>") !=
+            std::string::npos);
         CHECK(xml.find("<script id=\"t-float\" output=\"\">3.0</script>") != std::string::npos);
-        CHECK(json.find("\"data\":{\"1\":1,\"2\":2.5,\"3\":{\"a\":1},\"key\":\"v\"}") != std::string::npos);
+        CHECK(json.find("\"data\":{\"1\":1,\"2\":2.5,\"3\":{\"a\":1},\"key\":\"v\"}") !=
+              std::string::npos);
     }
 }
 

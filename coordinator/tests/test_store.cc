@@ -1,7 +1,6 @@
 // The RocksDB store: journal, group leases, exactly-once host commits, persistence across
 // close/reopen and across a SIGKILL in the middle of writing.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -196,12 +195,16 @@ TEST_CASE("commit_host is exactly once, also under concurrency") {
         ts.emplace_back([&, w] {
             for (std::uint64_t i = 1000; i < 3000; ++i) {
                 auto r = s->commit_host(i, "w" + std::to_string(w));
-                if (!r) ++errors;
-                else if (r->already_committed) ++losses;
-                else ++wins;
+                if (!r)
+                    ++errors;
+                else if (r->already_committed)
+                    ++losses;
+                else
+                    ++wins;
             }
         });
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+        t.join();
     CHECK(errors == 0);
     CHECK(wins == 2000);
     CHECK(losses == 3 * 2000);
@@ -212,7 +215,8 @@ TEST_CASE("results iterate in index order") {
     TempDir d("nsefleet-store");
     auto s = open_ok(d.path);
     std::vector<std::uint64_t> order = {300, 2, 1ull << 40, 256, 0, 255, 65536, 1};
-    for (auto i : order) REQUIRE(s->commit_host(i, host_bytes(i)).is_ok());
+    for (auto i : order)
+        REQUIRE(s->commit_host(i, host_bytes(i)).is_ok());
     std::vector<std::uint64_t> seen;
     REQUIRE(s->for_each_result([&](std::uint64_t i, std::string_view v) {
                  CHECK(v == host_bytes(i));
@@ -227,10 +231,13 @@ TEST_CASE("results iterate in index order") {
              }).is_ok());
     CHECK(seen.size() == 3);
     seen.clear();
-    REQUIRE(s->for_each_result([&](std::uint64_t i, std::string_view) {
-                 seen.push_back(i);
-                 return true;
-             }, 256).is_ok());
+    REQUIRE(s->for_each_result(
+                 [&](std::uint64_t i, std::string_view) {
+                     seen.push_back(i);
+                     return true;
+                 },
+                 256)
+                .is_ok());
     CHECK(seen == std::vector<std::uint64_t>{256, 300, 65536, 1ull << 40});
 }
 
@@ -324,9 +331,11 @@ TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exa
         // Built before fork: the child only calls async-signal-safe functions until exec.
         std::vector<std::string> env_s = {"NSEFLEET_STORE_DIR=" + d.path,
                                           "NSEFLEET_STORE_FD=" + std::to_string(p[1])};
-        for (char** e = environ; *e; ++e) env_s.emplace_back(*e);
+        for (char** e = environ; *e; ++e)
+            env_s.emplace_back(*e);
         std::vector<char*> envp;
-        for (auto& e : env_s) envp.push_back(e.data());
+        for (auto& e : env_s)
+            envp.push_back(e.data());
         envp.push_back(nullptr);
         int devnull = ::open("/dev/null", O_WRONLY);
         REQUIRE(devnull >= 0);
@@ -379,7 +388,8 @@ TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exa
         CHECK(WIFSIGNALED(status));
         // What the child wrote before dying was acknowledged too.
         char tmp[4096];
-        for (ssize_t n; (n = read(p[0], tmp, sizeof tmp)) > 0;) buf.append(tmp, n);
+        for (ssize_t n; (n = read(p[0], tmp, sizeof tmp)) > 0;)
+            buf.append(tmp, n);
         parse();
         close(p[0]);
 
@@ -390,7 +400,8 @@ TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exa
             REQUIRE(r->has_value());
             CHECK(**r == host_bytes(h));
         }
-        for (auto g : done_groups) CHECK((*s->group(g))->state == GroupState::done);
+        for (auto g : done_groups)
+            CHECK((*s->group(g))->state == GroupState::done);
         // Nothing torn: every stored result is whole, every done group has all its hosts.
         std::uint64_t stored = 0;
         REQUIRE(s->for_each_result([&](std::uint64_t i, std::string_view v) {
@@ -404,7 +415,8 @@ TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exa
         REQUIRE(groups.is_ok());
         for (const auto& g : *groups)
             if (g.state == GroupState::done)
-                for (auto h : g.hosts) CHECK(s->result(h)->has_value());
+                for (auto h : g.hosts)
+                    CHECK(s->result(h)->has_value());
         // Planning was atomic: the cursor matches next_group_id, ids are contiguous.
         auto j = s->journal();
         REQUIRE(j.is_ok());
@@ -413,9 +425,8 @@ TEST_CASE("a SIGKILL mid-write loses nothing acknowledged; a restart resumes exa
         REQUIRE(s->close().is_ok());
     }
     // Restarts re-ran the interrupted groups; hosts already in were not committed twice.
-    MESSAGE(committed.size() << " hosts committed, " << done_groups.size()
-                             << " groups done, " << duplicates
-                             << " re-dispatched hosts refused as already committed");
+    MESSAGE(committed.size() << " hosts committed, " << done_groups.size() << " groups done, "
+                             << duplicates << " re-dispatched hosts refused as already committed");
     CHECK(committed.size() > 2000);
 }
 
@@ -425,7 +436,8 @@ TEST_CASE("bench: commit_host and synced group completion" * doctest::skip()) {
     auto s = open_ok(d.path);
     const std::uint64_t n = 100000;
     auto t0 = std::chrono::steady_clock::now();
-    for (std::uint64_t i = 0; i < n; ++i) REQUIRE(s->commit_host(i, host_bytes(i)).is_ok());
+    for (std::uint64_t i = 0; i < n; ++i)
+        REQUIRE(s->commit_host(i, host_bytes(i)).is_ok());
     auto t1 = std::chrono::steady_clock::now();
     for (std::uint64_t g = 0; g < 200; ++g) {
         REQUIRE(s->plan_group(make_group(g, {g}), "c").is_ok());
@@ -434,8 +446,8 @@ TEST_CASE("bench: commit_host and synced group completion" * doctest::skip()) {
     }
     auto t2 = std::chrono::steady_clock::now();
     std::uint64_t seen = 0;
-    REQUIRE(s->for_each_result([&](std::uint64_t, std::string_view) { return ++seen, true; })
-                .is_ok());
+    REQUIRE(
+        s->for_each_result([&](std::uint64_t, std::string_view) { return ++seen, true; }).is_ok());
     auto t3 = std::chrono::steady_clock::now();
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     CHECK(seen == n);

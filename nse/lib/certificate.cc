@@ -22,9 +22,15 @@ namespace {
 
 constexpr char kCertMeta[] = "nse.ssl_certificate";  // an array: a template argument of close_box
 
-struct BioFree { void operator()(BIO* p) const { BIO_free(p); } };
-struct X509Free { void operator()(X509* p) const { X509_free(p); } };
-struct MdFree { void operator()(EVP_MD* p) const { EVP_MD_free(p); } };
+struct BioFree {
+    void operator()(BIO* p) const { BIO_free(p); }
+};
+struct X509Free {
+    void operator()(X509* p) const { X509_free(p); }
+};
+struct MdFree {
+    void operator()(EVP_MD* p) const { EVP_MD_free(p); }
+};
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using MdPtr = std::unique_ptr<EVP_MD, MdFree>;
@@ -74,7 +80,7 @@ void push_name(lua_State* L, const X509_NAME* name) {
         const ASN1_STRING* v = X509_NAME_ENTRY_get_data(e);
         lua_pushlstring(L, reinterpret_cast<const char*>(ASN1_STRING_get0_data(v)),
                         static_cast<size_t>(ASN1_STRING_length(v)));  // [t, key, value]
-        lua_settable(L, -3);                                           // [t]
+        lua_settable(L, -3);                                          // [t]
     }
 }
 
@@ -153,7 +159,8 @@ void push_ec_params(lua_State* L, const EVP_PKEY* pkey) {
     lua_newtable(L);  // [ecdh, cp]
     char buf[128];
     size_t len = 0;
-    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, buf, sizeof buf, &len) == 1) {
+    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, buf, sizeof buf, &len) ==
+        1) {
         lua_pushstring(L, buf);
         lua_setfield(L, -2, "curve");
         lua_pushliteral(L, "namedcurve");
@@ -176,12 +183,12 @@ bool push_pubkey(lua_State* L, X509* cert) {
     lua_newtable(L);  // [pk]
     const char* type = "unknown";
     switch (EVP_PKEY_get_base_id(pkey)) {
-        case EVP_PKEY_RSA: type = "rsa"; break;
-        case EVP_PKEY_DSA: type = "dsa"; break;
-        case EVP_PKEY_DH:
-        case EVP_PKEY_DHX: type = "dh"; break;
-        case EVP_PKEY_EC: type = "ec"; break;
-        default: break;
+    case EVP_PKEY_RSA: type = "rsa"; break;
+    case EVP_PKEY_DSA: type = "dsa"; break;
+    case EVP_PKEY_DH:
+    case EVP_PKEY_DHX: type = "dh"; break;
+    case EVP_PKEY_EC: type = "ec"; break;
+    default: break;
     }
     lua_pushstring(L, type);
     lua_setfield(L, -2, "type");
@@ -293,8 +300,8 @@ int push_certificate(lua_State* L, X509* cert) {
         return 2;
     }
     Box<X509>* box = new_box<X509>(L, 1, kCertMeta, kCertMethods);  // [fields, ud]
-    lua_insert(L, -2);                                               // [ud, fields]
-    lua_setiuservalue(L, -2, 1);                                     // [ud]
+    lua_insert(L, -2);                                              // [ud, fields]
+    lua_setiuservalue(L, -2, 1);                                    // [ud]
     X509_up_ref(cert);
     box->p = cert;
     return 1;

@@ -7,8 +7,9 @@
 // has none), pubkey, and the method cert:digest(alg). All fields are computed once, when the
 // object is made, and kept in a plain table stored as the userdata's user value. BIGNUMs in
 // pubkey use the openssl module's "BIGNUM" metatable (nse/lib/openssl.h).
-#include <lua.hpp>
 #include <openssl/x509.h>
+
+#include <lua.hpp>
 
 namespace nse::lib {
 

@@ -45,8 +45,8 @@ struct DnetState {
 
 struct Dnet {
     std::shared_ptr<EthHandle> eth;
-    int ip4 = -1;       // raw IPv4 socket (header included)
-    int ip6 = -1;       // raw IPv6 socket, opened on the first IPv6 packet
+    int ip4 = -1;  // raw IPv4 socket (header included)
+    int ip6 = -1;  // raw IPv6 socket, opened on the first IPv6 packet
     bool ip_open = false;
 };
 
@@ -62,9 +62,7 @@ void close_all(Dnet& d) {
     close_ip(d);
 }
 
-Dnet& check_dnet(lua_State* L) {
-    return *static_cast<Dnet*>(luaL_checkudata(L, 1, kDnetMeta));
-}
+Dnet& check_dnet(lua_State* L) { return *static_cast<Dnet*>(luaL_checkudata(L, 1, kDnetMeta)); }
 
 // [-0, +0] The engine's DnetState, created in the registry on first use.
 DnetState& state(lua_State* L) {
@@ -104,7 +102,8 @@ int l_ethernet_open(lua_State* L) {
     if (!h) {
         h = std::make_shared<EthHandle>();
         h->eth = eth_open(dev.c_str());
-        if (!h->eth) return luaL_error(L, "unable to open dnet on ethernet interface %s", dev.c_str());
+        if (!h->eth)
+            return luaL_error(L, "unable to open dnet on ethernet interface %s", dev.c_str());
         st.eths[dev] = h;
     }
     d.eth = std::move(h);
@@ -170,9 +169,7 @@ const char* dst_arg(lua_State* L, int idx) {
     return luaL_checkstring(L, idx);
 }
 
-int send_failed(lua_State* L, const char* why) {
-    return fail_false(L, why);
-}
+int send_failed(lua_State* L, const char* why) { return fail_false(L, why); }
 
 int l_ip_send(lua_State* L) {
     Dnet& d = check_dnet(L);

@@ -52,9 +52,9 @@ struct Core {
     tcp::socket sock;
     LIBSSH2_SESSION* session = nullptr;
     long long timeout_ms = kDefaultTimeoutMs;  // per wait; <= 0 means none (libssh2's 0)
-    bool waiting = false;                       // a thread is suspended on this session
-    bool dead = false;                          // transport shut down (timeout, close)
-    bool timed_out = false;                     // the last wait ended by its timeout
+    bool waiting = false;                      // a thread is suspended on this session
+    bool dead = false;                         // transport shut down (timeout, close)
+    bool timed_out = false;                    // the last wait ended by its timeout
     CleanupId cleanup = 0;
     // Scratch that must survive EAGAIN retries of one call.
     LIBSSH2_CHANNEL* pending_channel = nullptr;
@@ -275,9 +275,7 @@ int open_connected(lua_State* L) {
     return drive(L, handshake);
 }
 
-int open_connected_k(lua_State* L, int, lua_KContext) {
-    return nse::guard<open_connected>(L);
-}
+int open_connected_k(lua_State* L, int, lua_KContext) { return nse::guard<open_connected>(L); }
 
 const char* connect_status(const std::error_code& ec) {
     if (ec == asio::error::operation_aborted) return reason::kCancelled;
@@ -457,8 +455,8 @@ int userauth_publickey_try(lua_State* L, Core& c) {
     const char* priv = lua_tostring(L, 3);
     const char* pass = lua_tostring(L, 4);
     const char* pub = lua_tostring(L, 5);  // nullptr: derived from the private key
-    int rc = libssh2_userauth_publickey_fromfile_ex(c.session, user, static_cast<unsigned int>(ulen),
-                                                    pub, priv, pass);
+    int rc = libssh2_userauth_publickey_fromfile_ex(
+        c.session, user, static_cast<unsigned int>(ulen), pub, priv, pass);
     if (rc == LIBSSH2_ERROR_EAGAIN) return kAgain;
     lua_pushboolean(L, rc == 0);
     return 1;
@@ -494,9 +492,9 @@ int canauth_try(lua_State* L, Core& c) {
     const char* user = lua_tostring(L, 2);
     const char* blob = lua_tolstring(L, 3, &blen);
     void* abstract = &c.pk_ok;
-    int rc = libssh2_userauth_publickey(c.session, user,
-                                        reinterpret_cast<const unsigned char*>(blob), blen,
-                                        canauth_sign, &abstract);
+    int rc =
+        libssh2_userauth_publickey(c.session, user, reinterpret_cast<const unsigned char*>(blob),
+                                   blen, canauth_sign, &abstract);
     if (rc == LIBSSH2_ERROR_EAGAIN) return kAgain;
     if (rc == 0 || c.pk_ok) {
         lua_pushboolean(L, 1);
@@ -525,13 +523,21 @@ std::optional<std::string> base64_decode(const std::string& in) {
     int bits = 0, pad = 0;
     for (char ch : in) {
         int v;
-        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
-        else if (ch == '+') v = 62;
-        else if (ch == '/') v = 63;
-        else if (ch == '=') { ++pad; continue; }
-        else return std::nullopt;
+        if (ch >= 'A' && ch <= 'Z')
+            v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z')
+            v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9')
+            v = ch - '0' + 52;
+        else if (ch == '+')
+            v = 62;
+        else if (ch == '/')
+            v = 63;
+        else if (ch == '=') {
+            ++pad;
+            continue;
+        } else
+            return std::nullopt;
         if (pad) return std::nullopt;  // data after padding
         acc = (acc << 6) | static_cast<unsigned int>(v);
         bits += 6;
@@ -755,25 +761,24 @@ int luaopen_libssh2(lua_State* L) {
     }
     lua_pop(L, 1);
 
-    static const luaL_Reg funcs[] = {
-        {"session_open", nse::guard<l_session_open>},
-        {"set_timeout", nse::guard<l_set_timeout>},
-        {"hostkey_hash", nse::guard<l_hostkey_hash>},
-        {"userauth_list", nse::guard<l_userauth_list>},
-        {"userauth_password", nse::guard<l_userauth_password>},
-        {"userauth_publickey", nse::guard<l_userauth_publickey>},
-        {"read_publickey", nse::guard<l_read_publickey>},
-        {"publickey_canauth", nse::guard<l_publickey_canauth>},
-        {"open_channel", nse::guard<l_open_channel>},
-        {"channel_exec", nse::guard<l_channel_exec>},
-        {"channel_write", nse::guard<l_channel_write>},
-        {"channel_read", nse::guard<l_channel_read>},
-        {"channel_read_stderr", nse::guard<l_channel_read_stderr>},
-        {"channel_send_eof", nse::guard<l_channel_send_eof>},
-        {"channel_eof", nse::guard<l_channel_eof>},
-        {"channel_close", nse::guard<l_channel_close>},
-        {"session_close", nse::guard<l_session_close>},
-        {nullptr, nullptr}};
+    static const luaL_Reg funcs[] = {{"session_open", nse::guard<l_session_open>},
+                                     {"set_timeout", nse::guard<l_set_timeout>},
+                                     {"hostkey_hash", nse::guard<l_hostkey_hash>},
+                                     {"userauth_list", nse::guard<l_userauth_list>},
+                                     {"userauth_password", nse::guard<l_userauth_password>},
+                                     {"userauth_publickey", nse::guard<l_userauth_publickey>},
+                                     {"read_publickey", nse::guard<l_read_publickey>},
+                                     {"publickey_canauth", nse::guard<l_publickey_canauth>},
+                                     {"open_channel", nse::guard<l_open_channel>},
+                                     {"channel_exec", nse::guard<l_channel_exec>},
+                                     {"channel_write", nse::guard<l_channel_write>},
+                                     {"channel_read", nse::guard<l_channel_read>},
+                                     {"channel_read_stderr", nse::guard<l_channel_read_stderr>},
+                                     {"channel_send_eof", nse::guard<l_channel_send_eof>},
+                                     {"channel_eof", nse::guard<l_channel_eof>},
+                                     {"channel_close", nse::guard<l_channel_close>},
+                                     {"session_close", nse::guard<l_session_close>},
+                                     {nullptr, nullptr}};
     luaL_newlib(L, funcs);
     return 1;
 }

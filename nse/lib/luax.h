@@ -8,7 +8,6 @@
 //    metatable, one checker, the box created closed before the object is attached, and
 //    `__gc`/`__close` sharing one idempotent close.
 #include <lua.hpp>
-
 #include <new>
 #include <string_view>
 #include <utility>

@@ -238,7 +238,7 @@ int l_get_port_state(lua_State* L) {
 int l_get_ports(lua_State* L) {
     auto& h = check_host(L, 1);
     static const char* const protos[] = {"tcp", "udp", "sctp", nullptr};
-    static const char* const states[] = {"open",   "filtered",      "unfiltered", "closed",
+    static const char* const states[] = {"open",          "filtered",        "unfiltered", "closed",
                                          "open|filtered", "closed|filtered", nullptr};
     std::string proto = protos[luaL_checkoption(L, 3, nullptr, protos)];
     std::string st = states[luaL_checkoption(L, 4, nullptr, states)];
@@ -287,7 +287,7 @@ int l_set_port_version(lua_State* L) {
     auto& h = check_host(L, 1);
     auto [number, proto] = check_port(L, 2);
     static const char* const probestates[] = {"hardmatched", "softmatched", "nomatch",
-                                              "tcpwrapped", "incomplete", nullptr};
+                                              "tcpwrapped",  "incomplete",  nullptr};
     int ps = luaL_checkoption(L, 3, "hardmatched", probestates);
     lua_getfield(L, 2, "version");
     if (!lua_istable(L, -1)) luaL_error(L, "port 'version' field must be a table");
@@ -359,8 +359,10 @@ void load_excluded(NmapState& st, Runtime& rt) {
         std::stringstream ss(line.substr(8));
         std::string item;
         while (std::getline(ss, item, ',')) {
-            if (item.rfind("T:", 0) == 0) item = item.substr(2);
-            else if (item.rfind("U:", 0) == 0) item = item.substr(2);
+            if (item.rfind("T:", 0) == 0)
+                item = item.substr(2);
+            else if (item.rfind("U:", 0) == 0)
+                item = item.substr(2);
             auto dash = item.find('-');
             try {
                 int a = std::stoi(item.substr(0, dash));
@@ -378,7 +380,8 @@ int l_port_is_excluded(lua_State* L) {
     auto& st = state(L);
     if (!st.excluded_loaded) load_excluded(st, runtime(L));
     bool ex = false;
-    for (auto [a, b] : st.excluded) ex = ex || (port >= a && port <= b);
+    for (auto [a, b] : st.excluded)
+        ex = ex || (port >= a && port <= b);
     lua_pushboolean(L, ex);
     return 1;
 }
@@ -418,7 +421,8 @@ int l_add_targets(lua_State* L) {
         return 1;
     }
     std::vector<std::string> specs;
-    for (int i = 1; i <= n; ++i) specs.emplace_back(luaL_checkstring(L, i));
+    for (int i = 1; i <= n; ++i)
+        specs.emplace_back(luaL_checkstring(L, i));
     std::size_t added = emb.add_targets(specs);
     lua_pushinteger(L, static_cast<lua_Integer>(added));
     if (added == 0) {
@@ -454,13 +458,16 @@ int prefix_len(const sockaddr* mask) {
     const unsigned char* b;
     std::size_t n;
     if (mask->sa_family == AF_INET) {
-        b = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in*>(mask)->sin_addr);
+        b = reinterpret_cast<const unsigned char*>(
+            &reinterpret_cast<const sockaddr_in*>(mask)->sin_addr);
         n = 4;
     } else {
-        b = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in6*>(mask)->sin6_addr);
+        b = reinterpret_cast<const unsigned char*>(
+            &reinterpret_cast<const sockaddr_in6*>(mask)->sin6_addr);
         n = 16;
     }
-    for (std::size_t i = 0; i < n; ++i) bits += __builtin_popcount(b[i]);
+    for (std::size_t i = 0; i < n; ++i)
+        bits += __builtin_popcount(b[i]);
     return bits;
 }
 
@@ -504,7 +511,8 @@ int l_list_interfaces(lua_State* L) {
     lua_newtable(L);
     lua_Integer n = 0;
     for (ifaddrs* a = all; a; a = a->ifa_next) {
-        if (!a->ifa_addr || (a->ifa_addr->sa_family != AF_INET && a->ifa_addr->sa_family != AF_INET6))
+        if (!a->ifa_addr ||
+            (a->ifa_addr->sa_family != AF_INET && a->ifa_addr->sa_family != AF_INET6))
             continue;
         push_iface(L, a);
         lua_rawseti(L, -2, ++n);
@@ -548,24 +556,22 @@ int l_get_interface_link(lua_State* L) {
 // Key of a mutex/condvar: strings by value, other objects by identity.
 std::string sync_key(lua_State* L, int idx, Runtime& rt) {
     switch (lua_type(L, idx)) {
-        case LUA_TSTRING: {
-            std::size_t n;
-            const char* s = lua_tolstring(L, idx, &n);
-            return "s:" + std::string(s, n);
-        }
-        case LUA_TTABLE:
-        case LUA_TFUNCTION:
-        case LUA_TUSERDATA:
-        case LUA_TTHREAD:
-        case LUA_TLIGHTUSERDATA: {
-            char buf[64];
-            std::snprintf(buf, sizeof buf, "o:%llu:%p",
-                          static_cast<unsigned long long>(rt.engine_id()), lua_topointer(L, idx));
-            return buf;
-        }
-        default:
-            luaL_argerror(L, idx, "object expected");
-            return "";
+    case LUA_TSTRING: {
+        std::size_t n;
+        const char* s = lua_tolstring(L, idx, &n);
+        return "s:" + std::string(s, n);
+    }
+    case LUA_TTABLE:
+    case LUA_TFUNCTION:
+    case LUA_TUSERDATA:
+    case LUA_TTHREAD:
+    case LUA_TLIGHTUSERDATA: {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "o:%llu:%p", static_cast<unsigned long long>(rt.engine_id()),
+                      lua_topointer(L, idx));
+        return buf;
+    }
+    default: luaL_argerror(L, idx, "object expected"); return "";
     }
 }
 
@@ -607,42 +613,42 @@ int mutex_op(lua_State* L) {
         });
     };
     switch (op) {
-        case 0: {  // lock
-            if (rt.shared().mutex_trylock(key, me)) {
-                hold();
-                return 0;
-            }
-            Waker w = rt.prepare_wait(L);
+    case 0: {  // lock
+        if (rt.shared().mutex_trylock(key, me)) {
             hold();
-            asio::io_context* io = &rt.io();
-            rt.shared().mutex_lock(key, me, [io, w]() { asio::post(*io, [w]() { w.wake(); }); });
-            return yield(L);
-        }
-        case 1: {  // trylock
-            bool ok = rt.shared().mutex_trylock(key, me);
-            if (ok) hold();
-            lua_pushboolean(L, ok);
-            return 1;
-        }
-        case 2: {  // done
-            if (!rt.shared().mutex_unlock(key, me))
-                return luaL_error(L, "do not have a lock on this mutex");
-            auto it = st.held.find({key, me.id});
-            if (it != st.held.end()) {
-                rt.remove_cleanup(it->second);
-                st.held.erase(it);
-                rt.note_lock(tid, -1);
-            }
             return 0;
         }
-        default: {  // running
-            auto owner = rt.shared().mutex_owner(key);
-            lua_pushnil(L);
-            if (!owner || owner->engine != rt.engine_id()) return 1;
-            if (luaL_getsubtable(L, LUA_REGISTRYINDEX, kCoroutinesById) == 0) return 1;
-            lua_rawgeti(L, -1, static_cast<lua_Integer>(owner->id));
-            return 1;
+        Waker w = rt.prepare_wait(L);
+        hold();
+        asio::io_context* io = &rt.io();
+        rt.shared().mutex_lock(key, me, [io, w]() { asio::post(*io, [w]() { w.wake(); }); });
+        return yield(L);
+    }
+    case 1: {  // trylock
+        bool ok = rt.shared().mutex_trylock(key, me);
+        if (ok) hold();
+        lua_pushboolean(L, ok);
+        return 1;
+    }
+    case 2: {  // done
+        if (!rt.shared().mutex_unlock(key, me))
+            return luaL_error(L, "do not have a lock on this mutex");
+        auto it = st.held.find({key, me.id});
+        if (it != st.held.end()) {
+            rt.remove_cleanup(it->second);
+            st.held.erase(it);
+            rt.note_lock(tid, -1);
         }
+        return 0;
+    }
+    default: {  // running
+        auto owner = rt.shared().mutex_owner(key);
+        lua_pushnil(L);
+        if (!owner || owner->engine != rt.engine_id()) return 1;
+        if (luaL_getsubtable(L, LUA_REGISTRYINDEX, kCoroutinesById) == 0) return 1;
+        lua_rawgeti(L, -1, static_cast<lua_Integer>(owner->id));
+        return 1;
+    }
     }
 }
 

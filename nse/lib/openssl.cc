@@ -27,12 +27,24 @@ constexpr char kBignumMeta[] = "BIGNUM";  // an array: a template argument of cl
 
 // RAII owners for libcrypto objects: Lua errors unwind as C++ exceptions, so these free
 // everything on every exit path.
-struct MdFree { void operator()(EVP_MD* p) const { EVP_MD_free(p); } };
-struct CipherFree { void operator()(EVP_CIPHER* p) const { EVP_CIPHER_free(p); } };
-struct CipherCtxFree { void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); } };
-struct BnFree { void operator()(BIGNUM* p) const { BN_free(p); } };
-struct BnCtxFree { void operator()(BN_CTX* p) const { BN_CTX_free(p); } };
-struct OsslFree { void operator()(char* p) const { OPENSSL_free(p); } };
+struct MdFree {
+    void operator()(EVP_MD* p) const { EVP_MD_free(p); }
+};
+struct CipherFree {
+    void operator()(EVP_CIPHER* p) const { EVP_CIPHER_free(p); }
+};
+struct CipherCtxFree {
+    void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
+};
+struct BnFree {
+    void operator()(BIGNUM* p) const { BN_free(p); }
+};
+struct BnCtxFree {
+    void operator()(BN_CTX* p) const { BN_CTX_free(p); }
+};
+struct OsslFree {
+    void operator()(char* p) const { OPENSSL_free(p); }
+};
 using MdPtr = std::unique_ptr<EVP_MD, MdFree>;
 using CipherPtr = std::unique_ptr<EVP_CIPHER, CipherFree>;
 using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
@@ -236,9 +248,11 @@ int l_des_string_to_key(lua_State* L) {
     if (len != 7) return luaL_error(L, "String must have length of 7 bytes.");
     unsigned char k[8];
     k[0] = s[0];
-    for (int i = 1; i < 7; ++i) k[i] = static_cast<unsigned char>((s[i - 1] << (8 - i)) | (s[i] >> i));
+    for (int i = 1; i < 7; ++i)
+        k[i] = static_cast<unsigned char>((s[i - 1] << (8 - i)) | (s[i] >> i));
     k[7] = static_cast<unsigned char>(s[6] << 1);
-    for (auto& b : k) b &= 0xFE;
+    for (auto& b : k)
+        b &= 0xFE;
     lua_pushlstring(L, reinterpret_cast<char*>(k), sizeof k);
     return 1;
 }
@@ -267,7 +281,8 @@ int l_rand_pseudo_bytes(lua_State* L) {
     if (n > 0 && RAND_bytes(p, static_cast<int>(n)) != 1) {
         // Non-cryptographic by contract: never fail, fall back to a PRNG.
         std::mt19937 gen(std::random_device{}());
-        for (size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(gen());
+        for (size_t i = 0; i < n; ++i)
+            p[i] = static_cast<unsigned char>(gen());
     }
     luaL_pushresultsize(&b, n);
     return 1;
@@ -320,7 +335,8 @@ int bn_rand(lua_State* L) {
     lua_Integer bits = luaL_checkinteger(L, 1);
     luaL_argcheck(L, bits >= 0 && bits <= (1 << 24), 1, "bit count out of range");
     BnPtr bn = new_bn(L);
-    if (bits > 0 && !BN_rand(bn.get(), static_cast<int>(bits), BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY)) {
+    if (bits > 0 &&
+        !BN_rand(bn.get(), static_cast<int>(bits), BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY)) {
         raise_openssl(L);
     }
     push_owned(L, std::move(bn));

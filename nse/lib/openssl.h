@@ -1,8 +1,9 @@
 #pragma once
 // The `openssl` Lua module (docs/runtime-contract.md "openssl"): digests, HMAC, symmetric ciphers,
 // random bytes and BIGNUM userdata, on OpenSSL 3 libcrypto.
-#include <lua.hpp>
 #include <openssl/bn.h>
+
+#include <lua.hpp>
 
 namespace nse::lib {
 

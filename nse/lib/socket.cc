@@ -33,7 +33,7 @@ namespace {
 
 constexpr const char* kSocketMeta = "nsefleet.socket";
 constexpr const char* kModuleMeta = "nsefleet.socket.module";
-constexpr std::size_t kChunk = 65536;            // one read: any TCP amount, one UDP datagram
+constexpr std::size_t kChunk = 65536;                 // one read: any TCP amount, one UDP datagram
 constexpr long long kMaxTimeoutMs = 1000000000000LL;  // keeps steady_clock arithmetic safe
 constexpr const char* kNotConnected = "socket must be connected";
 
@@ -71,7 +71,7 @@ struct Conn {
     double tcp_up = 0;       // TCP: when the handshake completed (steady seconds), 0 = not yet
     std::uint64_t bytes_in = 0;
     udp::endpoint peer;
-    udp::endpoint from;      // receive_from scratch
+    udp::endpoint from;  // receive_from scratch
 
     bool is_open() const { return is_udp ? udp_sock.is_open() : tcp_sock.is_open(); }
 
@@ -108,14 +108,14 @@ struct Conn {
         if (is_udp && connected) {
             udp_sock.async_receive(b, std::move(h));
         } else if (is_udp) {
-            udp_sock.async_receive_from(b, from, [self, h = std::move(h)](std::error_code ec,
-                                                                          std::size_t n) {
-                if (!ec) {
-                    self->peer = self->from;
-                    self->has_peer = true;
-                }
-                h(ec, n);
-            });
+            udp_sock.async_receive_from(
+                b, from, [self, h = std::move(h)](std::error_code ec, std::size_t n) {
+                    if (!ec) {
+                        self->peer = self->from;
+                        self->has_peer = true;
+                    }
+                    h(ec, n);
+                });
         } else if (eof) {
             // Asio's edge-triggered reactor may not report EOF twice: remember it.
             asio::post(tcp_sock.get_executor(), [h = std::move(h)] { h(asio::error::eof, 0); });
@@ -155,12 +155,12 @@ struct SockState {
     bool has_bind = false;
     std::optional<asio::ip::address> bind_addr;  // nullopt = unspecified of the peer family
     unsigned short bind_port = 0;
-    std::string buf;  // receive_buf's private buffer
-    std::string sni;  // from the last connect, for reconnect_ssl
+    std::string buf;          // receive_buf's private buffer
+    std::string sni;          // from the last connect, for reconnect_ssl
     std::uint64_t owner = 0;  // coroutine id owning pending I/O, 0 = none
     std::shared_ptr<Conn> conn;
     std::shared_ptr<PcapSub> pcap;  // set while the socket is a pcap socket
-    bool open = false;  // what close() reports
+    bool open = false;              // what close() reports
     CleanupId cleanup = 0;
     std::uint64_t cleanup_thread = 0;
     // Governor slot held for `conn` (by thread slot_tid), or the ticket while queued for one.
@@ -198,15 +198,11 @@ struct Op {
 };
 
 Push push_status(const char* status) {
-    return [status](lua_State* L) {
-        return fail_nil(L, status);
-    };
+    return [status](lua_State* L) { return fail_nil(L, status); };
 }
 
 Push push_false(std::string msg) {
-    return [msg = std::move(msg)](lua_State* L) {
-        return fail_false(L, msg);
-    };
+    return [msg = std::move(msg)](lua_State* L) { return fail_false(L, msg); };
 }
 
 Push push_true() {
@@ -372,9 +368,7 @@ void take_ownership(lua_State* L, SockState& s) {
 }
 
 // [-0, +2] false, "socket must be connected".
-int not_connected(lua_State* L) {
-    return fail_false(L, kNotConnected);
-}
+int not_connected(lua_State* L) { return fail_false(L, kNotConnected); }
 
 // Opens `sock` for `proto` and binds it to the bind address if one was given (or to the
 // unspecified address when `always_bind`). Returns false on failure.
@@ -421,7 +415,8 @@ std::shared_ptr<asio::ssl::context> make_tls_context() {
     SSL_CTX_set_security_level(c, 0);
     SSL_CTX_set_min_proto_version(c, 0);
     SSL_CTX_set_cipher_list(c, "ALL:@SECLEVEL=0");
-    SSL_CTX_set_options(c, SSL_OP_ALL | SSL_OP_LEGACY_SERVER_CONNECT | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_options(c,
+                        SSL_OP_ALL | SSL_OP_LEGACY_SERVER_CONNECT | SSL_OP_IGNORE_UNEXPECTED_EOF);
     return ctx;
 }
 
@@ -491,9 +486,8 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
                  std::shared_ptr<asio::ssl::context> ctx, std::string sni);
 
 void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>& sp,
-                const std::shared_ptr<Conn>& c, const asio::ip::address& addr,
-                unsigned short port, How how, std::shared_ptr<asio::ssl::context> ctx,
-                std::string sni) {
+                const std::shared_ptr<Conn>& c, const asio::ip::address& addr, unsigned short port,
+                How how, std::shared_ptr<asio::ssl::context> ctx, std::string sni) {
     // Ownership is released by a completed connect, whatever its outcome.
     auto done = [op, sp, c](Push push) {
         if (sp->conn == c) sp->owner = 0;
@@ -566,7 +560,8 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
                 if (attempt != op->attempt || op->done) return;
                 double now = rt->steady_now();
                 if (ec) {
-                    if (ec != asio::error::operation_aborted && now - c->tcp_up < kEarlyDropSeconds &&
+                    if (ec != asio::error::operation_aborted &&
+                        now - c->tcp_up < kEarlyDropSeconds &&
                         (ec == asio::error::eof || ec == asio::error::connection_reset ||
                          ec == asio::ssl::error::stream_truncated))
                         rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
@@ -586,8 +581,8 @@ int l_connect(lua_State* L) {
     std::string host = check_host(L, 2, &sni);
     std::string port_proto;
     unsigned short port = check_port(L, 3, &port_proto);
-    std::string how_name = luaL_optstring(L, 4, port_proto.empty() ? (s.udp_proto ? "udp" : "tcp")
-                                                                   : port_proto.c_str());
+    std::string how_name = luaL_optstring(
+        L, 4, port_proto.empty() ? (s.udp_proto ? "udp" : "tcp") : port_proto.c_str());
     How how;
     if (how_name == "tcp")
         how = How::tcp;
@@ -596,7 +591,8 @@ int l_connect(lua_State* L) {
     else if (how_name == "ssl")
         how = How::ssl;
     else
-        return luaL_argerror(L, 4, lua_pushfstring(L, "invalid connection method '%s'", how_name.c_str()));
+        return luaL_argerror(
+            L, 4, lua_pushfstring(L, "invalid connection method '%s'", how_name.c_str()));
     take_ownership(L, s);
     std::shared_ptr<asio::ssl::context> ctx;
     if (how == How::ssl) ctx = tls_context(L);
@@ -648,14 +644,15 @@ int l_connect(lua_State* L) {
     std::weak_ptr<SockState> weak = sp;
     asio::io_context* io = &rt.io();
     // A thread holding a mutex goes first: slot holders may be waiting for that mutex.
-    s.ticket = rt.governor().acquire(tid, t->locks_held > 0, rt.steady_now(), [weak, tid, io, start] {
-        auto sp = weak.lock();
-        if (!sp) return;
-        sp->ticket = 0;
-        sp->has_slot = true;
-        sp->slot_tid = tid;
-        asio::post(*io, start);
-    });
+    s.ticket =
+        rt.governor().acquire(tid, t->locks_held > 0, rt.steady_now(), [weak, tid, io, start] {
+            auto sp = weak.lock();
+            if (!sp) return;
+            sp->ticket = 0;
+            sp->has_slot = true;
+            sp->slot_tid = tid;
+            asio::post(*io, start);
+        });
     if (s.ticket == 0) {
         s.has_slot = true;
         s.slot_tid = tid;
@@ -670,56 +667,56 @@ enum class ReadMode { some, bytes, lines };
 
 bool satisfied(const std::string& data, ReadMode mode, lua_Integer n) {
     if (mode == ReadMode::bytes) return static_cast<lua_Integer>(data.size()) >= n;
-    if (mode == ReadMode::lines)
-        return std::count(data.begin(), data.end(), '\n') >= n;
+    if (mode == ReadMode::lines) return std::count(data.begin(), data.end(), '\n') >= n;
     return true;
 }
 
 void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, ReadMode mode,
                lua_Integer n, Runtime* rt) {
-    c->read_some(c, asio::buffer(op->chunk), [op, c, mode, n, rt](std::error_code ec, std::size_t len) {
-        if (op->done) return;
-        // Grown by hand so the charge covers the capacity, not just the size.
-        std::size_t need = op->data.size() + len;
-        std::size_t cap = need <= op->data.capacity()
-                              ? op->data.capacity()
-                              : std::max(need, op->data.capacity() + op->data.capacity() / 2);
-        if (!op->charge.set(cap)) {
-            // What the script asked for does not fit the engine's memory cap.
-            c->cancel();
-            op->data.clear();
-            op->data.shrink_to_fit();
-            op->charge.reset();
-            rt->note_resource_loss(op->script, op->host, "memory");
-            finish(*op, push_status(kNotEnoughMemory));
-            return;
-        }
-        op->data.reserve(cap);
-        op->data.append(op->chunk.data(), len);
-        c->bytes_in += len;
-        if (ec && !c->is_udp && c->bytes_in == 0 && c->tcp_up > 0 &&
-            ec != asio::error::operation_aborted) {
-            // Closed or reset before the first byte, right after the connect: a server
-            // shedding load (full queues, connection limits).
-            double now = rt->steady_now();
-            if (now - c->tcp_up < kEarlyDropSeconds)
-                rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
-        }
-        if (ec) {
-            // receive_bytes/lines hand back what they have on EOF or error.
-            if (mode != ReadMode::some && !op->data.empty())
+    c->read_some(
+        c, asio::buffer(op->chunk), [op, c, mode, n, rt](std::error_code ec, std::size_t len) {
+            if (op->done) return;
+            // Grown by hand so the charge covers the capacity, not just the size.
+            std::size_t need = op->data.size() + len;
+            std::size_t cap = need <= op->data.capacity()
+                                  ? op->data.capacity()
+                                  : std::max(need, op->data.capacity() + op->data.capacity() / 2);
+            if (!op->charge.set(cap)) {
+                // What the script asked for does not fit the engine's memory cap.
+                c->cancel();
+                op->data.clear();
+                op->data.shrink_to_fit();
+                op->charge.reset();
+                rt->note_resource_loss(op->script, op->host, "memory");
+                finish(*op, push_status(kNotEnoughMemory));
+                return;
+            }
+            op->data.reserve(cap);
+            op->data.append(op->chunk.data(), len);
+            c->bytes_in += len;
+            if (ec && !c->is_udp && c->bytes_in == 0 && c->tcp_up > 0 &&
+                ec != asio::error::operation_aborted) {
+                // Closed or reset before the first byte, right after the connect: a server
+                // shedding load (full queues, connection limits).
+                double now = rt->steady_now();
+                if (now - c->tcp_up < kEarlyDropSeconds)
+                    rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
+            }
+            if (ec) {
+                // receive_bytes/lines hand back what they have on EOF or error.
+                if (mode != ReadMode::some && !op->data.empty())
+                    finish(*op, push_data(std::move(op->data)));
+                else
+                    finish(*op, push_status(status_of(ec)));
+                return;
+            }
+            // A UDP read always ends with its datagram, whatever the mode.
+            if (c->is_udp || satisfied(op->data, mode, n)) {
                 finish(*op, push_data(std::move(op->data)));
-            else
-                finish(*op, push_status(status_of(ec)));
-            return;
-        }
-        // A UDP read always ends with its datagram, whatever the mode.
-        if (c->is_udp || satisfied(op->data, mode, n)) {
-            finish(*op, push_data(std::move(op->data)));
-            return;
-        }
-        read_step(op, c, mode, n, rt);
-    });
+                return;
+            }
+            read_step(op, c, mode, n, rt);
+        });
 }
 
 // Starts a read on the socket at index 1 and yields; k (if any) gets true, data | nil, status.
@@ -767,14 +764,14 @@ int l_receive_lines(lua_State* L) {
 int recvbuf_match(lua_State* L, SockState& s) {
     // The empty buffer is tested too, as nmap does (a matcher may accept it).
     if (lua_isfunction(L, 2)) {
-        lua_pushvalue(L, 2);                                  // f
-        lua_pushlstring(L, s.buf.data(), s.buf.size());       // f buf
-        lua_call(L, 1, 2);                                    // start end
+        lua_pushvalue(L, 2);                             // f
+        lua_pushlstring(L, s.buf.data(), s.buf.size());  // f buf
+        lua_call(L, 1, 2);                               // start end
     } else {
-        lua_pushvalue(L, lua_upvalueindex(2));                // string.find
-        lua_pushlstring(L, s.buf.data(), s.buf.size());       // find buf
-        lua_pushvalue(L, 2);                                  // find buf pattern
-        lua_call(L, 2, 2);                                    // start end
+        lua_pushvalue(L, lua_upvalueindex(2));           // string.find
+        lua_pushlstring(L, s.buf.data(), s.buf.size());  // find buf
+        lua_pushvalue(L, 2);                             // find buf pattern
+        lua_call(L, 2, 2);                               // start end
     }
     if (lua_isnil(L, -2)) {
         lua_pop(L, 2);
@@ -786,8 +783,9 @@ int recvbuf_match(lua_State* L, SockState& s) {
     lua_pop(L, 2);
     if (!ok1 || !ok2 || b > e || e > static_cast<lua_Integer>(s.buf.size()) || e < 0)
         return luaL_error(L, "invalid indices for match");
-    std::size_t take = lua_toboolean(L, 3) ? static_cast<std::size_t>(e)
-                                            : static_cast<std::size_t>(std::max<lua_Integer>(b - 1, 0));
+    std::size_t take = lua_toboolean(L, 3)
+                           ? static_cast<std::size_t>(e)
+                           : static_cast<std::size_t>(std::max<lua_Integer>(b - 1, 0));
     lua_pushboolean(L, 1);
     lua_pushlstring(L, s.buf.data(), take);
     s.buf.erase(0, static_cast<std::size_t>(e));
@@ -929,12 +927,11 @@ int l_reconnect_ssl(lua_State* L) {
         finish(o, push_status(reason::kTimeout));
     };
     arm(op, s.timeout_ms);
-    c->start_tls(ctx, s.sni).async_handshake(asio::ssl::stream_base::client,
-                                             [op, sp, c](std::error_code ec) {
-                                                 if (sp->conn == c) sp->owner = 0;
-                                                 finish(*op, ec ? push_status(status_of(ec))
-                                                                : push_true());
-                                             });
+    c->start_tls(ctx, s.sni)
+        .async_handshake(asio::ssl::stream_base::client, [op, sp, c](std::error_code ec) {
+            if (sp->conn == c) sp->owner = 0;
+            finish(*op, ec ? push_status(status_of(ec)) : push_true());
+        });
     return nse::yield(L);
 }
 
@@ -959,12 +956,12 @@ int l_get_ssl_certificate(lua_State* L) {
 // Sockets opened with a test function only take the packets whose hash (the function's
 // result) equals the hash they registered with pcap_register.
 
-constexpr std::size_t kRingPackets = 4096;          // per capture; older packets are dropped
+constexpr std::size_t kRingPackets = 4096;  // per capture; older packets are dropped
 constexpr std::size_t kRingBytes = 16 * 1024 * 1024;
-constexpr std::size_t kDispatchFrames = 16384;      // per readiness event, then yield to others
+constexpr std::size_t kDispatchFrames = 16384;  // per readiness event, then yield to others
 
 struct Packet {
-    std::string data;   // link header + layer 3, as captured
+    std::string data;    // link header + layer 3, as captured
     std::size_t l2 = 0;  // link header length
     double time = 0;
 };
@@ -996,8 +993,8 @@ struct Capture {
     std::deque<std::shared_ptr<const Packet>> ring;
     std::uint64_t first = 0;  // sequence number of ring.front()
     std::size_t bytes = 0;
-    bool fresh = false;       // packets arrived in the current batch
-    bool failed = false;      // the device went away: every receive ends with ERROR
+    bool fresh = false;   // packets arrived in the current batch
+    bool failed = false;  // the device went away: every receive ends with ERROR
     std::vector<PcapSub*> subs;
     std::vector<std::weak_ptr<PcapWait>> waiters;
 };
@@ -1011,9 +1008,9 @@ struct PcapSub {
         v.erase(std::remove(v.begin(), v.end(), this), v.end());
     }
     std::shared_ptr<Capture> cap;
-    std::uint64_t cursor = 0;      // next sequence number to look at
-    bool hashed = false;           // opened with a test function
-    std::string hash;              // registered with pcap_register ("" until then)
+    std::uint64_t cursor = 0;        // next sequence number to look at
+    bool hashed = false;             // opened with a test function
+    std::string hash;                // registered with pcap_register ("" until then)
     std::shared_ptr<PcapWait> wait;  // the pending receive
     long long deadline = -1;         // of the pending receive (steady ms, -1: none)
 };
@@ -1021,7 +1018,8 @@ struct PcapSub {
 // Drops packets every subscriber has passed, then the oldest beyond the ring's bounds.
 void trim(Capture& c) {
     std::uint64_t low = c.end();
-    for (const PcapSub* s : c.subs) low = std::min(low, s->cursor);
+    for (const PcapSub* s : c.subs)
+        low = std::min(low, s->cursor);
     while (!c.ring.empty() &&
            (c.first < low || c.ring.size() > kRingPackets || c.bytes > kRingBytes)) {
         c.bytes -= c.ring.front()->data.size();
@@ -1036,7 +1034,8 @@ void notify(Capture& c) {
     c.waiters.clear();
     for (auto& w : waiters)
         if (auto sw = w.lock())
-            wake_wait(*sw, c.failed ? push_status(reason::kError) : Push([](lua_State*) { return 0; }));
+            wake_wait(*sw,
+                      c.failed ? push_status(reason::kError) : Push([](lua_State*) { return 0; }));
 }
 
 // Opens a capture and starts feeding its ring; nullptr and `err` (libpcap's text) on failure.
@@ -1315,8 +1314,8 @@ int l_set_timeout(lua_State* L) {
     SockState& s = *check_socket(L);
     lua_Number t = std::floor(luaL_checknumber(L, 2));
     if (t < -1) return luaL_error(L, "Negative timeout: %f", t);
-    s.timeout_ms = t > static_cast<lua_Number>(kMaxTimeoutMs) ? kMaxTimeoutMs
-                                                             : static_cast<long long>(t);
+    s.timeout_ms =
+        t > static_cast<lua_Number>(kMaxTimeoutMs) ? kMaxTimeoutMs : static_cast<long long>(t);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1406,9 +1405,7 @@ int l_get_stats(lua_State* L) {
     return 1;
 }
 
-int l_loop(lua_State* L) {
-    return luaL_error(L, "nmap.socket.loop is driver-only");
-}
+int l_loop(lua_State* L) { return luaL_error(L, "nmap.socket.loop is driver-only"); }
 
 const luaL_Reg kMethods[] = {
     {"connect", nse::guard<l_connect>},
@@ -1432,10 +1429,8 @@ const luaL_Reg kMethods[] = {
 };
 
 const luaL_Reg kModule[] = {
-    {"new", nse::guard<l_new>},
-    {"sleep", nse::guard<l_sleep>},
-    {"get_stats", l_get_stats},
-    {"loop", l_loop},
+    {"new", nse::guard<l_new>}, {"sleep", nse::guard<l_sleep>},
+    {"get_stats", l_get_stats}, {"loop", l_loop},
     {nullptr, nullptr},
 };
 

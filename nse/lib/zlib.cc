@@ -157,8 +157,8 @@ struct Inflater {
     bool source_done = false;  // the source gave its last chunk
     int err = Z_OK;            // sticky zlib error
     SourceKind kind = SourceKind::Function;
-    std::string in;            // chunk z.next_in points into
-    std::string out;           // decoded bytes not yet read, from outpos
+    std::string in;   // chunk z.next_in points into
+    std::string out;  // decoded bytes not yet read, from outpos
     size_t outpos = 0;
     std::string dict;
     MemCharge charge;  // `out` against the engine's memory budget
@@ -176,7 +176,9 @@ struct Inflater {
     }
 };
 
-Inflater* check_inflater(lua_State* L, int idx) { return check_open<Inflater>(L, idx, kInflateMeta); }
+Inflater* check_inflater(lua_State* L, int idx) {
+    return check_open<Inflater>(L, idx, kInflateMeta);
+}
 
 // Asks the source (uservalue 1 of the stream at `idx`) for the next chunk. [-0, +0]
 void next_chunk(lua_State* L, int idx, Inflater& s) {
@@ -228,8 +230,8 @@ void fill(lua_State* L, int idx, Inflater& s, size_t want) {
         if (ret == Z_STREAM_END) {
             s.eof = true;
         } else if (ret == Z_NEED_DICT) {
-            if (s.dict.empty() ||
-                inflateSetDictionary(&s.z, bytes(s.dict.data()), static_cast<uInt>(s.dict.size())) != Z_OK) {
+            if (s.dict.empty() || inflateSetDictionary(&s.z, bytes(s.dict.data()),
+                                                       static_cast<uInt>(s.dict.size())) != Z_OK) {
                 s.err = Z_NEED_DICT;
             }
         } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
@@ -377,10 +379,12 @@ int l_inflate(lua_State* L) {
     size_t dlen = 0;
     const char* dict = luaL_optlstring(L, 3, nullptr, &dlen);
     const int t = lua_type(L, 1);
-    luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TFUNCTION || t == LUA_TTABLE || t == LUA_TUSERDATA,
-                     1, "string, function or object with read");
+    luaL_argexpected(
+        L, t == LUA_TSTRING || t == LUA_TFUNCTION || t == LUA_TTABLE || t == LUA_TUSERDATA, 1,
+        "string, function or object with read");
 
-    Box<Inflater>* box = new_box<Inflater>(L, 1, kInflateMeta, kInflateMethods);  // [.., ud], closed
+    Box<Inflater>* box =
+        new_box<Inflater>(L, 1, kInflateMeta, kInflateMethods);  // [.., ud], closed
     auto* s = new Inflater();
     if (inflateInit2(&s->z, window) != Z_OK) {
         // Never initialised: skip inflateEnd's work (it tolerates a zeroed stream anyway).
@@ -417,7 +421,9 @@ struct Deflater {
     ~Deflater() { deflateEnd(&z); }
 };
 
-Deflater* check_deflater(lua_State* L, int idx) { return check_open<Deflater>(L, idx, kDeflateMeta); }
+Deflater* check_deflater(lua_State* L, int idx) {
+    return check_open<Deflater>(L, idx, kDeflateMeta);
+}
 
 // Hands `data` to the sink (uservalue 1 of the stream at `idx`). [-0, +0]
 void to_sink(lua_State* L, int idx, const std::string& data) {
@@ -513,7 +519,8 @@ int l_deflate(lua_State* L) {
     size_t dlen = 0;
     const char* dict = luaL_optlstring(L, 7, nullptr, &dlen);
 
-    Box<Deflater>* box = new_box<Deflater>(L, 1, kDeflateMeta, kDeflateMethods);  // [.., ud], closed
+    Box<Deflater>* box =
+        new_box<Deflater>(L, 1, kDeflateMeta, kDeflateMethods);  // [.., ud], closed
     auto* d = new Deflater();
     if (deflateInit2(&d->z, level, method, window, mem, strategy) != Z_OK) {
         delete d;

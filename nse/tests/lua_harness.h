@@ -2,9 +2,9 @@
 // The Lua side of the nse/lib unit tests (openssl, zlib, certificate): a fresh state, chunks
 // run to "" or their error message, and a stand-in `nmap` module so stock nselib files load.
 #include <doctest/doctest.h>
-#include <lua.hpp>
 
 #include <filesystem>
+#include <lua.hpp>
 #include <string>
 
 namespace nse::test {
@@ -16,7 +16,8 @@ struct LuaHarness {
 
     LuaHarness() {
         luaL_openlibs(L);
-        run("function hex(s) return (s:gsub('.', function(c) return ('%02x'):format(c:byte()) end)) end");
+        run("function hex(s) return (s:gsub('.', function(c) return ('%02x'):format(c:byte()) "
+            "end)) end");
     }
     ~LuaHarness() { lua_close(L); }
     LuaHarness(const LuaHarness&) = delete;

@@ -1,8 +1,6 @@
 // Tests of the SSL certificate object (docs/runtime-contract.md "SSL certificate object"),
 // including a run of the stock ssl-cert.nse output code over it.
 #include <doctest/doctest.h>
-
-#include <lua.hpp>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -10,6 +8,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstring>
+#include <lua.hpp>
 #include <memory>
 #include <string>
 
@@ -59,8 +58,12 @@ xNGsR86XVKuMPHIEqOQOpXAjU7TY
 -----END CERTIFICATE-----
 )";
 
-struct X509Free { void operator()(X509* p) const { X509_free(p); } };
-struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
+struct X509Free {
+    void operator()(X509* p) const { X509_free(p); }
+};
+struct PkeyFree {
+    void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 

@@ -23,7 +23,7 @@ namespace {
 
 // Records terminal output and host_done events; its clock is whatever the test sets.
 class FakeEmbedder : public nse::Embedder {
-  public:
+public:
     void write(bool to_stderr, const std::string& text) override {
         (to_stderr ? err : out) += text;
     }

@@ -58,7 +58,8 @@ TEST_CASE("slots: a mutex holder goes over the window; a stall lets one waiter i
 
 TEST_CASE("window: slow start on fast connects, one cut per congestion event") {
     Governor g(window(4, 64));
-    for (int i = 0; i < 4; ++i) g.feedback(Signal::connected, 0.001, 1.0);
+    for (int i = 0; i < 4; ++i)
+        g.feedback(Signal::connected, 0.001, 1.0);
     CHECK(g.stats().window == doctest::Approx(8));
     // A connect that needed a SYN retransmission halves the window ...
     g.feedback(Signal::connected, 1.05, 2.0);
@@ -70,7 +71,8 @@ TEST_CASE("window: slow start on fast connects, one cut per congestion event") {
     CHECK(g.stats().window == doctest::Approx(4));
     CHECK(g.stats().decreases == 1);
     // After the cut, growth is additive: about one slot per window of successes.
-    for (int i = 0; i < 4; ++i) g.feedback(Signal::connected, 0.001, 3.0);
+    for (int i = 0; i < 4; ++i)
+        g.feedback(Signal::connected, 0.001, 3.0);
     CHECK(g.stats().window < 5.1);
     CHECK(g.stats().window > 4.5);
     // A new event, later, cuts again.
@@ -85,7 +87,8 @@ TEST_CASE("window: --max-parallelism is fixed") {
     c.fixed = true;
     Governor g(c);
     g.feedback(Signal::timeout, 1.0, 1.0);
-    for (int i = 0; i < 10; ++i) g.feedback(Signal::connected, 0.001, 2.0);
+    for (int i = 0; i < 10; ++i)
+        g.feedback(Signal::connected, 0.001, 2.0);
     CHECK(g.stats().window == doctest::Approx(3));
     CHECK(g.stats().decreases == 0);
 }

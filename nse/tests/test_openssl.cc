@@ -1,9 +1,8 @@
 // Tests of the `openssl` Lua module (docs/runtime-contract.md "openssl"), driven from Lua.
 #include <doctest/doctest.h>
-
-#include <lua.hpp>
 #include <openssl/bn.h>
 
+#include <lua.hpp>
 #include <string>
 
 #include "nse/lib/openssl.h"

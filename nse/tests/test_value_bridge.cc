@@ -1,6 +1,7 @@
 // Registry snapshots cross engines and the wire as common::Value; array items may arrive
 // without their index (the codec sends them keyless) and must land in order.
 #include <doctest/doctest.h>
+
 #include <lua.hpp>
 
 #include "nse/value_bridge.h"

@@ -1,9 +1,8 @@
 // Tests of the `zlib` Lua module (lzlib API, docs/runtime-contract.md "zlib"), driven from Lua.
 #include <doctest/doctest.h>
-
-#include <lua.hpp>
 #include <zlib.h>
 
+#include <lua.hpp>
 #include <string>
 
 #include "nse/lib/zlib.h"
@@ -32,10 +31,10 @@ std::string gzip(const std::string& s) {
 }
 
 // `printf 'line one\nline two\n' | gzip -n`
-const unsigned char kGzipCommandOutput[] = {
-    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0xc9, 0xcc,
-    0x4b, 0x55, 0xc8, 0xcf, 0x4b, 0xe5, 0xca, 0x01, 0x31, 0x4a, 0xca, 0xf3, 0xb9,
-    0x00, 0x8b, 0xd7, 0xf4, 0x75, 0x12, 0x00, 0x00, 0x00};
+const unsigned char kGzipCommandOutput[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                            0x03, 0xcb, 0xc9, 0xcc, 0x4b, 0x55, 0xc8, 0xcf, 0x4b,
+                                            0xe5, 0xca, 0x01, 0x31, 0x4a, 0xca, 0xf3, 0xb9, 0x00,
+                                            0x8b, 0xd7, 0xf4, 0x75, 0x12, 0x00, 0x00, 0x00};
 
 }  // namespace
 
@@ -79,7 +78,8 @@ TEST_CASE("zlib: compress/decompress") {
 TEST_CASE("zlib: inflate(gzip body):read('*a') as http.lua does") {
     ZlibLua lua;
     std::string body;
-    for (int i = 0; i < 2000; ++i) body += "<p>line " + std::to_string(i) + "</p>\n";
+    for (int i = 0; i < 2000; ++i)
+        body += "<p>line " + std::to_string(i) + "</p>\n";
     lua.set_string("expected", body);
     lua.set_string("gz", gzip(body));
     lua.set_string("gzcmd", std::string(reinterpret_cast<const char*>(kGzipCommandOutput),

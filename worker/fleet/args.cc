@@ -26,7 +26,8 @@ common::Result<Args> parse_args(const std::vector<std::string>& args) {
             auto v = value("a time");
             if (!v) return v.status();
             auto t = common::parse_time_spec(*v);
-            if (!t || *t <= 0) return common::Status::error("invalid time for " + s + ": '" + *v + "'");
+            if (!t || *t <= 0)
+                return common::Status::error("invalid time for " + s + ": '" + *v + "'");
             out = *t;
             return common::Status::ok();
         };
@@ -40,12 +41,16 @@ common::Result<Args> parse_args(const std::vector<std::string>& args) {
             char* end = nullptr;
             long n = std::strtol(v->c_str(), &end, 10);
             if (v->empty() || *end || n < 1 || n > 1024)
-                return common::Status::error("invalid --engines '" + *v + "' (1..1024)");  // < 2^kEngineBits
+                return common::Status::error("invalid --engines '" + *v +
+                                             "' (1..1024)");  // < 2^kEngineBits
             a.engines = static_cast<unsigned>(n);
         } else if (s == "--key" || s == "--server-key" || s == "--name" || s == "--datadir") {
             auto v = value("an argument");
             if (!v) return v.status();
-            (s == "--key" ? a.key : s == "--server-key" ? a.server_key : s == "--name" ? a.name : a.datadir) = *v;
+            (s == "--key"          ? a.key
+             : s == "--server-key" ? a.server_key
+             : s == "--name"       ? a.name
+                                   : a.datadir) = *v;
         } else if (s == "--insecure") {
             a.insecure = true;
         } else if (s == "--sink") {
@@ -61,7 +66,8 @@ common::Result<Args> parse_args(const std::vector<std::string>& args) {
         }
     }
     if (a.connect.empty()) return common::Status::error("--connect ENDPOINT is required");
-    if (!a.key.empty() && a.insecure) return common::Status::error("--key and --insecure exclude each other");
+    if (!a.key.empty() && a.insecure)
+        return common::Status::error("--key and --insecure exclude each other");
     if (!a.key.empty() != !a.server_key.empty())
         return common::Status::error("--key and --server-key go together");
     return a;

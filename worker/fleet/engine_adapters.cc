@@ -11,9 +11,11 @@ std::size_t EngineEmbedder::add_targets(const std::vector<std::string>& specs) {
     wire::AddTargets m;
     std::size_t n = 0;
     for (const auto& s : specs) {
-        auto t = common::expand_targets({s}, {}, opts_.excludes, opts_.exclude_files, opts_.ipv6, 1u << 16);
+        auto t = common::expand_targets({s}, {}, opts_.excludes, opts_.exclude_files, opts_.ipv6,
+                                        1u << 16);
         if (!t) break;
-        for (const auto& x : *t) m.targets.push_back({0, x.address, x.ipv6, x.targetname});
+        for (const auto& x : *t)
+            m.targets.push_back({0, x.address, x.ipv6, x.targetname});
         ++n;
     }
     if (!m.targets.empty()) send_(std::move(m));

@@ -56,18 +56,18 @@ struct Board {
     std::condition_variable cv;
     std::deque<wire::Lease> leases;
     std::deque<wire::RunPhase> phases;
-    unsigned outstanding = 0;      // RequestWork sent, Lease/NoWork not yet received
+    unsigned outstanding = 0;          // RequestWork sent, Lease/NoWork not yet received
     Clock::time_point requested_at{};  // last RequestWork: unanswered ones expire
-    unsigned idle = 0;             // engines ready and waiting
-    unsigned ready = 0;            // engines created
-    Clock::time_point retry_at{};  // no RequestWork before this (NoWork back-off)
+    unsigned idle = 0;                 // engines ready and waiting
+    unsigned ready = 0;                // engines created
+    Clock::time_point retry_at{};      // no RequestWork before this (NoWork back-off)
     bool scan_done = false;
     bool stop = false;
     bool paused = false;    // coordinator forgot us: no RequestWork until the next Welcome
     unsigned in_phase = 0;  // engines running a RunPhase (the coordinator is quiet meanwhile)
-    std::string fatal;                              // set-up failed or coordinator refused us
-    std::map<std::uint64_t, std::string> lost;      // running groups whose lease is gone
-    std::set<std::uint64_t> running;                // groups being worked on (heartbeats)
+    std::string fatal;      // set-up failed or coordinator refused us
+    std::map<std::uint64_t, std::string> lost;  // running groups whose lease is gone
+    std::set<std::uint64_t> running;            // groups being worked on (heartbeats)
 };
 
 // One engine's embedder: output to the console, cancellation when the worker stops or the
@@ -78,9 +78,15 @@ public:
     // `interrupted`: the process got SIGINT/SIGTERM.
     EngineEmbedder(Console& console, Board& board, const common::ScanOptions& opts,
                    std::atomic<std::size_t>& added, const std::atomic<bool>& interrupted, Send send)
-        : console_(console), board_(board), opts_(opts), added_(added), interrupted_(interrupted),
+        : console_(console),
+          board_(board),
+          opts_(opts),
+          added_(added),
+          interrupted_(interrupted),
           send_(std::move(send)) {}
-    void write(bool to_stderr, const std::string& text) override { console_.write(to_stderr, text); }
+    void write(bool to_stderr, const std::string& text) override {
+        console_.write(to_stderr, text);
+    }
     double now() override;
     bool cancelled() override {
         if (interrupted_) return true;
@@ -108,12 +114,22 @@ private:
 class EngineShared : public nse::SharedState {
 public:
     explicit EngineShared(FleetSharedState& up) : up_(up) {}
-    void mutex_lock(const std::string& k, nse::Owner w, Wake g) override { up_.mutex_lock(k, w, std::move(g)); }
-    bool mutex_trylock(const std::string& k, nse::Owner w) override { return up_.mutex_trylock(k, w); }
-    bool mutex_unlock(const std::string& k, nse::Owner w) override { return up_.mutex_unlock(k, w); }
-    std::optional<nse::Owner> mutex_owner(const std::string& k) override { return up_.mutex_owner(k); }
+    void mutex_lock(const std::string& k, nse::Owner w, Wake g) override {
+        up_.mutex_lock(k, w, std::move(g));
+    }
+    bool mutex_trylock(const std::string& k, nse::Owner w) override {
+        return up_.mutex_trylock(k, w);
+    }
+    bool mutex_unlock(const std::string& k, nse::Owner w) override {
+        return up_.mutex_unlock(k, w);
+    }
+    std::optional<nse::Owner> mutex_owner(const std::string& k) override {
+        return up_.mutex_owner(k);
+    }
     void mutex_abandon(const std::string& k, nse::Owner w) override { up_.mutex_abandon(k, w); }
-    void condvar_wait(const std::string& k, nse::Owner w, Wake x) override { up_.condvar_wait(k, w, std::move(x)); }
+    void condvar_wait(const std::string& k, nse::Owner w, Wake x) override {
+        up_.condvar_wait(k, w, std::move(x));
+    }
     void condvar_signal(const std::string& k) override { up_.condvar_signal(k); }
     void condvar_broadcast(const std::string& k) override { up_.condvar_broadcast(k); }
     void condvar_cancel(const std::string& k, nse::Owner w) override { up_.condvar_cancel(k, w); }
@@ -123,7 +139,9 @@ public:
         else
             up_.registry_merge(v);
     }
-    common::Value registry_snapshot() override { return phase_ ? phase_in : up_.registry_snapshot(); }
+    common::Value registry_snapshot() override {
+        return phase_ ? phase_in : up_.registry_snapshot();
+    }
 
     void begin_phase(common::Value in) {
         phase_ = true;

@@ -68,7 +68,8 @@ void FleetSharedState::queue_wake(wire::SharedOp op, Wake wake) {
         std::lock_guard lk(mu_);
         if (down_) return;
         op.request_id = ++next_id_;
-        wakes_[op.request_id] = WakeEntry{op.op, op.key, {op.who.engine, op.who.id}, std::move(wake)};
+        wakes_[op.request_id] =
+            WakeEntry{op.op, op.key, {op.who.engine, op.who.id}, std::move(wake)};
     }
     // Stored before sending: the notify may come back before send_ returns.
     send_(std::move(op));
@@ -120,7 +121,9 @@ void FleetSharedState::condvar_wait(const std::string& key, nse::Owner who, Wake
     queue_wake(make(Kind::CondWait, key, who), std::move(woken));
 }
 
-void FleetSharedState::condvar_signal(const std::string& key) { post(make(Kind::CondSignal, key, {})); }
+void FleetSharedState::condvar_signal(const std::string& key) {
+    post(make(Kind::CondSignal, key, {}));
+}
 
 void FleetSharedState::condvar_broadcast(const std::string& key) {
     post(make(Kind::CondBroadcast, key, {}));

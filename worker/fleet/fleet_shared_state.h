@@ -86,7 +86,8 @@ private:
         common::wire::SharedReply reply;
     };
 
-    common::wire::SharedOp make(common::wire::SharedOpKind op, const std::string& key, nse::Owner who);
+    common::wire::SharedOp make(common::wire::SharedOpKind op, const std::string& key,
+                                nse::Owner who);
     // Queues `op` with a fresh request id and waits for its reply (nullopt: timeout/closed).
     std::optional<common::wire::SharedReply> call(common::wire::SharedOp op);
     // Queues `op` with `wake` stored under a fresh request id.

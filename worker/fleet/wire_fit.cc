@@ -69,12 +69,15 @@ void shrink(std::vector<common::ScriptResult*>& all, const std::string& where, F
 
 std::size_t max_tree_depth() { return common::wire::kMaxDepth - 20; }
 
-std::vector<std::string> fit_host(common::HostResult& h, std::uint64_t group, std::size_t max_bytes) {
+std::vector<std::string> fit_host(common::HostResult& h, std::uint64_t group,
+                                  std::size_t max_bytes) {
     std::vector<std::string> notes;
     std::vector<common::ScriptResult*> all;
     for (auto& p : h.ports)
-        for (auto& s : p.scripts) all.push_back(&s);
-    for (auto& s : h.hostscripts) all.push_back(&s);
+        for (auto& s : p.scripts)
+            all.push_back(&s);
+    for (auto& s : h.hostscripts)
+        all.push_back(&s);
     std::string where = " on " + h.address;
     flatten_deep(all, where, notes);
     auto fits = [&] {
@@ -84,14 +87,17 @@ std::vector<std::string> fit_host(common::HostResult& h, std::uint64_t group, st
     return notes;
 }
 
-std::vector<std::string> fit_scripts(std::vector<common::ScriptResult>& scripts, std::size_t budget) {
+std::vector<std::string> fit_scripts(std::vector<common::ScriptResult>& scripts,
+                                     std::size_t budget) {
     std::vector<std::string> notes;
     std::vector<common::ScriptResult*> all;
-    for (auto& s : scripts) all.push_back(&s);
+    for (auto& s : scripts)
+        all.push_back(&s);
     flatten_deep(all, "", notes);
     auto fits = [&] {
         std::size_t n = 0;
-        for (auto* r : all) n += result_size(*r) + 64;
+        for (auto* r : all)
+            n += result_size(*r) + 64;
         return n <= budget;
     };
     shrink(all, "", fits, budget, notes);

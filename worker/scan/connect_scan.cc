@@ -57,26 +57,19 @@ Verdict classify(const std::error_code& ec) {
     if (ec == asio::error::operation_aborted) return {Outcome::cancelled, "", ""};
     if (ec.category() == asio::system_category() || ec.category() == std::system_category()) {
         switch (ec.value()) {
-            case ECONNREFUSED:
-                return {Outcome::closed, "closed", "conn-refused"};
-            case ECONNRESET:
-                return {Outcome::closed, "closed", "reset"};
-            case EHOSTUNREACH:
-                return {Outcome::unreach, "filtered", "host-unreach"};
-            case ENETUNREACH:
-                return {Outcome::unreach, "filtered", "net-unreach"};
-            case EACCES:
-            case EPERM:
-                return {Outcome::unreach, "filtered", "admin-prohibited"};
-            case EMFILE:
-            case ENFILE:
-            case ENOBUFS:
-            case ENOMEM:
-            case EAGAIN:
-            case EADDRNOTAVAIL:
-                return {Outcome::resource, "", ""};
-            default:
-                break;
+        case ECONNREFUSED: return {Outcome::closed, "closed", "conn-refused"};
+        case ECONNRESET: return {Outcome::closed, "closed", "reset"};
+        case EHOSTUNREACH: return {Outcome::unreach, "filtered", "host-unreach"};
+        case ENETUNREACH: return {Outcome::unreach, "filtered", "net-unreach"};
+        case EACCES:
+        case EPERM: return {Outcome::unreach, "filtered", "admin-prohibited"};
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+        case EAGAIN:
+        case EADDRNOTAVAIL: return {Outcome::resource, "", ""};
+        default: break;
         }
     }
     // ETIMEDOUT from the kernel and anything unexpected: treat as silence.
@@ -163,7 +156,7 @@ struct State : std::enable_shared_from_this<State> {
     int ssthresh = 0;
     Clock::time_point last_cut{};
     bool congested = false;
-    int answered = 0;  // probes answered (open or closed): a time-out among answers is a drop
+    int answered = 0;    // probes answered (open or closed): a time-out among answers is a drop
     int best_retry = 0;  // highest attempt number that was answered
 
     void congestion(Clock::time_point sent) {
@@ -245,7 +238,8 @@ void State::add_hosts(std::vector<common::HostResult>& results, std::function<vo
             continue;
         }
         h->discovery_pending = static_cast<int>(std::size(kDiscoveryPorts));
-        for (std::uint16_t port : kDiscoveryPorts) queue.push_back(Task{h, port, -1, 0});
+        for (std::uint16_t port : kDiscoveryPorts)
+            queue.push_back(Task{h, port, -1, 0});
     }
     pump();
 }
@@ -322,8 +316,10 @@ void State::launch(Task t) {
     auto self = shared_from_this();
     // Each retry waits twice as long (the kernel's own SYN retransmission then fits in).
     double wait = std::max(0.001, opts.timing.connect_timeout);
-    for (int i = 0; congested && i < t.attempt && wait < kMaxProbeTimeout; ++i) wait *= 2;
-    p->timer.expires_after(seconds(std::min(wait, std::max(kMaxProbeTimeout, opts.timing.connect_timeout))));
+    for (int i = 0; congested && i < t.attempt && wait < kMaxProbeTimeout; ++i)
+        wait *= 2;
+    p->timer.expires_after(
+        seconds(std::min(wait, std::max(kMaxProbeTimeout, opts.timing.connect_timeout))));
     p->timer.async_wait([self, p](const std::error_code& e) {
         if (e == asio::error::operation_aborted) return;
         self->on_result(p, asio::error::timed_out);
@@ -365,31 +361,28 @@ void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec
         return;
     }
     switch (v.outcome) {
-        case Outcome::open:
-        case Outcome::closed:
-            h.rtt_sum += rtt;
-            ++h.rtt_count;
+    case Outcome::open:
+    case Outcome::closed:
+        h.rtt_sum += rtt;
+        ++h.rtt_count;
+        record(h, t, v);
+        break;
+    case Outcome::unreach: record(h, t, v); break;
+    case Outcome::timeout:
+        // Like nmap: more tries only while retries are what gets answers.
+        if (t.attempt < std::max(opts.timing.max_retries,
+                                 congested ? std::min(kCongestionRetries, best_retry + 1) : 0)) {
+            ++t.attempt;
+            queue.push_back(t);
+        } else {
             record(h, t, v);
-            break;
-        case Outcome::unreach:
-            record(h, t, v);
-            break;
-        case Outcome::timeout:
-            // Like nmap: more tries only while retries are what gets answers.
-            if (t.attempt < std::max(opts.timing.max_retries,
-                                     congested ? std::min(kCongestionRetries, best_retry + 1) : 0)) {
-                ++t.attempt;
-                queue.push_back(t);
-            } else {
-                record(h, t, v);
-            }
-            break;
-        case Outcome::resource:
-            queue.push_front(t);
-            back_off();
-            break;
-        case Outcome::cancelled:
-            break;
+        }
+        break;
+    case Outcome::resource:
+        queue.push_front(t);
+        back_off();
+        break;
+    case Outcome::cancelled: break;
     }
     pump();
 }
@@ -453,7 +446,8 @@ void State::cancel_probes(HostState& h, bool discovery_only) {
     std::vector<std::shared_ptr<Probe>> victims;
     for (const auto& p : h.live)
         if (!discovery_only || p->task.slot < 0) victims.push_back(p);
-    for (const auto& p : victims) retire(p);
+    for (const auto& p : victims)
+        retire(p);
 }
 
 void State::finish_host(HostState& h) {
@@ -480,7 +474,8 @@ void State::prune() {
     // A scanner reused for many batches must not keep every finished host. Queued tasks
     // still point at their hosts (they are skipped as stale), so those stay for now.
     std::unordered_set<const HostState*> queued;
-    for (const Task& t : queue) queued.insert(t.host);
+    for (const Task& t : queue)
+        queued.insert(t.host);
     std::erase_if(hosts, [&](const std::shared_ptr<HostState>& h) {
         return h->finished && h->live.empty() && !queued.count(h.get());
     });
@@ -502,7 +497,8 @@ void State::shutdown() {
     queue.clear();
     for (auto& h : hosts) {
         std::vector<std::shared_ptr<Probe>> victims(h->live.begin(), h->live.end());
-        for (const auto& p : victims) retire(p);
+        for (const auto& p : victims)
+            retire(p);
         if (h->host_timer) h->host_timer->cancel();
     }
     pace_timer.cancel();

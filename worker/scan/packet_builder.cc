@@ -12,19 +12,22 @@ namespace {
 std::uint16_t rd16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 void wr16(std::uint8_t* p, std::uint16_t v) { p[0] = v >> 8, p[1] = v & 0xff; }
 void wr32(std::uint8_t* p, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
+    for (int i = 0; i < 4; ++i)
+        p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
 }
 
 }  // namespace
 
 std::uint32_t checksum_add(const std::uint8_t* p, std::size_t n, std::uint32_t acc) {
-    for (std::size_t i = 0; i + 1 < n; i += 2) acc += rd16(p + i);
+    for (std::size_t i = 0; i + 1 < n; i += 2)
+        acc += rd16(p + i);
     if (n & 1) acc += static_cast<std::uint32_t>(p[n - 1]) << 8;
     return acc;
 }
 
 std::uint16_t checksum_fold(std::uint32_t acc) {
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    while (acc >> 16)
+        acc = (acc & 0xffff) + (acc >> 16);
     return static_cast<std::uint16_t>(~acc);
 }
 

@@ -61,7 +61,8 @@ std::map<std::uint16_t, std::string> load_udp_payloads(const std::string& path) 
     for (std::size_t i = 0; i < toks.size(); ++i) {
         if (toks[i].first || toks[i].second != "udp" || i + 1 >= toks.size()) continue;
         std::string ports = toks[++i].second, payload;
-        while (i + 1 < toks.size() && toks[i + 1].first) payload += toks[++i].second;
+        while (i + 1 < toks.size() && toks[i + 1].first)
+            payload += toks[++i].second;
         std::stringstream ps(ports);
         std::string item;
         while (std::getline(ps, item, ',')) {

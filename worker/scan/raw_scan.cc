@@ -31,7 +31,6 @@ using common::epoch_now;
 
 using Clock = std::chrono::steady_clock;
 
-
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 constexpr auto kTick = std::chrono::milliseconds(5);
@@ -48,14 +47,14 @@ std::uint16_t rd16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[
 
 const char* unreach_reason(int code) {
     switch (code) {
-        case 0: return "net-unreach";
-        case 1: return "host-unreach";
-        case 2: return "proto-unreach";
-        case 3: return "port-unreach";
-        case 9: return "net-prohibited";
-        case 10: return "host-prohibited";
-        case 13: return "admin-prohibited";
-        default: return nullptr;  // nmap ignores the other codes for port states
+    case 0: return "net-unreach";
+    case 1: return "host-unreach";
+    case 2: return "proto-unreach";
+    case 3: return "port-unreach";
+    case 9: return "net-prohibited";
+    case 10: return "host-prohibited";
+    case 13: return "admin-prohibited";
+    default: return nullptr;  // nmap ignores the other codes for port states
     }
 }
 
@@ -73,7 +72,8 @@ RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& s
     if (opts.udp_scan && opts.port_spec.empty()) {
         int n = opts.top_ports > 0 ? opts.top_ports : opts.fast ? 100 : 1000;
         plan.udp.clear();
-        for (const auto& p : services.top(n, 'u')) plan.udp.push_back(p.number);
+        for (const auto& p : services.top(n, 'u'))
+            plan.udp.push_back(p.number);
     }
     for (auto* v : {&plan.tcp, &plan.udp}) {
         std::sort(v->begin(), v->end());
@@ -93,8 +93,8 @@ struct RawScanner::Impl {
         common::HostResult* r = nullptr;
         in_addr addr{}, src{};
         Capture* cap = nullptr;
-        bool arp = false;   // directly connected ethernet: discover by ARP
-        bool local = false; // one of our own addresses: up without probing
+        bool arp = false;    // directly connected ethernet: discover by ARP
+        bool local = false;  // one of our own addresses: up without probing
         bool up = false, finished = false;
         std::string mac;
         double srtt = 0, rttvar = 0;
@@ -140,8 +140,10 @@ struct RawScanner::Impl {
         seq_base = rd();
         ip_id = static_cast<std::uint16_t>(rd());
         // In-flight probes: nmap's group congestion window tops out near these values.
-        window = opts.timing.level >= 4 ? 4096 : opts.timing.level == 3 ? 2048 :
-                 static_cast<std::size_t>(std::max(1, opts.timing.max_parallel_connects));
+        window = opts.timing.level >= 4 ? 4096
+                 : opts.timing.level == 3
+                     ? 2048
+                     : static_cast<std::size_t>(std::max(1, opts.timing.max_parallel_connects));
     }
     ~Impl() {
         tick.cancel();
@@ -306,8 +308,10 @@ struct RawScanner::Impl {
         if (p.tries != 1) return;  // ambiguous after a retransmission
         double r = secs(Clock::now() - p.sent);
         auto upd = [r](double& srtt, double& var, int& n) {
-            if (n++ == 0) srtt = r, var = r / 2;
-            else var += (std::abs(r - srtt) - var) / 4, srtt += (r - srtt) / 8;
+            if (n++ == 0)
+                srtt = r, var = r / 2;
+            else
+                var += (std::abs(r - srtt) - var) / 4, srtt += (r - srtt) / 8;
         };
         upd(h.srtt, h.rttvar, h.rtt_n);
         upd(g_srtt, g_rttvar, g_rtt_n);
@@ -333,7 +337,8 @@ struct RawScanner::Impl {
         settle(h, k, port, state, reason, ttl);
     }
 
-    void settle(Host& h, Kind k, std::uint16_t port, const char* state, const char* reason, int ttl) {
+    void settle(Host& h, Kind k, std::uint16_t port, const char* state, const char* reason,
+                int ttl) {
         common::PortResult pr;
         pr.number = port;
         pr.protocol = k == kTcp ? "tcp" : "udp";
@@ -350,9 +355,11 @@ struct RawScanner::Impl {
         h.finished = true;
         auto& r = *h.r;
         std::vector<std::uint32_t> keys;
-        for (auto& [k, v] : h.ports) keys.push_back(k);
+        for (auto& [k, v] : h.ports)
+            keys.push_back(k);
         std::sort(keys.begin(), keys.end());  // tcp (1) before udp (2), ascending ports
-        for (auto k : keys) r.ports.push_back(std::move(h.ports[k]));
+        for (auto k : keys)
+            r.ports.push_back(std::move(h.ports[k]));
         h.ports.clear();
         if (h.rtt_n) r.srtt = h.srtt;
         r.end_time = epoch_now();
@@ -394,7 +401,10 @@ struct RawScanner::Impl {
         while (!queue.empty() && inflight.size() < window) {
             Probe p = queue.front();
             Host& h = hosts[p.host];
-            if (h.finished) { queue.pop_front(); continue; }
+            if (h.finished) {
+                queue.pop_front();
+                continue;
+            }
             ++p.tries;
             p.sent = now;
             if (!send_probe(p)) {
@@ -482,7 +492,8 @@ struct RawScanner::Impl {
             if (!h.finished) return;
         finished = true;
         tick.cancel();
-        for (auto& c : caps) c->pcap->stop();
+        for (auto& c : caps)
+            c->pcap->stop();
         asio::post(io, [this]() {
             if (done) {
                 auto d = std::move(done);
@@ -555,9 +566,12 @@ struct RawScanner::Impl {
         for (std::size_t i = 0; i < hosts.size(); ++i) {
             Host& h = hosts[i];
             if (h.finished) continue;
-            if (opts.skip_discovery) mark_up(h, "user-set", 0);
-            else if (h.local) mark_up(h, "localhost-response", 0);
-            else queue.push_back({i, kPing, 0, 0, {}});
+            if (opts.skip_discovery)
+                mark_up(h, "user-set", 0);
+            else if (h.local)
+                mark_up(h, "localhost-response", 0);
+            else
+                queue.push_back({i, kPing, 0, 0, {}});
         }
         maybe_end_discovery();
         on_tick();

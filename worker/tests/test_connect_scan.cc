@@ -35,7 +35,8 @@ const common::Services& services() {
 
 common::ScanOptions make_opts(std::vector<std::uint16_t> ports, bool pn = true) {
     common::ScanOptions o;
-    for (auto p : ports) o.ports.push_back({p, 't'});
+    for (auto p : ports)
+        o.ports.push_back({p, 't'});
     o.skip_discovery = pn;
     o.timing.connect_timeout = 0.3;
     o.timing.max_retries = 1;
@@ -213,7 +214,8 @@ TEST_CASE("connect scan: 50 hosts with discovery through a small window") {
     opts.timing.max_parallel_connects = 16;
     worker::ConnectScanner sc(io, opts, services());
     std::vector<std::string> addrs;
-    for (int i = 1; i <= 50; ++i) addrs.push_back("127.0.0." + std::to_string(i));
+    for (int i = 1; i <= 50; ++i)
+        addrs.push_back("127.0.0." + std::to_string(i));
     auto hosts = make_hosts(addrs);
     auto t0 = Clock::now();
     REQUIRE(run_scan(io, sc, hosts));
@@ -245,7 +247,8 @@ TEST_CASE("connect scan: one window slot, each port probed exactly once") {
     auto hosts = make_hosts({"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"});
     REQUIRE(run_scan(io, sc, hosts));
     auto until = Clock::now() + std::chrono::milliseconds(200);
-    while (open.accepted < 5 && Clock::now() < until) io.run_one_for(std::chrono::milliseconds(20));
+    while (open.accepted < 5 && Clock::now() < until)
+        io.run_one_for(std::chrono::milliseconds(20));
     io.run_for(std::chrono::milliseconds(50));
     CHECK(open.accepted == 5);
     for (auto& h : hosts) {
@@ -299,7 +302,8 @@ TEST_CASE("connect scan: discovery, -Pn and -sn") {
 TEST_CASE("connect scan: 1000 ports on one host") {
     asio::io_context io;
     std::vector<std::uint16_t> ports;
-    for (int p = 1; p <= 1000; ++p) ports.push_back(static_cast<std::uint16_t>(p));
+    for (int p = 1; p <= 1000; ++p)
+        ports.push_back(static_cast<std::uint16_t>(p));
     auto opts = make_opts(ports);
     worker::ConnectScanner sc(io, opts, services());
     auto hosts = make_hosts({"127.0.0.1"});
@@ -334,7 +338,8 @@ TEST_CASE("connect scan: IPv6 loopback") {
     REQUIRE(run_scan(io, sc, hosts));
     CHECK(hosts[0].status == "up");
     REQUIRE(hosts[0].ports.size() == 2);
-    for (auto& p : hosts[0].ports) CHECK(p.state == (p.number == open.port ? "open" : "closed"));
+    for (auto& p : hosts[0].ports)
+        CHECK(p.state == (p.number == open.port ? "open" : "closed"));
 }
 
 TEST_CASE("connect scan: --scan-delay spaces probes") {
@@ -349,7 +354,8 @@ TEST_CASE("connect scan: --scan-delay spaces probes") {
     CHECK(since(t0) >= 0.29);
     CHECK(since(t0) < 1.5);
     REQUIRE(hosts[0].ports.size() == 4);
-    for (auto& p : hosts[0].ports) CHECK(p.state == "closed");
+    for (auto& p : hosts[0].ports)
+        CHECK(p.state == "closed");
 }
 
 TEST_CASE("connect scan: --host-timeout abandons a slow host") {
@@ -410,7 +416,8 @@ TEST_CASE("connect scan: destruction while probes are in flight") {
 TEST_CASE("connect scan: running out of descriptors does not mark ports") {
     asio::io_context io;  // its own descriptors exist before the limit drops
     std::vector<std::uint16_t> ports;
-    for (int p = 1; p <= 300; ++p) ports.push_back(static_cast<std::uint16_t>(p));
+    for (int p = 1; p <= 300; ++p)
+        ports.push_back(static_cast<std::uint16_t>(p));
     auto opts = make_opts(ports);
     worker::ConnectScanner sc(io, opts, services());
     auto hosts = make_hosts({"127.0.0.1"});

@@ -202,7 +202,8 @@ TEST_CASE("abandon and cancel forget pending requests") {
     CHECK_FALSE(s.on_reply({merge.request_id, true, std::nullopt, {}}));
     // Request ids are unique.
     std::lock_guard lk(link.mu);
-    for (std::size_t i = 1; i < link.sent.size(); ++i) CHECK(link.sent[i].request_id > link.sent[i - 1].request_id);
+    for (std::size_t i = 1; i < link.sent.size(); ++i)
+        CHECK(link.sent[i].request_id > link.sent[i - 1].request_id);
 }
 
 TEST_CASE("shut_down releases a waiting call at once and drops stored wakes") {

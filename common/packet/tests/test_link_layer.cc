@@ -18,7 +18,8 @@ const Bytes kIPv6 = {0x60, 0, 0, 0, 0, 0, 6, 64};
 
 Bytes cat(std::initializer_list<Bytes> parts) {
     Bytes out;
-    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    for (const auto& p : parts)
+        out.insert(out.end(), p.begin(), p.end());
     return out;
 }
 
