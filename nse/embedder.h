@@ -45,9 +45,9 @@ public:
     // Drops `who` from the waiters (its thread died while waiting).
     virtual void condvar_cancel(const std::string& key, Owner who) = 0;
 
-    // nmap.registry: engines publish their registry (merged, later writes win) and read the
-    // merged view before a phase.
-    virtual void registry_merge(const common::Value& snapshot) = 0;
+    // nmap.registry: engines publish what they changed (a delta, nse/registry_delta.h,
+    // applied in arrival order) and read the whole merged registry before a phase.
+    virtual void registry_merge(const common::Value& delta) = 0;
     virtual common::Value registry_snapshot() = 0;
 };
 

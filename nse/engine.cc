@@ -15,6 +15,7 @@
 #include "nse/lib/zlib.h"
 #include "nse/lua_sources.h"
 #include "nse/runtime.h"
+#include "nse/registry_delta.h"
 #include "nse/value_bridge.h"
 
 namespace nse {
@@ -239,6 +240,7 @@ private:
     // Phase state.
     std::vector<common::HostResult>* hosts_ = nullptr;
     std::vector<int> host_registry_;  // registry refs of each host's `registry` table
+    common::Value registry_base_;     // nmap.registry as of the last import/export
     // Per host: live script threads, and whether host_done was already announced. A host is
     // done when the walk of the last runlevel has passed it and none of its threads is left.
     std::vector<int> host_alive_;
@@ -1038,25 +1040,37 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
     return common::Status::ok();
 }
 
+// The changes since the last import or export (a delta: nse/registry_delta.h); empty when
+// there are none or the engine cannot read its registry.
 common::Value EngineImpl::registry_export() {
-    common::Value v;
-    if (!broken_.empty()) return v;
+    common::Value delta;
+    delta.v = common::Table{};
+    if (!broken_.empty()) return delta;
+    common::Value now;
     auto err = protect([&](lua_State* L) {
         lua_getglobal(L, "nmap");
         lua_getfield(L, -1, "registry");
-        v = registry_to_value(L, -1);
+        now = registry_to_value(L, -1);
     });
-    if (err) emb_.write(true, "WARNING: NSE: registry not exported: " + first_line(*err) + "\n");
-    return v;
+    if (err) {
+        emb_.write(true, "WARNING: NSE: registry not exported: " + first_line(*err) + "\n");
+        return delta;
+    }
+    delta = registry_diff(registry_base_, now);
+    registry_base_ = std::move(now);
+    return delta;
 }
 
+// Replaces the registry's contents with the fleet's (`v`, a snapshot), in place. Called
+// between phases and groups, after this engine's own changes were exported.
 void EngineImpl::registry_import(const common::Value& v) {
     if (!broken_.empty()) return;
-    // Protected: merging allocates, and the engine's memory budget may be full.
+    // Protected: it allocates, and the engine's memory budget may be full.
     auto err = protect([&](lua_State* L) {
         lua_getglobal(L, "nmap");
         lua_getfield(L, -1, "registry");
-        merge_into_table(L, -1, v);
+        sync_table(L, -1, v, true);
+        registry_base_ = registry_to_value(L, -1);
     });
     if (err) emb_.write(true, "WARNING: NSE: registry not imported: " + first_line(*err) + "\n");
 }

@@ -52,7 +52,8 @@ public:
     // services; results land in the hosts' ports and hostscripts.
     virtual common::Status run_scan(std::vector<common::HostResult>& hosts) = 0;
 
-    // nmap.registry as plain data, and loading a merged one back.
+    // nmap.registry's changes since the last import or export (a delta,
+    // nse/registry_delta.h), and replacing its contents with a merged snapshot, in place.
     virtual common::Value registry_export() = 0;
     virtual void registry_import(const common::Value& v) = 0;
 

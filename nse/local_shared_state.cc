@@ -1,5 +1,7 @@
 #include "nse/local_shared_state.h"
 
+#include "nse/registry_delta.h"
+
 #include <algorithm>
 
 namespace nse {
@@ -113,26 +115,9 @@ void LocalSharedState::condvar_cancel(const std::string& key, Owner who) {
     if (it->second.empty()) condvars_.erase(it);
 }
 
-void merge_value(common::Value& dst, const common::Value& src) {
-    if (!dst.is_table() || !src.is_table()) {
-        dst = src;
-        return;
-    }
-    auto& d = dst.table().entries;
-    for (const auto& e : src.table().entries) {
-        auto it = std::find_if(d.begin(), d.end(), [&](const common::Entry& x) {
-            return x.indexed == e.indexed && x.key == e.key;
-        });
-        if (it == d.end())
-            d.push_back(e);
-        else
-            merge_value(it->value, e.value);
-    }
-}
-
-void LocalSharedState::registry_merge(const common::Value& snapshot) {
+void LocalSharedState::registry_merge(const common::Value& delta) {
     std::lock_guard lk(mu_);
-    merge_value(registry_, snapshot);
+    registry_apply(registry_, delta);
 }
 
 common::Value LocalSharedState::registry_snapshot() {

@@ -20,7 +20,7 @@ public:
     void condvar_signal(const std::string& key) override;
     void condvar_broadcast(const std::string& key) override;
     void condvar_cancel(const std::string& key, Owner who) override;
-    void registry_merge(const common::Value& snapshot) override;
+    void registry_merge(const common::Value& delta) override;
     common::Value registry_snapshot() override;
 
 private:
@@ -36,9 +36,5 @@ private:
     std::map<std::string, std::vector<std::pair<Owner, Wake>>> condvars_;
     common::Value registry_;
 };
-
-// Deep merge: tables merge key by key (array items by index), other values from `src`
-// replace those of `dst`.
-void merge_value(common::Value& dst, const common::Value& src);
 
 }  // namespace nse

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nse {
 
@@ -156,24 +158,96 @@ void push_value(lua_State* L, const common::Value& v) {
         v.v);
 }
 
-void merge_into_table(lua_State* L, int idx, const common::Value& v) {
-    if (!v.is_table()) return;
+void apply_delta(lua_State* L, int idx, const common::Value& delta) {
+    if (!delta.is_table()) return;
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 4, "registry too deep");
-    lua_Integer position = 0;
-    for (const auto& e : v.table().entries) {
-        lua_Integer at = position;
-        push_key(L, e, &position);
-        lua_rawget(L, idx);
-        bool both_tables = lua_istable(L, -1) && e.value.is_table();
-        if (both_tables) {
-            merge_into_table(L, -1, e.value);
-            lua_pop(L, 1);
+    for (const auto& e : delta.table().entries) {
+        if (e.indexed && e.key.empty()) {  // an append
+            lua_Integer at = static_cast<lua_Integer>(lua_rawlen(L, idx)) + 1;
+            if (e.value.is_table()) {
+                lua_newtable(L);
+                apply_delta(L, -1, e.value);
+            } else {
+                push_value(L, e.value);
+            }
+            lua_rawseti(L, idx, at);
             continue;
         }
+        lua_Integer unused = 0;
+        push_key(L, e, &unused);
+        if (e.value.is_table()) {
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, idx) != LUA_TTABLE) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -2);  // key
+                lua_pushvalue(L, -2);  // new table
+                lua_rawset(L, idx);
+            }
+            apply_delta(L, -1, e.value);
+            lua_pop(L, 2);  // table, key
+            continue;
+        }
+        push_value(L, e.value);  // nil removes
+        lua_rawset(L, idx);
+    }
+}
+
+void sync_table(lua_State* L, int idx, const common::Value& snapshot, bool top) {
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 6, "registry too deep");
+    // Set every key of the snapshot; nested tables are synced in place (kept references
+    // see the new contents).
+    std::set<std::pair<bool, std::string>> keep;
+    if (snapshot.is_table()) {
+        lua_Integer position = 0;
+        for (const auto& e : snapshot.table().entries) {
+            keep.insert({e.indexed, e.key});
+            push_key(L, e, &position);
+            if (e.value.is_table()) {
+                lua_pushvalue(L, -1);
+                if (lua_rawget(L, idx) != LUA_TTABLE) {
+                    lua_pop(L, 1);
+                    lua_newtable(L);
+                    lua_pushvalue(L, -2);
+                    lua_pushvalue(L, -2);
+                    lua_rawset(L, idx);
+                }
+                sync_table(L, -1, e.value, false);
+                lua_pop(L, 2);
+                continue;
+            }
+            push_value(L, e.value);
+            lua_rawset(L, idx);
+        }
+    }
+    // Remove the plain-data keys the snapshot does not have (functions, userdata and the
+    // top-level "args" never travel, so they stay).
+    std::vector<std::pair<bool, std::string>> drop;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int kt = lua_type(L, -2), vt = lua_type(L, -1);
         lua_pop(L, 1);
-        push_key(L, e, &at);
-        push_value(L, e.value);
+        if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD || vt == LUA_TLIGHTUSERDATA)
+            continue;
+        std::pair<bool, std::string> k;
+        if (kt == LUA_TSTRING) {
+            k = {false, lua_tostring(L, -1)};
+            if (top && k.second == "args") continue;
+        } else if (kt == LUA_TNUMBER && lua_isinteger(L, -1)) {
+            k = {true, std::to_string(lua_tointeger(L, -1))};
+        } else {
+            continue;
+        }
+        if (!keep.count(k)) drop.push_back(std::move(k));
+    }
+    for (const auto& [indexed, key] : drop) {
+        if (indexed)
+            lua_pushinteger(L, std::strtoll(key.c_str(), nullptr, 10));
+        else
+            lua_pushlstring(L, key.data(), key.size());
+        lua_pushnil(L);
         lua_rawset(L, idx);
     }
 }

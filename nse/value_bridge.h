@@ -15,9 +15,14 @@ common::Value tree_to_value(lua_State* L, int idx);
 // skipped too (each engine sets its own).
 common::Value registry_to_value(lua_State* L, int idx);
 
-// [-0, +0] Merges `v` (a table Value) into the Lua table at `idx`: nested tables merge,
-// other values replace.
-void merge_into_table(lua_State* L, int idx, const common::Value& v);
+// [-0, +0] Applies a registry delta (nse/registry_delta.h) to the Lua table at `idx`, in
+// place: appends go after the table's last sequence item, nil values remove.
+void apply_delta(lua_State* L, int idx, const common::Value& delta);
+
+// [-0, +0] Makes the Lua table at `idx` hold exactly `snapshot`'s plain data, in place
+// (nested tables too, so references scripts hold stay live). Values that never travel
+// (functions, userdata, and at the `top` level the "args" key) are left alone.
+void sync_table(lua_State* L, int idx, const common::Value& snapshot, bool top);
 
 // [-0, +1] Pushes a Value as a plain Lua value.
 void push_value(lua_State* L, const common::Value& v);

@@ -356,6 +356,37 @@ TEST_CASE("wire: field-level equality for comparable messages, Value and HostRes
     CHECK(o.help);
 }
 
+TEST_CASE("wire: registry keys round-trip: strings, integer items with their index, keyless items") {
+    common::Table t;
+    auto add = [&](bool indexed, std::string key, std::string text) {
+        common::Entry e;
+        e.indexed = indexed;
+        e.key = std::move(key);
+        e.value.v = std::move(text);
+        t.entries.push_back(std::move(e));
+    };
+    add(false, "name", "s");
+    add(false, "21", "a string key that looks like a number");
+    add(true, "21", "sparse");
+    add(true, "0", "zero");
+    add(true, "-3", "negative");
+    add(true, "9007199254740993", "beyond a double's integers");
+    add(true, "", "append");
+    SharedOp op;
+    op.op = SharedOpKind::RegistryMerge;
+    op.value.v = t;
+    auto d = decode(encode(op, 1));
+    REQUIRE(d.is_ok());
+    const auto& back = std::get<SharedOp>(d->message).value.table().entries;
+    REQUIRE(back.size() == t.entries.size());
+    for (std::size_t i = 0; i < back.size(); ++i) {
+        CAPTURE(i);
+        CHECK(back[i].indexed == t.entries[i].indexed);
+        CHECK(back[i].key == t.entries[i].key);
+        CHECK(std::get<std::string>(back[i].value.v) == std::get<std::string>(t.entries[i].value.v));
+    }
+}
+
 TEST_CASE("wire: envelope checks") {
     std::string good = encode(Bye{"x"}, 3);
 

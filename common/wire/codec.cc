@@ -6,11 +6,15 @@
 #endif
 #include "common/wire/codec.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <msgpack.hpp>
 #include <new>
+#include <optional>
+#include <string>
 #include <type_traits>
 
 namespace common::wire {
@@ -99,13 +103,26 @@ void fields(Packer& pk, const F&... f) {
     (put(pk, f), ...);
 }
 
+// The integer of an array item's key text ("21", "-3"); nullopt for none or not a number.
+std::optional<std::int64_t> item_index(const common::Entry& e) {
+    if (!e.indexed || e.key.empty()) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(e.key.c_str(), &end, 10);
+    if (errno != 0 || !end || *end != '\0') return std::nullopt;
+    return static_cast<std::int64_t>(v);
+}
+
 void put(Packer& pk, const common::Entry& e) {
-    // [key, value] with a nil key for an array item.
+    // [key, value]: a string key, an integer key for an array item with its index (sparse,
+    // zero and negative keys round-trip), or nil for an item without one (append order).
     pk.pack_array(2);
-    if (e.indexed)
-        pk.pack_nil();
-    else
+    if (!e.indexed)
         put(pk, e.key);
+    else if (auto i = item_index(e))
+        pk.pack_int64(*i);
+    else
+        pk.pack_nil();
     put(pk, e.value);
 }
 
@@ -401,6 +418,12 @@ void get(const Obj& o, common::Entry& e) {
     if (f[0].type == msgpack::type::NIL) {
         e.indexed = true;
         e.key.clear();
+    } else if (f[0].type == msgpack::type::POSITIVE_INTEGER) {
+        e.indexed = true;
+        e.key = std::to_string(f[0].via.u64);
+    } else if (f[0].type == msgpack::type::NEGATIVE_INTEGER) {
+        e.indexed = true;
+        e.key = std::to_string(f[0].via.i64);
     } else {
         e.indexed = false;
         get(f[0], e.key);

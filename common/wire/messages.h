@@ -15,7 +15,7 @@
 namespace common::wire {
 
 // Bumped on any change to the envelope or to the field layout of any message.
-inline constexpr std::uint32_t kProtocolVersion = 2;
+inline constexpr std::uint32_t kProtocolVersion = 3;
 // Default cap on one encoded message (receivers drop larger frames unread).
 inline constexpr std::size_t kDefaultMaxMessageBytes = 16u << 20;
 

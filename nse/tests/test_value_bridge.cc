@@ -56,7 +56,7 @@ TEST_CASE("keyless array items take their position, numbered ones keep their ind
     mt.entries.push_back(sub);
     m.v = mt;
     lua_getglobal(L, "g");
-    nse::merge_into_table(L, -1, m);
+    nse::apply_delta(L, -1, m);
     lua_pop(L, 1);
     CHECK(eval(L, "g[1]") == "first");
     CHECK(eval(L, "g.keep") == "1");

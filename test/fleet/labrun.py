@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 # The fleet protocol version the fake peers speak (common/wire/messages.h kProtocolVersion).
-PROTOCOL = 2
+PROTOCOL = 3
 
 LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab", "lab.sh")
 
