@@ -36,8 +36,10 @@ import time
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-LAB = os.path.join(ROOT, "test", "lab", "lab.sh")
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
+from testkit import check, info  # noqa: E402
+
 SCRIPTS_DIR = "/usr/share/nmap/scripts"
 PORTS = "21,22,80,443,6379,11211"
 # Bounds: brute scripts stop after the first hit and 5 s of guessing; every script after 15 s.
@@ -46,21 +48,6 @@ SCRIPT_ARGS = ("brute.firstonly=true,brute.delay=0,unpwdb.timelimit=5s,"
 SCAN_FLAGS = ["-Pn", "-n", "-p", PORTS, "--script", "all", "--script-timeout", "15s",
               "--host-timeout", "180s", "--script-args", SCRIPT_ARGS]
 RUN_LIMIT = 330  # seconds for one scanner run (the namespace is torn down after)
-
-passed = failed = 0
-
-
-def check(ok, what, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f"\n     {detail}" if detail else ""))
-    sys.stdout.flush()
-    return ok
-
 
 def sh(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, **kw)
@@ -127,11 +114,10 @@ def nmap_loadable():
     return r.returncode, sorted(set(ids))
 
 
-def start_run(ns, argv, out, err):
-    """Starts argv inside ns with its own process group; returns the Popen."""
-    return subprocess.Popen(["bash", LAB, "exec"] + argv, stdout=open(out, "w"),
-                            stderr=open(err, "w"), env=dict(os.environ, NSEFLEET_LAB_NS=ns),
-                            start_new_session=True)
+def start_run(lab, argv, out, err):
+    """Starts argv inside the lab's namespace with its own process group; returns the Popen."""
+    return subprocess.Popen(lab.argv(argv), stdout=open(out, "w"), stderr=open(err, "w"),
+                            env=lab.env, start_new_session=True)
 
 
 def wait_run(p, deadline):
@@ -178,31 +164,21 @@ def main():
     a = ap.parse_args()
 
     if os.geteuid() != 0:
-        print("SKIP: needs root (ip netns)")
+        info("skipped: needs root (ip netns)")
         return 77
     binary = os.path.abspath(a.binary)
     have_nmap = shutil.which("nmap") is not None
     if not check(have_nmap, "nmap is installed (reference for what is loadable)"):
-        print(f"\n{passed} passed, {failed} failed")
-        return 1
+        return testkit.summary()
     run_nmap = not a.no_nmap
 
     work = a.out or tempfile.mkdtemp(prefix="nsefleet-allscripts.")
     os.makedirs(work, exist_ok=True)
     ns = f"nsefleet-all-{os.getpid()}"
-    env = dict(os.environ, NSEFLEET_LAB_NS=ns, NSEFLEET_LAB_DIR=work)
+    lab = testkit.Lab(ns, NSEFLEET_LAB_DIR=work)
 
     def stop_lab():
-        sh(["bash", LAB, "stop"], env=env, timeout=120)
-        # Backstop: never leave our namespace behind, even if lab.sh failed.
-        if ns in sh(["ip", "netns", "list"]).stdout.split():
-            for pid in sh(["ip", "netns", "pids", ns]).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            time.sleep(0.5)
-            sh(["ip", "netns", "del", ns])
+        lab.stop()  # also deletes the namespace when lab.sh could not
         if not a.keep and not a.out:
             shutil.rmtree(work, ignore_errors=True)
     atexit.register(stop_lab)
@@ -210,10 +186,9 @@ def main():
         signal.signal(sig, lambda *_: sys.exit(130))
 
     t0 = time.monotonic()
-    r = sh(["bash", LAB, "start"], env=env, timeout=120)
+    r = lab.start()
     if not check(r.returncode == 0, f"service lab up in namespace {ns}", r.stderr.strip()):
-        print(f"\n{passed} passed, {failed} failed")
-        return 1
+        return testkit.summary()
 
     names, foreign = namespace_is_loopback_only(ns)
     check(names == ["lo"], "namespace has only the loopback interface", f"links: {names}")
@@ -221,26 +196,26 @@ def main():
 
     on_disk = script_ids()
     rc, loadable = nmap_loadable()
-    print(f"scripts on disk: {len(on_disk)}; nmap can load: {len(loadable)}")
+    info(f"scripts on disk: {len(on_disk)}; nmap can load: {len(loadable)}")
     check(rc == 0 and len(loadable) > 0, "nmap --script-help all lists the loadable scripts")
 
     # Both scanners run at once in the same namespace: half the wall time on two cores.
     fl_out, fl_err, fl_xml = (os.path.join(work, f"nsefleet.{x}") for x in ("out", "err", "xml"))
-    fl = start_run(ns, [binary, "scan", "-v", "-dd", "--workers", "1"] + SCAN_FLAGS +
+    fl = start_run(lab, [binary, "scan", "-v", "-dd", "--workers", "1"] + SCAN_FLAGS +
                    ["-oX", fl_xml, "127.0.0.1"], fl_out, fl_err)
     nm = None
     nm_out, nm_err = os.path.join(work, "nmap.out"), os.path.join(work, "nmap.err")
     if run_nmap:
-        nm = start_run(ns, ["nmap", "-d", "-sT"] + SCAN_FLAGS +
+        nm = start_run(lab, ["nmap", "-d", "-sT"] + SCAN_FLAGS +
                        ["-oX", os.path.join(work, "nmap.xml"), "127.0.0.1"], nm_out, nm_err)
     deadline = time.monotonic() + RUN_LIMIT
     fl_rc, fl_killed = wait_run(fl, deadline)
     fl_secs = time.monotonic() - t0
     nm_rc, nm_killed = wait_run(nm, deadline) if nm else (None, False)
-    print(f"nsefleet run: exit {fl_rc}{' (killed at the time limit)' if fl_killed else ''}, "
+    info(f"nsefleet run: exit {fl_rc}{' (killed at the time limit)' if fl_killed else ''}, "
           f"{fl_secs:.0f}s since start")
     if nm:
-        print(f"nmap run: exit {nm_rc}{' (killed at the time limit)' if nm_killed else ''}, "
+        info(f"nmap run: exit {nm_rc}{' (killed at the time limit)' if nm_killed else ''}, "
               f"{time.monotonic() - t0:.0f}s since start")
 
     err_lines = open(fl_err, errors="replace").read().splitlines()
@@ -259,7 +234,7 @@ def main():
     n_loaded = max(counts) if counts else 0
     fl_loaded = sorted(set(on_disk) - set(fl_failed_load)) if counts else []
     lost = sorted(set(loadable) - set(fl_loaded))
-    print(f"nsefleet loaded: {n_loaded} scripts" +
+    info(f"nsefleet loaded: {n_loaded} scripts" +
           (f"; failed to load: {', '.join(fl_failed_load)}" if fl_failed_load else ""))
     check(n_loaded == len(fl_loaded) and n_loaded > 0,
           "nsefleet's loaded count matches the scripts it did not reject",
@@ -282,13 +257,13 @@ def main():
     # Instances that timed out before their rule returned: the rule never completed.
     stuck = sorted(s for s in fl_loaded if s not in evaluated and s not in erred and s in timed_out)
     never = sorted(s for s in fl_loaded if s not in evaluated and s not in erred)
-    print(f"rules evaluated: {sum(evaluated.values())} evaluations, "
+    info(f"rules evaluated: {sum(evaluated.values())} evaluations, "
           f"{len(evaluated)} scripts; rule true: {len(true_rules)} scripts (actions run)")
     cats = categories()
     ran_risky = {c: sorted(x for x in true_rules if c in cats.get(x, ())) for c in RISKY}
-    print("actions run (inside the namespace) for risky categories: " +
+    info("actions run (inside the namespace) for risky categories: " +
           ", ".join(f"{c} {len(v)}" for c, v in ran_risky.items()))
-    print(f"timeouts: {sum(timed_out.values())} instances of {len(timed_out)} scripts")
+    info(f"timeouts: {sum(timed_out.values())} instances of {len(timed_out)} scripts")
     check(fl_loaded and not never, "every loaded script had a rule evaluated",
           f"{len(never)} of {len(fl_loaded)} never returned from a rule"
           f" ({len(stuck)} timed out inside it: {stuck[:20]}); others: "
@@ -310,16 +285,16 @@ def main():
         by_class[cls].append({"script": s, "target": target, "worker": worker, "message": msg,
                               "nmap": ("same error" if same else "errors too" if s in nm_by_script
                                        else "no error") if nm else "not run"})
-    print("script errors by class (nsefleet):")
+    info("script errors by class (nsefleet):")
     for cls in ("missing-runtime", "known-unsupported", "script-level"):
         items = by_class.get(cls, [])
-        print(f"  {cls}: {len(items)} errors in {len({i['script'] for i in items})} scripts")
+        info(f"  {cls}: {len(items)} errors in {len({i['script'] for i in items})} scripts")
         for i in items:
-            print(f"    {i['script']} against {i['target']}{' (worker)' if i['worker'] else ''}"
+            info(f"    {i['script']} against {i['target']}{' (worker)' if i['worker'] else ''}"
                   f" [nmap: {i['nmap']}]: {i['message'][:160]}")
     if nm:
         only_nmap = sorted(set(nm_by_script) - erred)
-        print(f"  nmap errors: {len(nm_errors)} in {len(nm_by_script)} scripts; "
+        info(f"  nmap errors: {len(nm_errors)} in {len(nm_by_script)} scripts; "
               f"only in nmap: {only_nmap}")
     real_missing = [i for i in by_class.get("missing-runtime", []) if i["nmap"] != "same error"]
     check(not real_missing, "no script error from a missing runtime function or module",
@@ -339,11 +314,10 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(summary, f, indent=1, sort_keys=True)
-    if failed or a.keep or a.out:
-        print(f"artifacts: {work}")
+    if testkit.failed or a.keep or a.out:
+        info(f"artifacts: {work}")
         a.keep = True
-    print(f"\n{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testkit.summary()
 
 
 if __name__ == "__main__":

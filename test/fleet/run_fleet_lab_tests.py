@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 
-import labrun
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import testkit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPARE = os.path.join(HERE, "..", "conformance", "compare.py")
@@ -46,11 +47,8 @@ RESUME_NET = "127.0.1.0/26"
 FAULT_KILLS = 4              # worker kill -9s in the fault run (at least 3 required)
 MAX_FLAKES = 6               # tolerated lab flakes per comparison (see compare_scripts)
 
-check = labrun.check
-
-
-def info(msg):
-    print("# " + msg, flush=True)
+check = testkit.check
+info = testkit.info
 
 
 # ---------------------------------------------------------------- comparisons
@@ -278,7 +276,7 @@ def inner(binary):
     finally:
         procs.cleanup()
     info("total inner time %.1f s" % (time.monotonic() - t_all))
-    if labrun.failed:
+    if testkit.failed:
         info("files kept in " + work)
     else:
         shutil.rmtree(work, ignore_errors=True)
@@ -319,7 +317,7 @@ def run_all(binary, work, procs):
     check(rc == 0 and hosts_of_xml(scan_xml) == expect,
           "nsefleet scan reference: rc=%s, %d hosts in target order" % (rc, len(hosts_of_xml(scan_xml))))
 
-    port = labrun.free_port()
+    port = testkit.free_port()
     t = time.monotonic()
     c = coordinator(port, P("st-fleet"), SCAN + g16 + ["-oX", fleet_xml, NET])
     ws = [worker(port, "w%d" % i) for i in range(3)]
@@ -349,7 +347,7 @@ def run_all(binary, work, procs):
     info("fault run seed %d (replay: NSEFLEET_FLEETLAB_SEED=%d)" % (seed, seed))
     rng = random.Random(seed)
     fx, fj = P("fault.xml"), P("fault.ndjson")
-    port = labrun.free_port()
+    port = testkit.free_port()
     t = time.monotonic()
     c = coordinator(port, P("st-fault"), SCAN + ["--max-hostgroup", "8", "-oX", fx, "-oJ", fj, NET],
                     lease="2s", tag="coord-fault")
@@ -402,7 +400,7 @@ def run_all(binary, work, procs):
     expect26 = [str(a) for a in ipaddress.ip_network(RESUME_NET)]
     ux, uj = P("r-uninterrupted.xml"), P("r-uninterrupted.ndjson")
     args_u = SCAN + ["--max-hostgroup", "8", "-oX", ux, "-oJ", uj, RESUME_NET]
-    port = labrun.free_port()
+    port = testkit.free_port()
     t = time.monotonic()
     c = coordinator(port, P("st-r1"), args_u, tag="coord-r1")
     ws = [worker(port, "u%d" % i) for i in range(3)]
@@ -413,7 +411,7 @@ def run_all(binary, work, procs):
 
     rx, rj = P("r-resumed.xml"), P("r-resumed.ndjson")
     args_r = SCAN + ["--max-hostgroup", "8", "-oX", rx, "-oJ", rj, RESUME_NET]
-    port = labrun.free_port()
+    port = testkit.free_port()
     state = P("st-r2")
     t = time.monotonic()
     c = coordinator(port, state, args_r, tag="coord-r2")
@@ -463,4 +461,4 @@ def run_all(binary, work, procs):
 
 
 if __name__ == "__main__":
-    labrun.main(__file__, inner, __doc__, NS, 720, "fleet lab tests")
+    testkit.lab_main(__file__, inner, __doc__, NS, 720, "fleet lab tests")

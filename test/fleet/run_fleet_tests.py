@@ -14,11 +14,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
-import labrun
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import testkit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NS = "nsefleet-fleet-%d" % os.getpid()
@@ -28,7 +30,8 @@ HELLO, WELCOME, HEARTBEAT, REQUEST_WORK, LEASE, NO_WORK, LEASE_RENEWED, LEASE_LO
 HOST_RESULT, GROUP_DONE, RUN_PHASE, PHASE_RESULT, SHARED_OP, SHARED_REPLY, SHARED_NOTIFY = range(9, 16)
 STATUS_QUERY, STATUS_REPLY, ERROR, BYE = range(16, 20)
 
-check = labrun.check
+check = testkit.check
+info = testkit.info
 
 
 # ---------------------------------------------------------------- inner part (in the lab)
@@ -41,7 +44,7 @@ def inner(binary):
     work = tempfile.mkdtemp(prefix="fleet-test-")
 
     def pack(t, body, seq=1):
-        return msgpack.packb(["nsf", labrun.PROTOCOL, t, seq, body], use_bin_type=False)
+        return msgpack.packb(["nsf", testkit.PROTOCOL, t, seq, body], use_bin_type=False)
 
     def unpack(b):
         m = msgpack.unpackb(b, raw=True, strict_map_key=False)
@@ -79,7 +82,7 @@ def inner(binary):
                 seq[0] += 1
                 s.send(pack(t, body, seq[0]))
 
-            send(HELLO, [labrun.PROTOCOL, self.name, self.engines, os.getpid(), ["fake"]])
+            send(HELLO, [testkit.PROTOCOL, self.name, self.engines, os.getpid(), ["fake"]])
             hb_ms = 1000
             last_hb = time.time()
             end = time.time() + self.time_limit
@@ -105,7 +108,7 @@ def inner(binary):
                     elif t == ERROR:
                         self.errors.append(body[0])
                         if body[0] == 5:  # NotAuthorized: the coordinator restarted
-                            send(HELLO, [labrun.PROTOCOL, self.name, self.engines, os.getpid(), ["fake"]])
+                            send(HELLO, [testkit.PROTOCOL, self.name, self.engines, os.getpid(), ["fake"]])
                     elif t == BYE:
                         self.done = True
                         break
@@ -134,7 +137,7 @@ def inner(binary):
 
     class Coord:
         def __init__(self, state, args, resume=False, lease="2s", extra=()):
-            self.port = labrun.free_port()
+            self.port = testkit.free_port()
             self.endpoint = "tcp://127.0.0.1:%d" % self.port
             cmd = [binary, "coordinator", "--listen", self.endpoint, "--state", state,
                    "--lease-timeout", lease] + list(extra)
@@ -280,7 +283,7 @@ def inner(binary):
         s = ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.connect(c.endpoint)
-        s.send(pack(HELLO, [labrun.PROTOCOL, name, 1, 1, []]))
+        s.send(pack(HELLO, [testkit.PROTOCOL, name, 1, 1, []]))
         got = []
         end = time.time() + 5
         while time.time() < end and s.poll(int((end - time.time()) * 1000) + 1):
@@ -328,8 +331,8 @@ def inner(binary):
     f = ctx.socket(zmq.DEALER)
     f.setsockopt(zmq.LINGER, 0)
     f.connect(c.endpoint)
-    f.send(pack(HELLO, [labrun.PROTOCOL, "fuzzer", 1, 1, []]))
-    good = [pack(HELLO, [labrun.PROTOCOL, "fz", 1, 1, []]), pack(HOST_RESULT, [99, [0] * 18]),
+    f.send(pack(HELLO, [testkit.PROTOCOL, "fuzzer", 1, 1, []]))
+    good = [pack(HELLO, [testkit.PROTOCOL, "fz", 1, 1, []]), pack(HOST_RESULT, [99, [0] * 18]),
             pack(SHARED_OP, [1, 1, "k", [1, 1], None]), pack(LEASE, [1, 1, 1.0, []])]
     for i in range(600):
         kind = i % 6
@@ -339,9 +342,9 @@ def inner(binary):
             g = rnd.choice(good)
             msg = g[:rnd.randint(0, len(g) - 1)]
         elif kind == 2:
-            msg = msgpack.packb(["nsf", rnd.choice([0, labrun.PROTOCOL + 1, 99]), 1, 1, []])
+            msg = msgpack.packb(["nsf", rnd.choice([0, testkit.PROTOCOL + 1, 99]), 1, 1, []])
         elif kind == 3:
-            msg = msgpack.packb(["nsf", labrun.PROTOCOL, rnd.randint(0, 300), rnd.randint(0, 2**64 - 1),
+            msg = msgpack.packb(["nsf", testkit.PROTOCOL, rnd.randint(0, 300), rnd.randint(0, 2**64 - 1),
                                  [rnd.randint(-5, 5) for _ in range(rnd.randint(0, 5))]])
         elif kind == 4:
             msg = b"\xdd\xff\xff\xff\xff" + b"\x00" * rnd.randint(0, 8)  # 2^32 elements claimed
@@ -406,13 +409,13 @@ def inner(binary):
     except subprocess.TimeoutExpired:
         probe = ""  # a real worker waits for its coordinator
     if "not available" in probe:
-        print("skip - real workers: `nsefleet worker` not in this build yet", flush=True)
+        info("real workers skipped: `nsefleet worker` not in this build yet")
     else:
         real_workers(binary, work, Coord, hosts_of_xml, mask)
 
     plan_only(binary, work, Coord)
 
-    if not labrun.failed:
+    if not testkit.failed:
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -484,4 +487,4 @@ def real_workers(binary, work, Coord, hosts_of_xml, mask):
 
 
 if __name__ == "__main__":
-    labrun.main(__file__, inner, __doc__, NS, 900, "fleet tests")
+    testkit.lab_main(__file__, inner, __doc__, NS, 900, "fleet tests")

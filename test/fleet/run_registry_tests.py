@@ -13,9 +13,9 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import labrun  # noqa: E402
-from labrun import check, free_port  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import testkit  # noqa: E402
+from testkit import check, free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPEND = os.path.join(HERE, "registry_append.nse")
@@ -82,4 +82,4 @@ def inner(binary):
 
 
 if __name__ == "__main__":
-    labrun.main(__file__, inner, __doc__, "nsefleet-registry-%d" % os.getpid(), 600, "registry tests")
+    testkit.lab_main(__file__, inner, __doc__, "nsefleet-registry-%d" % os.getpid(), 600, "registry tests")

@@ -11,7 +11,8 @@ import re
 import sys
 import time
 
-from labrun import PROTOCOL  # the version the fake coordinator speaks
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from testkit import PROTOCOL, ROOT  # noqa: E402  (PROTOCOL: the version the fake coordinator speaks)
 
 # Debian's python3-zmq / python3-msgpack live in the system interpreter; a pyenv shim may
 # shadow it.
@@ -22,9 +23,6 @@ except ImportError:
     if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
         os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
     raise
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 
 T = dict(Hello=1, Welcome=2, Heartbeat=3, RequestWork=4, Lease=5, NoWork=6, LeaseRenewed=7,
          LeaseLost=8, HostResult=9, GroupDone=10, RunPhase=11, PhaseResult=12, SharedOp=13,
@@ -249,20 +247,3 @@ class FakeCoordinator:
             reply(True)
         elif op == OP["RegistrySnapshot"]:
             reply(True, val=self.registry)
-
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, what, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print("  ok   %s" % what)
-        else:
-            self.failed += 1
-            print("  FAIL %s %s" % (what, detail))
-        return cond
-
-    def eq(self, what, got, want):
-        return self.check(what, got == want, "got %r, want %r" % (got, want))

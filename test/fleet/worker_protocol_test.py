@@ -36,8 +36,11 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from worker_fakecoord import (PROTOCOL, ROOT, Checks, FakeCoordinator, host_dict,  # noqa: E402
-                              py_to_value, value_to_py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import testkit  # noqa: E402
+from testkit import PROTOCOL, free_port  # noqa: E402
+from worker_fakecoord import (ROOT, FakeCoordinator, host_dict, py_to_value,  # noqa: E402
+                              value_to_py)
 
 SCRIPTS = {
     "fleet_mutex_port": r'''
@@ -153,15 +156,15 @@ def serve_until(fc, deadline, on_message):
     return False
 
 
-def case_lease(binary, scripts, c):
+def case_lease(binary, scripts):
     lis = Listeners()
     fc = FakeCoordinator(heartbeat_ms=200)
     w = Worker(binary, fc.endpoint, "--engines", "2", "--name", "fake-test", "-v")
     try:
         hello = fc.wait_for("Hello", 10)
-        if not c.check("Hello received", hello is not None, w.stderr()):
+        if not testkit.check(hello is not None, "Hello received", w.stderr()):
             return
-        c.eq("Hello protocol/name/engines/pid", hello[:4], [PROTOCOL, "fake-test", 2, w.p.pid])
+        testkit.eq("Hello protocol/name/engines/pid", hello[:4], [PROTOCOL, "fake-test", 2, w.p.pid])
         fc.welcome(ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_mutex_port"]])
         fc.send_raw(b"\x93\x01\x02")            # not an envelope
         fc.send_raw(b"\xdd\xff\xff\xff\xff")    # claims 4G elements
@@ -182,49 +185,49 @@ def case_lease(binary, scripts, c):
                 state["bye"] = True
             return state["bye"]
 
-        c.check("worker said Bye after scan_done", serve_until(fc, time.time() + 40, on), w.stderr())
+        testkit.check(serve_until(fc, time.time() + 40, on), "worker said Bye after scan_done", w.stderr())
         rc = w.wait(10)
-        c.eq("exit status", rc, 0)
+        testkit.eq("exit status", rc, 0)
         names = [n for _, n, _ in fc.log]
         hrs = fc.received("HostResult")
-        c.eq("two HostResults for group 7", sorted((b[0], b[1][0]) for b in hrs), [(7, 0), (7, 1)])
+        testkit.eq("two HostResults for group 7", sorted((b[0], b[1][0]) for b in hrs), [(7, 0), (7, 1)])
         gd = fc.received("GroupDone")
-        c.check("one GroupDone{7, hosts=2}", len(gd) == 1 and gd[0][0] == 7 and gd[0][1] == 2, gd)
+        testkit.check(len(gd) == 1 and gd[0][0] == 7 and gd[0][1] == 2, "one GroupDone{7, hosts=2}", gd)
         if gd:
-            c.check("GroupDone elapsed covers the scripts", gd[0][2] >= 1.0, gd[0][2])
+            testkit.check(gd[0][2] >= 1.0, "GroupDone elapsed covers the scripts", gd[0][2])
         if hrs and gd:
-            c.check("HostResults before GroupDone",
-                    max(i for i, n in enumerate(names) if n == "HostResult") < names.index("GroupDone"))
+            testkit.check(max(i for i, n in enumerate(names) if n == "HostResult") < names.index("GroupDone"),
+                          "HostResults before GroupDone")
         for b in hrs:
             h = host_dict(b[1])
             port = [p for p in h["ports"] if p["number"] == lis.port]
-            c.check("host %s: port open with the script's output" % h["address"],
-                    port and port[0]["state"] == "open" and
-                    port[0]["scripts"].get("fleet_mutex_port") == "locked-and-unlocked " + h["address"],
-                    port)
+            testkit.check(port and port[0]["state"] == "open" and
+                          port[0]["scripts"].get("fleet_mutex_port") == "locked-and-unlocked " + h["address"],
+                          "host %s: port open with the script's output" % h["address"],
+                          port)
             if h["index"] == 1:
-                c.eq("targetname carried through", h["targetname"], "two")
+                testkit.eq("targetname carried through", h["targetname"], "two")
         # Heartbeats listed the group while it ran, about every 200 ms.
         hb = [(t, b) for t, n, b in fc.log if n == "Heartbeat"]
         with7 = [t for t, b in hb if 7 in b[1]]
-        c.check("heartbeats renewed group 7 while it ran (>= 4)", len(with7) >= 4, len(with7))
+        testkit.check(len(with7) >= 4, "heartbeats renewed group 7 while it ran (>= 4)", len(with7))
         gaps = [b - a for a, b in zip([t for t, _ in hb], [t for t, _ in hb][1:])]
-        c.check("heartbeat gaps under 600 ms", gaps and max(gaps) < 0.6, gaps and max(gaps))
-        c.check("heartbeats after GroupDone no longer list 7",
-                all(7 not in b[1] for t, b in hb if t > fc.log[names.index("GroupDone")][0] + 0.01)
-                if gd else False)
+        testkit.check(gaps and max(gaps) < 0.6, "heartbeat gaps under 600 ms", gaps and max(gaps))
+        testkit.check(all(7 not in b[1] for t, b in hb if t > fc.log[names.index("GroupDone")][0] + 0.01)
+                      if gd else False,
+                      "heartbeats after GroupDone no longer list 7")
         ops = [(o, k) for o, k, _ in fc.shared_log]
         key = "s:fleet-worker-test"
-        c.check("trylock round trip", ("MutexTrylock", key) in ops, ops)
-        c.check("contended lock queued and granted", ("MutexLock", key) in ops, ops)
-        c.eq("two unlocks", ops.count(("MutexUnlock", key)), 2)
-        c.check("unlocks were by the owners", fc.mutex.get(key, [None])[0] is None, fc.mutex.get(key))
-        c.check("registry snapshot pulled before scripts", ("RegistrySnapshot", "") in ops, ops)
-        c.eq("registry merged back", (value_to_py(fc.registry) or {}).get("fleet_hits"), 2)
+        testkit.check(("MutexTrylock", key) in ops, "trylock round trip", ops)
+        testkit.check(("MutexLock", key) in ops, "contended lock queued and granted", ops)
+        testkit.eq("two unlocks", ops.count(("MutexUnlock", key)), 2)
+        testkit.check(fc.mutex.get(key, [None])[0] is None, "unlocks were by the owners", fc.mutex.get(key))
+        testkit.check(("RegistrySnapshot", "") in ops, "registry snapshot pulled before scripts", ops)
+        testkit.eq("registry merged back", (value_to_py(fc.registry) or {}).get("fleet_hits"), 2)
         owners = {who for o, k, who in fc.shared_log if o == "MutexTrylock"}
-        c.check("owner engine ids derive from worker_id 5", owners and all(e >> 12 == 5 for e, _ in owners), owners)
-        c.check("malformed frames logged, not fatal", "dropped a malformed frame" in w.stderr(), w.stderr())
-        c.check("requests ask for one slot each", all(b == [1] for b in fc.received("RequestWork")))
+        testkit.check(owners and all(e >> 12 == 5 for e, _ in owners), "owner engine ids derive from worker_id 5", owners)
+        testkit.check("dropped a malformed frame" in w.stderr(), "malformed frames logged, not fatal", w.stderr())
+        testkit.check(all(b == [1] for b in fc.received("RequestWork")), "requests ask for one slot each")
     finally:
         w.kill()
         fc.close()
@@ -262,12 +265,12 @@ def as_text(v):
     return str(v)
 
 
-def case_phase(binary, scripts, c):
+def case_phase(binary, scripts):
     fc = FakeCoordinator(heartbeat_ms=200)
     nse = os.path.join(ROOT, "test", "nse")
     w = Worker(binary, fc.endpoint, "--engines", "1")
     try:
-        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+        if not testkit.check(fc.wait_for("Hello", 10) is not None, "Hello received", w.stderr()):
             return
         fc.welcome(ping_only=True, scripts=[os.path.join(nse, "runtime_mutex.nse"),
                                             os.path.join(nse, "runtime_condvar.nse"),
@@ -283,42 +286,42 @@ def case_phase(binary, scripts, c):
             return "r" in got
 
         t0 = time.time()
-        c.check("PhaseResult received", serve_until(fc, time.time() + 60, on), w.stderr())
+        testkit.check(serve_until(fc, time.time() + 60, on), "PhaseResult received", w.stderr())
         if "r" not in got:
             return
-        print("       phase took %.1f s with %d shared ops" % (time.time() - t0, len(fc.shared_log)))
+        testkit.info("phase took %.1f s with %d shared ops" % (time.time() - t0, len(fc.shared_log)))
         phase_id, phase, res, registry, error = got["r"]
-        c.eq("phase id and kind echoed", (phase_id, phase, error), (3, 1, ""))
+        testkit.eq("phase id and kind echoed", (phase_id, phase, error), (3, 1, ""))
         by_id = {s[0]: s for s in res}
         for sid, want in (("runtime_mutex", MUTEX_EXPECT), ("runtime_condvar", CONDVAR_EXPECT)):
             s = by_id.get(sid)
-            if not c.check("%s produced a result" % sid, s is not None and s[2], res):
+            if not testkit.check(s is not None and s[2], "%s produced a result" % sid, res):
                 continue
             v = value_to_py(s[2][0])
             for k, x in want.items():
-                c.eq("%s %s" % (sid, k), as_text(v.get(k, "nil")), x)
-        c.eq("prerule read the registry it was given", by_id.get("fleet_phase", [0, ""])[1], "seed=x")
+                testkit.eq("%s %s" % (sid, k), as_text(v.get(k, "nil")), x)
+        testkit.eq("prerule read the registry it was given", by_id.get("fleet_phase", [0, ""])[1], "seed=x")
         reg = value_to_py(registry) or {}
-        c.eq("PhaseResult registry", (reg.get("seed"), reg.get("from_prerule")), ("x", "yes"))
-        c.check("phase registry did not go through SharedOp",
-                not any(o.startswith("Registry") for o, _, _ in fc.shared_log), fc.shared_log[:5])
+        testkit.eq("PhaseResult registry", (reg.get("seed"), reg.get("from_prerule")), ("x", "yes"))
+        testkit.check(not any(o.startswith("Registry") for o, _, _ in fc.shared_log),
+                      "phase registry did not go through SharedOp", fc.shared_log[:5])
         ops = {o for o, _, _ in fc.shared_log}
-        c.check("mutex and condvar ops went to the coordinator",
-                {"MutexLock", "MutexTrylock", "MutexUnlock", "MutexOwner", "MutexAbandon",
-                 "CondWait", "CondSignal", "CondBroadcast"} <= ops, ops)
+        testkit.check({"MutexLock", "MutexTrylock", "MutexUnlock", "MutexOwner", "MutexAbandon",
+                       "CondWait", "CondSignal", "CondBroadcast"} <= ops,
+                      "mutex and condvar ops went to the coordinator", ops)
         fc.send("Bye", ["test over"])
-        c.eq("exit status after coordinator Bye", w.wait(10), 0)
+        testkit.eq("exit status after coordinator Bye", w.wait(10), 0)
     finally:
         w.kill()
         fc.close()
 
 
-def case_leaselost(binary, scripts, c):
+def case_leaselost(binary, scripts):
     lis = Listeners()
     fc = FakeCoordinator(heartbeat_ms=200)
     w = Worker(binary, fc.endpoint, "--engines", "1")
     try:
-        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+        if not testkit.check(fc.wait_for("Hello", 10) is not None, "Hello received", w.stderr()):
             return
         fc.welcome(ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_sleep_port"]])
         st = dict(leased=False, lost_at=None, again_at=None, done=False)
@@ -340,32 +343,32 @@ def case_leaselost(binary, scripts, c):
                     fc.send("LeaseLost", [9, "test"])
             return name == "Bye"
 
-        c.check("worker finished", serve_until(fc, time.time() + 30, on), w.stderr())
-        c.eq("exit status", w.wait(10), 0)
-        c.check("lease was lost mid-script", st["lost_at"] is not None)
+        testkit.check(serve_until(fc, time.time() + 30, on), "worker finished", w.stderr())
+        testkit.eq("exit status", w.wait(10), 0)
+        testkit.check(st["lost_at"] is not None, "lease was lost mid-script")
         if st["lost_at"] and st["again_at"]:
             took = st["again_at"] - st["lost_at"]
-            print("       engine free again %.2f s after LeaseLost" % took)
-            c.check("engine asked for work again within 3 s", took < 3, took)
+            testkit.info("engine free again %.2f s after LeaseLost" % took)
+            testkit.check(took < 3, "engine asked for work again within 3 s", took)
         else:
-            c.check("engine asked for work again", False)
-        c.eq("no HostResult for the lost group", fc.received("HostResult"), [])
-        c.eq("no GroupDone for the lost group", fc.received("GroupDone"), [])
+            testkit.check(False, "engine asked for work again")
+        testkit.eq("no HostResult for the lost group", fc.received("HostResult"), [])
+        testkit.eq("no GroupDone for the lost group", fc.received("GroupDone"), [])
         late = [b for t, n, b in fc.log
                 if n == "Heartbeat" and st["lost_at"] and t > st["lost_at"] + 0.5 and 9 in b[1]]
-        c.eq("heartbeats stop listing the lost group", late, [])
+        testkit.eq("heartbeats stop listing the lost group", late, [])
     finally:
         w.kill()
         fc.close()
         lis.close()
 
 
-def case_rejoin(binary, scripts, c):
+def case_rejoin(binary, scripts):
     lis = Listeners()
     fc = FakeCoordinator(heartbeat_ms=200)
     w = Worker(binary, fc.endpoint, "--engines", "1")
     try:
-        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+        if not testkit.check(fc.wait_for("Hello", 10) is not None, "Hello received", w.stderr()):
             return
         fc.welcome(worker_id=5, ports=[[lis.port, ord("t")]], scripts=[scripts["fleet_sleep_port"]])
         st = dict(leases=0, forgot_at=None, hello2=None, welcomed=False, done=False)
@@ -400,27 +403,27 @@ def case_rejoin(binary, scripts, c):
                 fc.send("LeaseLost", [10, "test over"])
             return on(name, body)
 
-        c.check("worker finished", serve_until(fc, time.time() + 40, on2), w.stderr())
-        c.eq("exit status", w.wait(10), 0)
-        c.check("Hello sent again after NotAuthorized", st["hello2"] is not None and
-                st["hello2"] - st["forgot_at"] < 1.0, st)
-        c.eq("no GroupDone for the voided lease", [b for b in fc.received("GroupDone") if b[0] == 9], [])
-        c.check("work resumed after the new Welcome", st["leases"] == 2, st)
+        testkit.check(serve_until(fc, time.time() + 40, on2), "worker finished", w.stderr())
+        testkit.eq("exit status", w.wait(10), 0)
+        testkit.check(st["hello2"] is not None and
+                      st["hello2"] - st["forgot_at"] < 1.0, "Hello sent again after NotAuthorized", st)
+        testkit.eq("no GroupDone for the voided lease", [b for b in fc.received("GroupDone") if b[0] == 9], [])
+        testkit.check(st["leases"] == 2, "work resumed after the new Welcome", st)
         hb_gap = [b for t, n, b in fc.log if n == "Heartbeat" and st["forgot_at"] and
                   st["forgot_at"] + 0.05 < t < (st["hello2"] or 0)]
-        c.eq("no heartbeats between NotAuthorized and the new Welcome", hb_gap, [])
-        c.check("rejoin message logged", "saying Hello again" in w.stderr(), w.stderr())
+        testkit.eq("no heartbeats between NotAuthorized and the new Welcome", hb_gap, [])
+        testkit.check("saying Hello again" in w.stderr(), "rejoin message logged", w.stderr())
     finally:
         w.kill()
         fc.close()
         lis.close()
 
 
-def case_silent(binary, scripts, c):
+def case_silent(binary, scripts):
     fc = FakeCoordinator(heartbeat_ms=200)
     w = Worker(binary, fc.endpoint, "--engines", "1", "--coordinator-timeout", "2")
     try:
-        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+        if not testkit.check(fc.wait_for("Hello", 10) is not None, "Hello received", w.stderr()):
             return
         fc.welcome(ping_only=True)
         t0 = time.time()
@@ -429,25 +432,25 @@ def case_silent(binary, scripts, c):
             fc.poll(0.1)
         rc = w.wait(1)
         took = time.time() - t0
-        c.eq("exit status when the coordinator falls silent", rc, 3)
-        c.check("gave up after about 2 s", 1.8 < took < 6, took)
-        c.check("message says so", "no message from the coordinator" in w.stderr(), w.stderr())
-        c.check("kept heartbeating while waiting", len(fc.received("Heartbeat")) >= 5,
-                len(fc.received("Heartbeat")))
+        testkit.eq("exit status when the coordinator falls silent", rc, 3)
+        testkit.check(1.8 < took < 6, "gave up after about 2 s", took)
+        testkit.check("no message from the coordinator" in w.stderr(), "message says so", w.stderr())
+        testkit.check(len(fc.received("Heartbeat")) >= 5, "kept heartbeating while waiting",
+                      len(fc.received("Heartbeat")))
     finally:
         w.kill()
         fc.close()
 
 
-def case_refused(binary, scripts, c):
+def case_refused(binary, scripts):
     fc = FakeCoordinator()
     w = Worker(binary, fc.endpoint, "--coordinator-timeout", "1.5")
     try:
-        if not c.check("Hello received", fc.wait_for("Hello", 10) is not None, w.stderr()):
+        if not testkit.check(fc.wait_for("Hello", 10) is not None, "Hello received", w.stderr()):
             return
         fc.send("Error", [3, "protocol 1 not spoken here", 1])
-        c.eq("exit status on BadVersion", w.wait(10), 3)
-        c.check("message names the refusal", "refused this worker" in w.stderr(), w.stderr())
+        testkit.eq("exit status on BadVersion", w.wait(10), 3)
+        testkit.check("refused this worker" in w.stderr(), "message names the refusal", w.stderr())
     finally:
         w.kill()
         fc.close()
@@ -455,33 +458,27 @@ def case_refused(binary, scripts, c):
     w = Worker(binary, fc.endpoint, "--coordinator-timeout", "1.5")
     try:
         t0 = time.time()
-        c.eq("exit status with no Welcome", w.wait(10), 3)
-        c.check("gave up after about 1.5 s", 1.3 < time.time() - t0 < 5)
-        c.check("message names the endpoint", "no Welcome from the coordinator at " + fc.endpoint in w.stderr(),
-                w.stderr())
+        testkit.eq("exit status with no Welcome", w.wait(10), 3)
+        testkit.check(1.3 < time.time() - t0 < 5, "gave up after about 1.5 s")
+        testkit.check("no Welcome from the coordinator at " + fc.endpoint in w.stderr(), "message names the endpoint",
+                      w.stderr())
     finally:
         w.kill()
         fc.close()
     # Usage errors never reach the network.
     r = subprocess.run([binary, "worker", "--insecure"], capture_output=True, text=True, timeout=10)
-    c.check("missing --connect is a usage error", r.returncode == 2 and "--connect" in r.stderr, r.stderr)
+    testkit.check(r.returncode == 2 and "--connect" in r.stderr, "missing --connect is a usage error", r.stderr)
     r = subprocess.run([binary, "worker", "--connect", "tcp://127.0.0.1:1"], capture_output=True,
                        text=True, timeout=10)
-    c.check("plain tcp:// without --insecure refused", r.returncode == 2 and "insecure" in r.stderr, r.stderr)
+    testkit.check(r.returncode == 2 and "insecure" in r.stderr, "plain tcp:// without --insecure refused", r.stderr)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def case_coordinator(binary, scripts, c):
+def case_coordinator(binary, scripts):
     """Two real workers (one engine each) under the real coordinator: same report as the
     embedded mode."""
     r = subprocess.run([binary, "coordinator"], capture_output=True, text=True, timeout=10)
     if "not available in this build" in r.stderr:
-        print("       (skipped: no coordinator in this build)")
+        testkit.info("skipped: no coordinator in this build")
         return
     lis = Listeners()
     tmp = tempfile.mkdtemp(prefix="fworker-e2e-")
@@ -492,7 +489,7 @@ def case_coordinator(binary, scripts, c):
         targets = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
         ref = subprocess.run([binary, "scan", *scan, "-oN", os.path.join(tmp, "emb.txt"), *targets],
                              capture_output=True, text=True, timeout=60)
-        c.eq("embedded reference scan", ref.returncode, 0)
+        testkit.eq("embedded reference scan", ref.returncode, 0)
         ep = "tcp://127.0.0.1:%d" % free_port()
         co = subprocess.Popen([binary, "coordinator", "--listen", ep, "--state", os.path.join(tmp, "st"),
                                "--insecure", *scan, "-oN", os.path.join(tmp, "fleet.txt"), *targets],
@@ -507,9 +504,9 @@ def case_coordinator(binary, scripts, c):
             crc = co.wait(20)
         except subprocess.TimeoutExpired:
             crc = None
-        print("       fleet scan of 4 hosts with 2 workers took %.1f s" % took)
-        c.eq("both workers exit 0", rcs, [0, 0])
-        c.eq("coordinator exits 0", crc, 0)
+        testkit.info("fleet scan of 4 hosts with 2 workers took %.1f s" % took)
+        testkit.eq("both workers exit 0", rcs, [0, 0])
+        testkit.eq("coordinator exits 0", crc, 0)
 
         def body(path):
             try:
@@ -518,10 +515,10 @@ def case_coordinator(binary, scripts, c):
             except OSError:
                 return None
         emb, fleet = body(os.path.join(tmp, "emb.txt")), body(os.path.join(tmp, "fleet.txt"))
-        c.check("report has the script result of both listening hosts",
-                fleet is not None and all(any(("locked-and-unlocked " + t) in l for l in fleet) for t in targets[:2]),
-                fleet)
-        c.eq("fleet report equals the embedded one", fleet, emb)
+        testkit.check(fleet is not None and all(any(("locked-and-unlocked " + t) in l for l in fleet) for t in targets[:2]),
+                      "report has the script result of both listening hosts",
+                      fleet)
+        testkit.eq("fleet report equals the embedded one", fleet, emb)
         for w in ws:
             w.kill()
     finally:
@@ -533,12 +530,12 @@ def case_coordinator(binary, scripts, c):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def case_curve(binary, scripts, c):
+def case_curve(binary, scripts):
     """CURVE: a worker whose key the coordinator does not admit never gets a Welcome (exit 3);
     the admitted one scans; a key with --insecure is a usage error."""
     r = subprocess.run([binary, "coordinator"], capture_output=True, text=True, timeout=10)
     if "not available in this build" in r.stderr:
-        print("       (skipped: no coordinator in this build)")
+        testkit.info("skipped: no coordinator in this build")
         return
     lis = Listeners()
     tmp = tempfile.mkdtemp(prefix="fworker-curve-")
@@ -558,20 +555,20 @@ def case_curve(binary, scripts, c):
         bad = subprocess.run([binary, "worker", "--connect", ep, "--key", k("bad.key"), "--server-key",
                               k("coord.pub"), "--coordinator-timeout", "1.5", "--engines", "1"],
                              capture_output=True, text=True, timeout=30)
-        c.eq("unadmitted key: exit 3", bad.returncode, 3)
-        c.check("unadmitted key: message hints at keys", "keys" in bad.stderr, bad.stderr)
+        testkit.eq("unadmitted key: exit 3", bad.returncode, 3)
+        testkit.check("keys" in bad.stderr, "unadmitted key: message hints at keys", bad.stderr)
         mixed = subprocess.run([binary, "worker", "--connect", ep, "--key", k("good.key"), "--server-key",
                                 k("coord.pub"), "--insecure"], capture_output=True, text=True, timeout=30)
-        c.eq("--key with --insecure: usage error", mixed.returncode, 2)
+        testkit.eq("--key with --insecure: usage error", mixed.returncode, 2)
         good = subprocess.run([binary, "worker", "--connect", ep, "--key", k("good.key"), "--server-key",
                                k("coord.pub"), "--engines", "1"], capture_output=True, text=True, timeout=60)
-        c.eq("admitted key: scan done, exit 0", good.returncode, 0)
+        testkit.eq("admitted key: scan done, exit 0", good.returncode, 0)
         try:
-            c.eq("coordinator exit 0", co.wait(20), 0)
+            testkit.eq("coordinator exit 0", co.wait(20), 0)
         except subprocess.TimeoutExpired:
-            c.check("coordinator finished", False)
+            testkit.check(False, "coordinator finished")
         out = open(k("out.txt")).read() if os.path.exists(k("out.txt")) else ""
-        c.check("report has the open port", "%d/tcp open" % lis.port in out, out)
+        testkit.check("%d/tcp open" % lis.port in out, "report has the open port", out)
     finally:
         if co and co.poll() is None:
             co.kill()
@@ -591,7 +588,6 @@ def main():
     if args and os.path.sep in args[0]:
         binary = os.path.abspath(args.pop(0))
     wanted = set(args)
-    c = Checks()
     with tempfile.TemporaryDirectory() as tmp:
         scripts = {}
         for name, text in SCRIPTS.items():
@@ -601,13 +597,12 @@ def main():
         for name, fn in CASES:
             if wanted and name not in wanted:
                 continue
-            print("case %s" % name)
+            testkit.info("case " + name)
             try:
-                fn(binary, scripts, c)
+                fn(binary, scripts)
             except Exception as e:  # a broken worker must fail the case, not the runner
-                c.check("case %s raised" % name, False, repr(e))
-    print("%d passed, %d failed" % (c.passed, c.failed))
-    sys.exit(1 if c.failed else 0)
+                testkit.check(False, "case %s raised" % name, repr(e))
+    sys.exit(testkit.summary())
 
 
 if __name__ == "__main__":

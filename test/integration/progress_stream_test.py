@@ -16,20 +16,12 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import testkit  # noqa: E402
+from testkit import ROOT, check  # noqa: E402
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "nsefleet")
 SCRIPT = os.path.join(ROOT, "test", "nse", "runtime_slowhost.nse")
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS", name)
-    else:
-        failed += 1
-        print("FAIL", name, detail)
 
 
 def streaming():
@@ -48,15 +40,15 @@ def streaming():
     p.wait(timeout=60)
     end = time.time() - t0
     hosts = [(t, o["address"]) for t, o in arrivals if o.get("type") == "host"]
-    check("stream: exit 0", p.returncode == 0, err)
-    check("stream: two host lines", [a for _, a in hosts] == ["127.0.0.1", "127.0.0.2"], hosts)
+    check(p.returncode == 0, "stream: exit 0", err)
+    check([a for _, a in hosts] == ["127.0.0.1", "127.0.0.2"], "stream: two host lines", hosts)
     if len(hosts) == 2:
-        check("stream: fast host written before the slow one finished",
-              hosts[0][0] < end - 2.0, "first at %.2fs, end %.2fs" % (hosts[0][0], end))
+        check(hosts[0][0] < end - 2.0, "stream: fast host written before the slow one finished",
+              "first at %.2fs, end %.2fs" % (hosts[0][0], end))
     outs = {o["address"]: o["hostscripts"][0]["output"] for _, o in arrivals
             if o.get("type") == "host" and o.get("hostscripts")}
-    check("stream: script outputs", outs == {"127.0.0.1": "fast 127.0.0.1",
-                                             "127.0.0.2": "slow 127.0.0.2"}, outs)
+    check(outs == {"127.0.0.1": "fast 127.0.0.1", "127.0.0.2": "slow 127.0.0.2"},
+          "stream: script outputs", outs)
 
 
 def progress():
@@ -66,11 +58,11 @@ def progress():
             "--script-args", 'slowhost.hosts="127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4",slowhost.secs=1',
             "127.0.0.1-4"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    check("progress: exit 0", r.returncode == 0, r.stderr)
+    check(r.returncode == 0, "progress: exit 0", r.stderr)
     lines = [l for l in r.stderr.splitlines() if l.startswith("Stats:")]
-    check("progress: stats lines printed", len(lines) >= 2, r.stderr)
-    check("progress: done/total shown", any("/4 hosts completed" in l for l in lines), lines)
-    check("progress: estimate shown", any("remaining" in l for l in lines), lines)
+    check(len(lines) >= 2, "progress: stats lines printed", r.stderr)
+    check(any("/4 hosts completed" in l for l in lines), "progress: done/total shown", lines)
+    check(any("remaining" in l for l in lines), "progress: estimate shown", lines)
 
 
 def ordered_streaming():
@@ -89,10 +81,10 @@ def ordered_streaming():
     p.wait(timeout=60)
     end = time.time() - t0
     order = sorted(seen, key=seen.get)
-    check("ordered: exit 0", p.returncode == 0)
-    check("ordered: target order", order == ["127.0.0.1", "127.0.0.2", "127.0.0.3"], seen)
-    check("ordered: first host printed before the slow one finished",
-          seen.get("127.0.0.1", end) < end - 2.5, "%s, end %.2f" % (seen, end))
+    check(p.returncode == 0, "ordered: exit 0")
+    check(order == ["127.0.0.1", "127.0.0.2", "127.0.0.3"], "ordered: target order", seen)
+    check(seen.get("127.0.0.1", end) < end - 2.5,
+          "ordered: first host printed before the slow one finished", "%s, end %.2f" % (seen, end))
 
 
 def mask(xml):
@@ -112,7 +104,7 @@ def state_and_resume():
             "--script-args", 'slowhost.hosts="%s",slowhost.secs=1' % hosts, "127.0.0.1-8"]
     ref = os.path.join(work, "ref.xml")
     r = subprocess.run([BIN, "scan"] + base + ["-oX", ref], capture_output=True, text=True, timeout=60)
-    check("state: uninterrupted run", r.returncode == 0, r.stderr)
+    check(r.returncode == 0, "state: uninterrupted run", r.stderr)
     state = os.path.join(work, "state")
     out = os.path.join(work, "out.xml")
     jl = os.path.join(work, "out.json")
@@ -126,18 +118,18 @@ def state_and_resume():
         time.sleep(0.1)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
-    check("state: XML not left in place by a killed scan", not os.path.exists(out))
+    check(not os.path.exists(out), "state: XML not left in place by a killed scan")
     r = subprocess.run([BIN, "scan", "--state", state, "--resume"] + base + ["-oX", out],
                        capture_output=True, text=True, timeout=60)
-    check("state: --resume exits 0", r.returncode == 0, r.stderr)
+    check(r.returncode == 0, "state: --resume exits 0", r.stderr)
     a = mask(open(ref).read()) if os.path.exists(ref) else ""
     b = mask(open(out).read()) if os.path.exists(out) else ""
-    check("state: resumed report equals the uninterrupted one", a and a == b,
+    check(a and a == b, "state: resumed report equals the uninterrupted one",
           "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm=""))[:2000])
     r = subprocess.run([BIN, "scan", "--state", state] + base + ["-oX", out],
                        capture_output=True, text=True, timeout=60)
-    check("state: reusing a state directory without --resume is refused",
-          r.returncode != 0 and "--resume" in r.stderr, r.stderr)
+    check(r.returncode != 0 and "--resume" in r.stderr,
+          "state: reusing a state directory without --resume is refused", r.stderr)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -156,14 +148,14 @@ def interrupt():
     except subprocess.TimeoutExpired:
         p.kill()
         rc = None
-    check("interrupt: exit 130", rc == 130, rc)
+    check(rc == 130, "interrupt: exit 130", rc)
     text = open(out).read() if os.path.exists(out) else ""
-    check("interrupt: XML complete", text.rstrip().endswith("</nmaprun>"), text[-200:])
-    check("interrupt: hosts done are reported",
-          'addr="127.0.0.1"' in text and 'addr="127.0.0.2"' in text, text[-400:])
+    check(text.rstrip().endswith("</nmaprun>"), "interrupt: XML complete", text[-200:])
+    check('addr="127.0.0.1"' in text and 'addr="127.0.0.2"' in text,
+          "interrupt: hosts done are reported", text[-400:])
     leftovers = [d for d in os.listdir(tempfile.gettempdir())
                  if d.startswith("nsefleet-scan-%d-" % p.pid)]
-    check("interrupt: no state directory left behind", not leftovers, leftovers)
+    check(not leftovers, "interrupt: no state directory left behind", leftovers)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -172,5 +164,4 @@ progress()
 ordered_streaming()
 state_and_resume()
 interrupt()
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(testkit.summary())

@@ -26,8 +26,8 @@ import time
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "fleet"))
-import labrun  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
 
 COMPARE = os.path.join(HERE, "..", "conformance", "compare.py")
 NS = "nsefleet-load-%d" % os.getpid()
@@ -36,11 +36,8 @@ W1 = ["-sT", "-Pn", "-n", "-p", "21,22,80,443,6379", "--script",
 W1_NET = "127.0.1.0/26"
 BURST_NET = "127.1.0.0/22"
 BURST_PORTS = "21,22,80,443,6379,11211"
-check = labrun.check
-
-
-def info(msg):
-    print("info - " + msg, flush=True)
+check = testkit.check
+info = testkit.info
 
 
 def run(cmd, timeout, log):
@@ -117,7 +114,7 @@ def inner(binary):
             superset(nmap_xml, scan_xml, "W1 nsefleet scan")
 
         # ---- 3. coordinator + 3 workers, one killed -9 mid-scan
-        port = labrun.free_port()
+        port = testkit.free_port()
         fleet_xml = P("fleet.xml")
         clog = open(P("coord.log"), "w")
         coord = subprocess.Popen([binary, "coordinator", "--listen", "tcp://127.0.0.1:%d" % port,
@@ -153,12 +150,11 @@ def inner(binary):
             check(got == expect, "fleet: each of %d hosts once, in order (%d)" % (len(expect), len(got)))
             superset(nmap_xml, fleet_xml, "fleet with a worker killed")
     finally:
-        if labrun.failed:
+        if testkit.failed:
             info("files kept in " + work)
         else:
             shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    os.environ["NSEFLEET_LAB_STOCK"] = "1"
-    labrun.main(__file__, inner, __doc__, NS, 1500, "load tests")
+    testkit.lab_main(__file__, inner, __doc__, NS, 1500, "load tests", NSEFLEET_LAB_STOCK="1")

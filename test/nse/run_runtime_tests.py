@@ -20,7 +20,10 @@ import time
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
+from testkit import ROOT  # noqa: E402
+
 ERROR_TEXT = "ERROR: Script execution failed (use -d to debug)"
 
 
@@ -80,14 +83,6 @@ def known_service_listener():
         except OSError:
             continue
     return Listener(0)
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---------------------------------------------------------------- running and parsing
@@ -321,7 +316,7 @@ def case_basics(binary, c):
 
 def case_hostport(binary, c):
     l1, l2 = known_service_listener(), Listener(0)
-    closed = closed_port()
+    closed = testkit.free_port()  # nothing listens there: closed
     try:
         p1, p2 = l1.port, l2.port
         svc = services_name(p1)
@@ -745,7 +740,6 @@ def main():
     if not os.access(binary, os.X_OK):
         print(f"binary not found or not executable: {binary}")
         return 2
-    passed = failed = 0
     t0 = time.monotonic()
     for name, fn in CASES:
         if wanted and name not in wanted:
@@ -757,17 +751,9 @@ def main():
         except Exception as e:  # a broken runtime must fail the case, not the runner
             c.problems.append(f"runner exception: {type(e).__name__}: {e}")
         dt = time.monotonic() - t
-        if c.problems:
-            failed += 1
-            print(f"FAIL {name} ({dt:.1f}s)")
-            for p in c.problems:
-                print(f"     {p}")
-        else:
-            passed += 1
-            print(f"PASS {name} ({dt:.1f}s)")
-    print(f"total time {time.monotonic() - t0:.1f}s")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        testkit.check(not c.problems, f"{name} ({dt:.1f}s)", "\n".join([""] + c.problems))
+    testkit.info(f"total time {time.monotonic() - t0:.1f}s")
+    return testkit.summary()
 
 
 if __name__ == "__main__":

@@ -11,33 +11,13 @@ nmap.socket.loop is driver-only). Exit status 0 when every compared script match
 import argparse
 import difflib
 import os
-import re
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-def script_block(text, name):
-    """The result lines of script `name` in nmap-style normal output, prefixes removed."""
-    lines, inside = [], False
-    for line in text.splitlines():
-        m = re.match(r"^\|([ _])(.*)$", line)
-        if not inside:
-            if m and m.group(2).startswith(name + ":"):
-                inside = True
-                first = m.group(2)[len(name) + 1:]
-                lines.append(first[1:] if first.startswith(" ") else first)
-                if m.group(1) == "_":
-                    break
-            continue
-        if not m:
-            break
-        lines.append(m.group(2))
-        if m.group(1) == "_":
-            break
-    return lines
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
+from testkit import ROOT, check, script_block  # noqa: E402
 
 
 def main():
@@ -50,11 +30,11 @@ def main():
     srv = subprocess.Popen([sys.executable, os.path.join(HERE, "servers.py"), "--lifetime",
                             "300", "--stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            text=True)
-    failed = 0
     try:
         ports = srv.stdout.readline().strip()
         if not ports:
-            print("servers.py did not start")
+            check(False, "servers.py started")
+            testkit.summary()
             return 2
         for n in a.names:
             name = "socket_" + n
@@ -71,22 +51,16 @@ def main():
             got = script_block(out, name)
             with open(os.path.join(HERE, name + ".expected")) as f:
                 want = f.read().splitlines()
-            if got == want:
-                print(f"PASS {name}")
-                continue
-            failed += 1
-            print(f"FAIL {name}")
-            sys.stdout.writelines(l + "\n" for l in difflib.unified_diff(
-                want, got, "expected", "got", lineterm=""))
-            if not got:
-                print(out[-2000:])
+            diff = "\n".join(difflib.unified_diff(want, got, "expected", "got", lineterm=""))
+            check(got == want, f"{name} output equals {name}.expected",
+                  "\n" + diff + ("\n" + out[-2000:] if not got else ""))
     finally:
         srv.stdin.close()
         try:
             srv.wait(timeout=5)
         except subprocess.TimeoutExpired:
             srv.kill()
-    return 1 if failed else 0
+    return testkit.summary()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ import time
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
+from testkit import ROOT, check, nsx as nx  # noqa: E402
+
 TAG = f"{os.getpid() % 100000}"
 NS_S, NS_T, NS_F = f"nsf-syn-s{TAG}", f"nsf-syn-t{TAG}", f"nsf-syn-f{TAG}"
 S1, T1, T2, F2 = f"nss{TAG}", f"nst{TAG}", f"nsu{TAG}", f"nsf{TAG}"
@@ -55,30 +58,12 @@ time.sleep(float(sys.argv[3]))
 """
 
 
-def sh(*args, check=True, timeout=30):
-    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def nx(ns, *args, **kw):
-    return sh("ip", "netns", "exec", ns, *args, **kw)
-
-
 def setup():
     for ns in (NS_S, NS_T, NS_F):
-        sh("ip", "netns", "add", ns)
-        nx(ns, "ip", "link", "set", "lo", "up")
-        nx(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        nx(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-    sh("ip", "link", "add", S1, "netns", NS_S, "type", "veth", "peer", "name", T1, "netns", NS_T)
-    sh("ip", "link", "add", T2, "netns", NS_T, "type", "veth", "peer", "name", F2, "netns", NS_F)
-    nx(NS_S, "ip", "addr", "add", "198.51.100.1/24", "dev", S1)
-    nx(NS_T, "ip", "addr", "add", "198.51.100.2/24", "dev", T1)
-    nx(NS_T, "ip", "addr", "add", "198.51.100.4/24", "dev", T1)
-    nx(NS_T, "ip", "addr", "add", "203.0.113.1/24", "dev", T2)
-    for a in ("203.0.113.2", "203.0.113.3", "203.0.113.6"):
-        nx(NS_F, "ip", "addr", "add", a + "/24", "dev", F2)
-    for ns, dev in ((NS_S, S1), (NS_T, T1), (NS_T, T2), (NS_F, F2)):
-        nx(ns, "ip", "link", "set", dev, "up")
+        testkit.ns_add(ns, ipv6=False)
+    testkit.veth(S1, NS_S, ["198.51.100.1/24"], T1, NS_T, ["198.51.100.2/24", "198.51.100.4/24"])
+    testkit.veth(T2, NS_T, ["203.0.113.1/24"],
+                 F2, NS_F, [a + "/24" for a in ("203.0.113.2", "203.0.113.3", "203.0.113.6")])
     nx(NS_S, "ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.2")
     nx(NS_F, "ip", "route", "add", "198.51.100.0/24", "via", "203.0.113.1")
     nx(NS_T, "sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -95,13 +80,7 @@ table inet filt {{
   }}
 }}
 """
-    subprocess.run(["ip", "netns", "exec", NS_T, "nft", "-f", "-"], input=rules, text=True,
-                   check=True, capture_output=True, timeout=30)
-
-
-def teardown():
-    for ns in (NS_S, NS_T, NS_F):
-        sh("ip", "netns", "del", ns, check=False)
+    nx(NS_T, "nft", "-f", "-", input=rules)
 
 
 def ports_of(xml_text):
@@ -132,8 +111,7 @@ def host_elem(xml_text, addr):
 
 def run_scan(cmd, limit=120):
     t0 = time.monotonic()
-    r = subprocess.run(["ip", "netns", "exec", NS_S] + cmd, capture_output=True, text=True,
-                       timeout=limit)
+    r = subprocess.run(testkit.ns_argv(NS_S, cmd), capture_output=True, text=True, timeout=limit)
     return r, time.monotonic() - t0
 
 
@@ -142,55 +120,40 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "nsefleet"))
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
-    if os.geteuid() != 0:
-        print("skipped: needs root (network namespaces)")
+    can, why = testkit.ns_can_create(NS_S)
+    if not can:
+        testkit.info(f"skipped: raw scan tests: {why}")
         return 77
-    probe = subprocess.run(["ip", "netns", "add", NS_S], capture_output=True, text=True)
-    if probe.returncode != 0:
-        print("skipped: cannot create network namespaces:", probe.stderr.strip())
-        return 77
-    subprocess.run(["ip", "netns", "del", NS_S], capture_output=True)
-
-    passed = failed = 0
-
-    def record(ok, what):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-            print("ok  ", what)
-        else:
-            failed += 1
-            print("FAIL", what)
 
     listeners = None
     try:
         setup()
         listeners = subprocess.Popen(
-            ["ip", "netns", "exec", NS_T, sys.executable, "-c", LISTENERS,
-             ",".join(map(str, TCP_OPEN)), ",".join(map(str, UDP_OPEN)), "300"],
+            testkit.ns_argv(NS_T, [sys.executable, "-c", LISTENERS, ",".join(map(str, TCP_OPEN)),
+                                   ",".join(map(str, UDP_OPEN)), "300"]),
             stdout=subprocess.PIPE, text=True)
-        record(listeners.stdout.readline().strip() == "ready", "listeners started in target")
+        check(listeners.stdout.readline().strip() == "ready", "listeners started in target")
 
         # ---- -sS and -sU, port by port against nmap
         common = ["-n", "-T4", "--reason", "-p", PORTS, "-oX", "-", TARGET]
         ours, t_ours = run_scan([binary, "scan", "-sS", "-sU"] + common)
         theirs, t_nmap = run_scan(["nmap", "-sS", "-sU"] + common)
-        record(ours.returncode == 0, f"nsefleet -sS -sU exits 0 ({t_ours:.2f}s): {ours.stderr.strip()[:300]}")
-        record(theirs.returncode == 0, f"nmap -sS -sU exits 0 ({t_nmap:.2f}s)")
+        check(ours.returncode == 0, f"nsefleet -sS -sU exits 0 ({t_ours:.2f}s): {ours.stderr.strip()[:300]}")
+        check(theirs.returncode == 0, f"nmap -sS -sU exits 0 ({t_nmap:.2f}s)")
         a, b = ports_of(ours.stdout), ports_of(theirs.stdout)
-        record(len(b) == 18, f"nmap reports all 18 ports ({len(b)})")
+        check(len(b) == 18, f"nmap reports all 18 ports ({len(b)})")
         for key in sorted(b):
-            record(a.get(key) == b[key], f"{key[0]}/{key[1]}: nsefleet {a.get(key)} nmap {b[key]}")
+            check(a.get(key) == b[key], f"{key[0]}/{key[1]}: nsefleet {a.get(key)} nmap {b[key]}")
         extra = set(a) - set(b)
-        record(not extra, f"no ports beyond nmap's: {sorted(extra)}")
+        check(not extra, f"no ports beyond nmap's: {sorted(extra)}")
         expect = {("tcp", 22): "open", ("tcp", 81): "filtered", ("tcp", 21): "closed",
                   ("udp", 53): "open", ("udp", 68): "closed", ("udp", 123): "open|filtered",
                   ("udp", 69): "filtered"}
-        record(all(a.get(k, ("",))[0] == v for k, v in expect.items()),
+        check(all(a.get(k, ("",))[0] == v for k, v in expect.items()),
                "target really has open, closed and filtered ports of both protocols")
         h = host_elem(ours.stdout, TARGET)
         st = h.find("status") if h is not None else None
-        record(st is not None and st.get("reason") == "arp-response",
+        check(st is not None and st.get("reason") == "arp-response",
                f"directly connected target found by ARP ({st.attrib if st is not None else None})")
 
         # ---- host discovery (-sn): up sets equal nmap's
@@ -200,46 +163,43 @@ def main():
             ours, t_ours = run_scan([binary, "scan", "-sS"] + cmd)
             theirs, t_nmap = run_scan(["nmap"] + cmd)
             ua, ub = up_hosts(ours.stdout) if ours.returncode == 0 else set(), up_hosts(theirs.stdout)
-            record(ua == ub and len(ub) >= 2,
+            check(ua == ub and len(ub) >= 2,
                    f"-sn {net} ({how}): nsefleet {sorted(ua)} ({t_ours:.2f}s) "
                    f"nmap {sorted(ub)} ({t_nmap:.2f}s) {ours.stderr.strip()[:200]}")
             if how == "ARP" and ours.returncode == 0:
                 reasons = {h.find("address").get("addr"): h.find("status").get("reason")
                            for h in ET.fromstring(ours.stdout).iter("host")
                            if h.find("status").get("state") == "up"}
-                record(reasons.get("198.51.100.2") == "arp-response"
+                check(reasons.get("198.51.100.2") == "arp-response"
                        and reasons.get("198.51.100.1") == "localhost-response",
                        f"ARP and local reasons: {reasons}")
         ours, _ = run_scan([binary, "scan", "-sS", "-sn", "-n", "-oX", "-", "203.0.113.2"])
         h = host_elem(ours.stdout, "203.0.113.2") if ours.returncode == 0 else None
         reason = h.find("status").get("reason") if h is not None else None
-        record(reason in ("echo-reply", "syn-ack", "reset", "timestamp-reply"),
+        check(reason in ("echo-reply", "syn-ack", "reset", "timestamp-reply"),
                f"routed host found by an ICMP/TCP probe (reason {reason})")
 
         # ---- -sS on a routed host (SYN through the router)
         cmd = ["-sS", "-n", "-T4", "-Pn", "-p", "T:21-23,80,81", "-oX", "-", "203.0.113.2"]
         ours, _ = run_scan([binary, "scan"] + cmd)
         theirs, _ = run_scan(["nmap"] + cmd)
-        record(ours.returncode == 0 and ports_of(ours.stdout) == ports_of(theirs.stdout),
+        check(ours.returncode == 0 and ports_of(ours.stdout) == ports_of(theirs.stdout),
                f"-sS -Pn via router equals nmap: {ports_of(ours.stdout) if ours.returncode == 0 else ours.stderr}")
 
         # ---- without privileges: warning and connect-scan fallback
         r, _ = run_scan(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                          binary, "scan", "-sS", "-Pn", "-n", "-p", "T:21,22", "-oX", "-", TARGET])
         p = ports_of(r.stdout) if r.returncode == 0 else {}
-        record("root" in r.stderr and p.get(("tcp", 22), ("",))[0] == "open"
+        check("root" in r.stderr and p.get(("tcp", 22), ("",))[0] == "open"
                and p.get(("tcp", 21), ("",))[0] == "closed",
                f"unprivileged -sS warns and falls back to -sT: {r.stderr.strip()[:200]} {p}")
     finally:
         if listeners:
             listeners.kill()
             listeners.wait()
-        teardown()
-        left = sh("ip", "netns", "list").stdout
-        record(NS_S not in left and NS_T not in left and NS_F not in left, "namespaces deleted")
-
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        testkit.ns_delete(NS_S, NS_T, NS_F)
+        check(testkit.ns_gone(NS_S, NS_T, NS_F), "namespaces deleted")
+    return testkit.summary()
 
 
 if __name__ == "__main__":

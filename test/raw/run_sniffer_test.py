@@ -27,7 +27,10 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
+from testkit import ROOT, check, nsx as nx, sh  # noqa: E402
+
 COMPARE = os.path.join(ROOT, "test", "conformance", "compare.py")
 TAG = f"{os.getpid() % 100000}"
 NS_S, NS_T = f"nsf-snf-s{TAG}", f"nsf-snf-t{TAG}"
@@ -41,26 +44,10 @@ NIC_FILTER = ["ff:ff:ff:ff:ff:fe", "ff:ff:00:00:00:00", "ff:00:00:00:00:00",
 UNKNOWN_FILTER = ["ff:ff:ff:ff:ff:fe"]
 
 
-def sh(*args, check=True, timeout=30, input=None):
-    return subprocess.run(list(args), capture_output=True, text=True, check=check,
-                          timeout=timeout, input=input)
-
-
-def nx(ns, *args, **kw):
-    return sh("ip", "netns", "exec", ns, *args, **kw)
-
-
 def setup():
     for ns in (NS_S, NS_T):
-        sh("ip", "netns", "add", ns)
-        nx(ns, "ip", "link", "set", "lo", "up")
-        nx(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        nx(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-    sh("ip", "link", "add", VS, "netns", NS_S, "type", "veth", "peer", "name", VT, "netns", NS_T)
-    nx(NS_S, "ip", "addr", "add", "198.51.100.1/24", "dev", VS)
-    nx(NS_T, "ip", "addr", "add", TARGET + "/24", "dev", VT)
-    nx(NS_S, "ip", "link", "set", VS, "up")
-    nx(NS_T, "ip", "link", "set", VT, "up")
+        testkit.ns_add(ns, ipv6=False)
+    testkit.veth(VS, NS_S, ["198.51.100.1/24"], VT, NS_T, [TARGET + "/24"])
 
 
 def set_filter(drop):
@@ -99,25 +86,10 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "nsefleet"))
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
-    if os.geteuid() != 0:
-        print("SKIP: needs root (network namespaces)")
+    can, why = testkit.ns_can_create(NS_S)
+    if not can:
+        testkit.info(f"skipped: sniffer-detect tests: {why}")
         return 77
-    probe = subprocess.run(["ip", "netns", "add", NS_S], capture_output=True, text=True)
-    if probe.returncode != 0:
-        print("SKIP: cannot create network namespaces:", probe.stderr.strip())
-        return 77
-    subprocess.run(["ip", "netns", "del", NS_S], capture_output=True)
-
-    passed = failed = 0
-
-    def record(ok, what):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-            print("ok  ", what)
-        else:
-            failed += 1
-            print("FAIL", what)
 
     def scan(cmd):
         """Runs one scan in the scanner namespace; (xml, stderr, test frames it sent)."""
@@ -140,15 +112,15 @@ def main():
             nx(NS_T, "ip", "link", "set", "dev", VT, "promisc", promisc)
             set_filter(drop)
             flags = nx(NS_T, "ip", "-o", "link", "show", "dev", VT).stdout
-            record(("PROMISC" in flags) == (promisc == "on"), f"{name}: target promisc {promisc}")
+            check(("PROMISC" in flags) == (promisc == "on"), f"{name}: target promisc {promisc}")
             nm_xml, nm_err, nm_frames = scan(["nmap", "-sn", "-n", "--script", "sniffer-detect"])
             # -sS selects the raw discovery that fills host.mac_addr and friends.
             us_xml, us_err, us_frames = scan([binary, "scan", "-sS", "-sn", "-n",
                                               "--script", "sniffer-detect"])
             nm_out, us_out = script_outputs(nm_xml), script_outputs(us_xml)
             seen[name] = nm_out
-            record(nm_out is not None, f"{name}: nmap ran ({nm_err})")
-            record(us_out is not None, f"{name}: nsefleet ran ({us_err})")
+            check(nm_out is not None, f"{name}: nmap ran ({nm_err})")
+            check(us_out is not None, f"{name}: nsefleet ran ({us_err})")
             if nm_out is None or us_out is None:
                 continue
             if nm_out:
@@ -158,14 +130,14 @@ def main():
                 with open(b, "w") as f:
                     f.write(us_xml)
                 c = sh(sys.executable, COMPARE, "-q", a, b, check=False)
-                record(c.returncode == 0,
+                check(c.returncode == 0,
                        f"{name}: outputs match (nmap {nm_out}, nsefleet {us_out}) "
                        + ("" if c.returncode == 0 else c.stdout.strip()[-300:]))
             else:
-                record(not us_out, f"{name}: no result from either (nsefleet {us_out})")
+                check(not us_out, f"{name}: no result from either (nsefleet {us_out})")
             # Both scanners must really have run the script: the same test frames reached
             # the target (each of the 8 tests sends 1 frame, or 3 when unanswered).
-            record(nm_frames == us_frames and us_frames > 0,
+            check(nm_frames == us_frames and us_frames > 0,
                    f"{name}: test frames at target: nmap {nm_frames}, nsefleet {us_frames}")
         # host.mac_addr for hosts of every host group (one host per group): each must carry
         # the target's MAC, as nmap's raw discovery gives it.
@@ -183,24 +155,20 @@ def main():
             except ET.ParseError:
                 macs[who] = r.stderr.strip()[:200]
         want = {TARGET: [mac], TARGET2: [mac]}
-        record(macs.get("nmap") == want and macs.get("nsefleet") == want,
+        check(macs.get("nmap") == want and macs.get("nsefleet") == want,
                f"host.mac_addr in two host groups: want {want}, nmap {macs.get('nmap')}, "
                f"nsefleet {macs.get('nsefleet')}")
         # The settings must really lead the script down its different endings (a positive
         # answer, no answer, "Unknown"), else matching nmap proves little.
-        record(str(seen.get("promisc off")).startswith("['Likely in promiscuous mode")
+        check(str(seen.get("promisc off")).startswith("['Likely in promiscuous mode")
                and seen.get("nic-filter") == []
                and str(seen.get("unknown")).startswith("['Unknown (tests:"),
                f"nmap's answers cover the script's endings: {seen}")
     finally:
-        for ns in (NS_S, NS_T):
-            sh("ip", "netns", "del", ns, check=False)
+        testkit.ns_delete(NS_S, NS_T)
         subprocess.run(["rm", "-rf", tmp])
-        left = sh("ip", "netns", "list").stdout
-        record(NS_S not in left and NS_T not in left, "namespaces deleted")
-
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        check(testkit.ns_gone(NS_S, NS_T), "namespaces deleted")
+    return testkit.summary()
 
 
 if __name__ == "__main__":

@@ -22,14 +22,16 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import testkit  # noqa: E402
+from testkit import ROOT, check  # noqa: E402
+
 COMPARE = os.path.join(ROOT, "test", "conformance", "compare.py")
 USER = "nsefleet-ssh"
 SCAN_TIMEOUT = 240
@@ -54,7 +56,7 @@ class Lab:
         return os.path.join(self.dir, name)
 
     def nsx(self, cmd):
-        return ["ip", "netns", "exec", self.ns] + cmd
+        return testkit.ns_argv(self.ns, cmd)
 
     def start(self):
         # sshd reads authorized_keys with the user's privileges: the directory must be
@@ -88,8 +90,7 @@ MaxSessions 20
 LogLevel ERROR
 """)
         os.makedirs("/run/sshd", exist_ok=True)
-        run(["ip", "netns", "add", self.ns])
-        run(self.nsx(["ip", "link", "set", "lo", "up"]))
+        testkit.ns_add(self.ns)
         self.sshd = subprocess.Popen(self.nsx(["/usr/sbin/sshd", "-D", "-e", "-f", self.path("sshd_config")]),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.path("sshd.log"), "w"))
@@ -113,22 +114,11 @@ LogLevel ERROR
                 self.sshd.kill()
                 self.sshd.wait(5)
         # Connection children left in our namespace were all started by this run.
-        for _ in range(50):
-            pids = subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True,
-                                  text=True).stdout.split()
-            if not pids:
-                break
-            for p in pids:
-                try:
-                    os.kill(int(p), 15 if _ < 25 else 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            time.sleep(0.1)
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        testkit.ns_delete(self.ns)
         if self.created_user:
             subprocess.run(["userdel", USER], capture_output=True)
         if self.keep:
-            print(f"kept {self.dir}")
+            testkit.info(f"kept {self.dir}")
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -157,23 +147,13 @@ def main():
     ap.add_argument("names", nargs="*")
     a = ap.parse_args()
     if os.geteuid() != 0:
-        print("needs root (ip netns, useradd)")
+        check(False, "needs root (ip netns, useradd)")
+        testkit.summary()
         return 2
 
     # meson's timeout sends SIGTERM: unwind through the finally below so the lab is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     lab = Lab(a.keep)
-    passed = failed = 0
-
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-            print(f"PASS {name}")
-        else:
-            failed += 1
-            print(f"FAIL {name} {detail}")
-
     try:
         lab.start()
         p = lab.path
@@ -229,7 +209,7 @@ def main():
                         rc = "timeout"
                     if not (isinstance(rc, int) and rc < 0):
                         break
-                    print(f"  {name}: nmap died (rc={rc}), retrying")
+                    testkit.info(f"{name}: nmap died (rc={rc}), retrying")
                 dt = time.time() - t0
                 text = open(xml).read() if os.path.exists(xml) else ""
                 # ssh-brute's statistics line carries wall-clock figures.
@@ -238,12 +218,12 @@ def main():
                     f.write(masked)
                 xmls[who] = xml + ".masked"
                 outs[(name, who)] = script_outputs(text)
-                print(f"  {name}: {who} rc={rc} {dt:.1f}s")
+                testkit.info(f"{name}: {who} rc={rc} {dt:.1f}s")
             if name in only_nsefleet:
                 continue
             cmp = subprocess.run([sys.executable, COMPARE, xmls["nsefleet"], xmls["nmap"]],
                                  capture_output=True, text=True)
-            check(f"{name} (nsefleet == nmap)", cmp.returncode == 0, "\n" + cmp.stdout + cmp.stderr)
+            check(cmp.returncode == 0, f"{name} (nsefleet == nmap)", "\n" + cmp.stdout + cmp.stderr)
 
         # Facts known without either scanner.
         def out(name, who="nsefleet"):
@@ -253,33 +233,33 @@ def main():
             api = out("api").replace("&#xa;", "\n").replace("&#10;", "\n")
             for alg in ("md5", "sha1"):
                 want = f"{alg}: {fingerprint(p('host_key.pub'), alg)}"
-                check(f"api hostkey_hash {alg} matches ssh-keygen", want in api, f"want {want!r}")
-            check("api password auth false then true",
-                  "bad password: false" in api and "good password: true" in api)
-            check("api canauth good/bad", "canauth good: true" in api and "canauth bad key: false" in api)
-            check("api exec output", "hi" in api and "to-stderr" in api)
+                check(want in api, f"api hostkey_hash {alg} matches ssh-keygen", f"want {want!r}")
+            check("bad password: false" in api and "good password: true" in api,
+                  "api password auth false then true")
+            check("canauth good: true" in api and "canauth bad key: false" in api, "api canauth good/bad")
+            check("hi" in api and "to-stderr" in api, "api exec output")
         if not a.names or "wait" in a.names:
             w = out("wait")
-            check("wait: read past set_timeout raises TIMEOUT promptly",
-                  "slow read: false TIMEOUT, within 2s: true" in w, w)
-            check("wait: a waiting thread does not block another", "worker finished first: true" in w
-                  and "slow" in w.split("slow output:")[-1], w)
-            check("wait: a session left open by a finished thread is closed",
-                  "user sshd processes: 1" in w, w)
+            check("slow read: false TIMEOUT, within 2s: true" in w,
+                  "wait: read past set_timeout raises TIMEOUT promptly", w)
+            check("worker finished first: true" in w and "slow" in w.split("slow output:")[-1],
+                  "wait: a waiting thread does not block another", w)
+            check("user sshd processes: 1" in w,
+                  "wait: a session left open by a finished thread is closed", w)
         if not a.names or "brute" in a.names:
             b = out("brute")
-            check("brute finds the one valid account",
-                  f"{USER}:{lab.password} - Valid credentials" in b and b.count("Valid credentials") == 1, b)
+            check(f"{USER}:{lab.password} - Valid credentials" in b and b.count("Valid credentials") == 1,
+                  "brute finds the one valid account", b)
         if not a.names or "run-password" in a.names:
-            check("ssh-run output", re.search(r"hi\s*&#xa;\s*" + USER, out("run-password")) is not None
+            check(re.search(r"hi\s*&#xa;\s*" + USER, out("run-password")) is not None
                   or f"hi\n{USER}" in out("run-password").replace("&#xa;", "\n").replace("\r", ""),
+                  "ssh-run output",
                   out("run-password"))
     except Exception as e:  # report setup failures as a failed test, then clean up
-        check("setup", False, repr(e))
+        check(False, "setup", repr(e))
     finally:
         lab.stop()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return testkit.summary()
 
 
 if __name__ == "__main__":
