@@ -212,6 +212,8 @@ def lab_main(script, inner, doc, ns, timeout, what, **lab_env):
         if r.returncode != 0:
             check(False, "service lab up in namespace " + ns, r.stdout + r.stderr)
             sys.exit(summary())
+        for line in (r.stdout + r.stderr).splitlines():  # "lab: up in namespace ...: ports ..."
+            info(line)
         try:
             r = subprocess.run(lab.argv(["/usr/bin/python3", os.path.abspath(script), "--inner",
                                          binary]), env=lab.env, timeout=timeout)
