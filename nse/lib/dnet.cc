@@ -118,9 +118,7 @@ int l_ethernet_send(lua_State* L) {
     if (!d.eth) return luaL_error(L, "dnet ethernet interface is not open");
     ssize_t n = eth_send(d.eth->eth, frame, len);
     if (n < 0 || static_cast<std::size_t>(n) != len) {
-        lua_pushboolean(L, 0);
-        lua_pushfstring(L, "eth_send error: %d", static_cast<int>(n));
-        return 2;
+        return fail_false(L, "eth_send error: " + std::to_string(n));
     }
     lua_pushboolean(L, 1);
     return 1;

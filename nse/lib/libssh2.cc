@@ -416,9 +416,7 @@ int userauth_list_try(lua_State* L, Core& c) {
         lua_pushliteral(L, "none_auth");
         return 1;
     }
-    lua_pushboolean(L, 0);
-    lua_pushfstring(L, "userauth_list: %s", last_error(c.session).c_str());
-    return 2;
+    return fail_false(L, "userauth_list: " + last_error(c.session));
 }
 
 int l_userauth_list(lua_State* L) {

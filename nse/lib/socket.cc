@@ -68,7 +68,14 @@ struct Conn {
     bool connected = false;  // TCP connected (and handshaken) / UDP peer fixed
     bool has_peer = false;   // UDP: peer known (connect, sendto, receive_from)
     bool eof = false;        // TCP/TLS: the peer closed its side
-    double tcp_up = 0;       // TCP: when the handshake completed (steady seconds), 0 = not yet
+    // TLS connect: a handshake is in flight on tcp_sock. A retry must not reopen the socket
+    // before that handshake has completed: its composed operation holds a reference to the
+    // socket object and, resumed by a completion already queued, would read the new
+    // connection's bytes (the new handshake then fails and http.lua falls back to plain HTTP
+    // on a TLS port). The retry waits in `after_handshake` instead.
+    bool handshaking = false;
+    std::function<void()> after_handshake;
+    double tcp_up = 0;  // TCP: when the handshake completed (steady seconds), 0 = not yet
     std::uint64_t bytes_in = 0;
     udp::endpoint peer;
     udp::endpoint from;  // receive_from scratch
@@ -538,10 +545,21 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
     op->attempt_started = rt->steady_now();
     std::weak_ptr<Op> weak = op;
     op->retry = [weak, sp, c, ep, how, ctx, sni] {
-        if (auto o = weak.lock()) {
-            arm(o, sp->timeout_ms);
-            tcp_attempt(o, sp, c, ep, how, ctx, sni);
+        auto o = weak.lock();
+        if (!o) return;
+        arm(o, sp->timeout_ms);
+        if (c->handshaking) {
+            std::error_code ignored;
+            c->tcp_sock.close(ignored);  // ends the old handshake; the new attempt follows it
+            std::weak_ptr<Conn> wc = c;  // the Conn holds this function: no cycle
+            c->after_handshake = [weak, sp, wc, ep, how, ctx, sni] {
+                auto o2 = weak.lock();
+                auto c2 = wc.lock();
+                if (o2 && c2 && !o2->done) tcp_attempt(o2, sp, c2, ep, how, ctx, sni);
+            };
+            return;
         }
+        tcp_attempt(o, sp, c, ep, how, ctx, sni);
     };
     c->tcp_sock.async_connect(ep, [op, c, how, ctx, sni, done, rt, attempt](std::error_code ec) {
         if (attempt != op->attempt || op->done) return;  // replaced by a retry, or timed out
@@ -555,8 +573,15 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
         }
         // The handshake is part of the connect for the governor: a server too busy to
         // finish it in time is congestion too.
+        c->handshaking = true;
         c->start_tls(ctx, sni).async_handshake(
             asio::ssl::stream_base::client, [op, c, done, rt, attempt](std::error_code ec) {
+                c->handshaking = false;
+                if (c->after_handshake) {  // a retry was waiting for this attempt to end
+                    auto next = std::move(c->after_handshake);
+                    c->after_handshake = nullptr;
+                    return next();
+                }
                 if (attempt != op->attempt || op->done) return;
                 double now = rt->steady_now();
                 if (ec) {
@@ -1253,17 +1278,13 @@ int l_bind(lua_State* L) {
         addrinfo* res = nullptr;
         int rc = getaddrinfo(addr, nullptr, &hints, &res);
         if (rc != 0) {
-            lua_pushboolean(L, 0);
-            lua_pushfstring(L, "getaddrinfo: %s", gai_strerror(rc));
-            return 2;
+            return fail_false(L, std::string("getaddrinfo: ") + gai_strerror(rc));
         }
         freeaddrinfo(res);
         std::error_code ec;
         a = asio::ip::make_address(addr, ec);
         if (ec) {
-            lua_pushboolean(L, 0);
-            lua_pushfstring(L, "getaddrinfo: %s", ec.message().c_str());
-            return 2;
+            return fail_false(L, "getaddrinfo: " + ec.message());
         }
     }
     s.has_bind = true;
