@@ -14,8 +14,8 @@
 #include "nse/lib/openssl.h"
 #include "nse/lib/zlib.h"
 #include "nse/lua_sources.h"
-#include "nse/runtime.h"
 #include "nse/registry_delta.h"
+#include "nse/runtime.h"
 #include "nse/value_bridge.h"
 
 namespace nse {

@@ -1,8 +1,8 @@
 #include "nse/local_shared_state.h"
 
-#include "nse/registry_delta.h"
-
 #include <algorithm>
+
+#include "nse/registry_delta.h"
 
 namespace nse {
 

@@ -2,12 +2,12 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <type_traits>
-#include <variant>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
+#include <variant>
 
 namespace nse {
 
@@ -25,7 +25,8 @@ std::optional<long long> int_key(const common::Entry& e) {
 // Entries of a table by identity (indexed flag + key text): one map for lookups.
 std::map<std::pair<bool, std::string>, const common::Entry*> by_key(const common::Table& t) {
     std::map<std::pair<bool, std::string>, const common::Entry*> m;
-    for (const auto& e : t.entries) m[{e.indexed, e.key}] = &e;
+    for (const auto& e : t.entries)
+        m[{e.indexed, e.key}] = &e;
     return m;
 }
 
@@ -130,7 +131,8 @@ long long sequence_length(const common::Table& t) {
     for (const auto& e : t.entries)
         if (auto k = int_key(e); k && *k >= 1) keys.insert(*k);
     long long n = 0;
-    while (keys.count(n + 1)) ++n;
+    while (keys.count(n + 1))
+        ++n;
     return n;
 }
 

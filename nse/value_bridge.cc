@@ -229,7 +229,8 @@ void sync_table(lua_State* L, int idx, const common::Value& snapshot, bool top) 
     while (lua_next(L, idx)) {
         int kt = lua_type(L, -2), vt = lua_type(L, -1);
         lua_pop(L, 1);
-        if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD || vt == LUA_TLIGHTUSERDATA)
+        if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD ||
+            vt == LUA_TLIGHTUSERDATA)
             continue;
         std::pair<bool, std::string> k;
         if (kt == LUA_TSTRING) {

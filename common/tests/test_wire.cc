@@ -356,7 +356,8 @@ TEST_CASE("wire: field-level equality for comparable messages, Value and HostRes
     CHECK(o.help);
 }
 
-TEST_CASE("wire: registry keys round-trip: strings, integer items with their index, keyless items") {
+TEST_CASE(
+    "wire: registry keys round-trip: strings, integer items with their index, keyless items") {
     common::Table t;
     auto add = [&](bool indexed, std::string key, std::string text) {
         common::Entry e;
@@ -383,7 +384,8 @@ TEST_CASE("wire: registry keys round-trip: strings, integer items with their ind
         CAPTURE(i);
         CHECK(back[i].indexed == t.entries[i].indexed);
         CHECK(back[i].key == t.entries[i].key);
-        CHECK(std::get<std::string>(back[i].value.v) == std::get<std::string>(t.entries[i].value.v));
+        CHECK(std::get<std::string>(back[i].value.v) ==
+              std::get<std::string>(t.entries[i].value.v));
     }
 }
 

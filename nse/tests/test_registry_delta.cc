@@ -51,12 +51,14 @@ common::Value cycle(Lua& e, const common::Value& fleet, const std::string& code)
 
 TEST_CASE("registry delta: appends from two engines on the same base all arrive, each once") {
     Lua a, b, post;
-    for (Lua* e : {&a, &b, &post}) e->run("registry = {}");
+    for (Lua* e : {&a, &b, &post})
+        e->run("registry = {}");
     common::Value fleet;
     fleet.v = common::Table{};
     // Both start from the same registry and insert into a list neither has seen created.
-    const char* code = "registry.list = registry.list or {}; for _, v in ipairs(items) do "
-                       "table.insert(registry.list, v) end";
+    const char* code =
+        "registry.list = registry.list or {}; for _, v in ipairs(items) do "
+        "table.insert(registry.list, v) end";
     a.run("items = {'a1', 'a2'}");
     b.run("items = {'b1', 'b2', 'b3'}");
     common::Value da = cycle(a, fleet, code);
@@ -78,16 +80,19 @@ TEST_CASE("registry delta: appends from two engines on the same base all arrive,
 
 TEST_CASE("registry delta: keyed writes, removals, nested tables and sparse integer keys") {
     Lua a, b, post;
-    for (Lua* e : {&a, &b, &post}) e->run("registry = {}");
+    for (Lua* e : {&a, &b, &post})
+        e->run("registry = {}");
     common::Value fleet;
     fleet.v = common::Table{};
-    nse::registry_apply(fleet, cycle(a, fleet,
-                                     "registry.ports = {[21] = 'ftp', [22] = 'ssh', [6379] = 'redis'}; "
-                                     "registry.keys = {host1 = {'k1'}}; registry.gone = true; "
-                                     "registry.edge = {[0] = 'zero', [-3] = 'neg', [2^40] = 'big'}"));
-    nse::registry_apply(fleet, cycle(b, fleet,
-                                     "registry.ports[80] = 'http'; registry.gone = nil; "
-                                     "table.insert(registry.keys.host1, 'k2'); registry.keys.host2 = {'x'}"));
+    nse::registry_apply(fleet,
+                        cycle(a, fleet,
+                              "registry.ports = {[21] = 'ftp', [22] = 'ssh', [6379] = 'redis'}; "
+                              "registry.keys = {host1 = {'k1'}}; registry.gone = true; "
+                              "registry.edge = {[0] = 'zero', [-3] = 'neg', [2^40] = 'big'}"));
+    nse::registry_apply(
+        fleet, cycle(b, fleet,
+                     "registry.ports[80] = 'http'; registry.gone = nil; "
+                     "table.insert(registry.keys.host1, 'k2'); registry.keys.host2 = {'x'}"));
     post.import(fleet);
     CHECK(post.eval("registry.ports[21]") == "ftp");
     CHECK(post.eval("registry.ports[80]") == "http");
@@ -107,15 +112,16 @@ TEST_CASE("registry delta: keyed writes, removals, nested tables and sparse inte
 
 TEST_CASE("registry import: in place, so references scripts hold see the new contents") {
     Lua e;
-    e.run("registry = {args = {x = 1}, fn = print}; held = {}; registry.shared = held; "
-          "registry.stale = 'old'");
+    e.run(
+        "registry = {args = {x = 1}, fn = print}; held = {}; registry.shared = held; "
+        "registry.stale = 'old'");
     Lua other;
     other.run("registry = {shared = {n = 42, list = {'p', 'q'}}}");
     e.import(other.registry());
     CHECK(e.eval("held.n") == "42");
     CHECK(e.eval("held.list[2]") == "q");
     CHECK(e.eval("registry.shared == held") == "true");
-    CHECK(e.eval("registry.stale") == "nil");      // not in the fleet's registry any more
-    CHECK(e.eval("registry.args.x") == "1");       // the engine's own script args stay
+    CHECK(e.eval("registry.stale") == "nil");         // not in the fleet's registry any more
+    CHECK(e.eval("registry.args.x") == "1");          // the engine's own script args stay
     CHECK(e.eval("registry.fn == print") == "true");  // values that never travel stay
 }
