@@ -116,6 +116,7 @@ void LocalSharedState::condvar_cancel(const std::string& key, Owner who) {
 }
 
 void LocalSharedState::registry_merge(const common::Value& delta) {
+    if (!delta.is_table()) return;  // a delta is a table: nothing else may replace the registry
     std::lock_guard lk(mu_);
     registry_apply(registry_, delta);
 }

@@ -211,6 +211,14 @@ TEST_CASE("registry: empty until merged; a snapshot is a copy") {
     CHECK(text(field(s.registry_snapshot(), "a")) == "1");
 }
 
+TEST_CASE("registry: a merge that is not a table (nil, a scalar) changes nothing") {
+    LocalSharedState s;
+    s.registry_merge(table({kv("a", str("1"))}));
+    s.registry_merge(Value{});
+    s.registry_merge(str("x"));
+    CHECK(text(field(s.registry_snapshot(), "a")) == "1");
+}
+
 TEST_CASE("registry: merge keeps old keys, adds new ones, and later scalars win") {
     LocalSharedState s;
     s.registry_merge(table({kv("a", str("first")), kv("b", num(1))}));
