@@ -1,8 +1,11 @@
 #pragma once
 // A plain data tree that crosses layer and thread boundaries: structured script output,
 // registry snapshots. Order of table entries is kept as produced (NSE output order).
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -34,5 +37,16 @@ struct Entry {
     std::string key;       // string key when !indexed
     Value value;
 };
+
+// The integer key of an array item, from its key text ("21", "-3"); nullopt for a string key,
+// an item without a number (structured output, a registry append) or text that is not one.
+inline std::optional<std::int64_t> item_index(const Entry& e) {
+    if (!e.indexed || e.key.empty()) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(e.key.c_str(), &end, 10);
+    if (errno != 0 || !end || *end != '\0') return std::nullopt;
+    return static_cast<std::int64_t>(v);
+}
 
 }  // namespace common

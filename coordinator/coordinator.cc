@@ -30,6 +30,7 @@
 #include "common/wire/messages.h"
 #include "coordinator/group_book.h"
 #include "coordinator/output.h"
+#include "coordinator/records.h"
 #include "coordinator/shared_service.h"
 #include "coordinator/store/store.h"
 
@@ -97,8 +98,6 @@ private:
     void progress(double now);
     common::Status finish();
     void report_partial();
-    template <class M>
-    common::Status read_record(const std::string& key, M& out);
     void send(const std::string& peer, const wire::Message& m);
     void send_error(const std::string& peer, wire::ErrorCode c, const std::string& text,
                     std::uint64_t seq);
@@ -278,7 +277,7 @@ common::Status Coordinator::setup() {
     if (prerule_done_ || !phases_) {
         prerule_done_ = true;
         wire::PhaseResult phase1;
-        if (auto s = read_record(std::string(kPhaseKeyPrefix) + "1", phase1); !s) return s;
+        if (auto s = read_record(*store_, std::string(kPhaseKeyPrefix) + "1", phase1); !s) return s;
         std::vector<common::ScriptResult> pre = std::move(phase1.scripts);
         run_.prescripts = pre;
         sink_->prescan(pre);
@@ -673,20 +672,6 @@ void Coordinator::tick() {
     }
 }
 
-// Reads the coordinator's own record `key` into `out` (left as is when there is none). A
-// store failure or a record that does not decode as M is an error naming the key.
-template <class M>
-common::Status Coordinator::read_record(const std::string& key, M& out) {
-    auto b = store_->record(key);
-    if (!b)
-        return common::Status::error("state: cannot read '" + key + "': " + b.status().message());
-    if (!*b) return common::Status::ok();
-    auto m = wire::decode_as<M>(**b, "state: record '" + key + "'");
-    if (!m) return m.status();
-    out = std::move(*m);
-    return common::Status::ok();
-}
-
 // A scan stopped by an error still reports every host it has: the outputs are completed
 // with them (no post-scan results), and the user is told how many are missing.
 void Coordinator::report_partial() {
@@ -710,7 +695,7 @@ void Coordinator::report_partial() {
 common::Status Coordinator::finish() {
     if (phases_) {
         wire::PhaseResult phase2;
-        if (auto s = read_record(std::string(kPhaseKeyPrefix) + "2", phase2); !s)
+        if (auto s = read_record(*store_, std::string(kPhaseKeyPrefix) + "2", phase2); !s)
             fatal(s.message());
         run_.postscripts = std::move(phase2.scripts);
     }

@@ -1,6 +1,7 @@
 #include "coordinator/shared_service.h"
 
 #include "common/wire/codec.h"
+#include "coordinator/records.h"
 
 namespace coordinator {
 
@@ -12,15 +13,9 @@ constexpr const char* kRegistryRecord = "registry";
 }  // namespace
 
 common::Status SharedService::restore() {
-    auto b = store_.record(kRegistryRecord);
-    if (!b)
-        return common::Status::error("state: cannot read '" + std::string(kRegistryRecord) +
-                                     "': " + b.message());
-    if (!*b) return common::Status::ok();
-    auto rec = wire::decode_as<wire::RunPhase>(
-        **b, "state: record '" + std::string(kRegistryRecord) + "'");
-    if (!rec) return rec.status();
-    shared_.registry_merge(rec->registry);
+    wire::RunPhase saved;
+    if (auto s = read_record(store_, kRegistryRecord, saved); !s) return s;
+    shared_.registry_merge(saved.registry);
     return common::Status::ok();
 }
 

@@ -13,15 +13,6 @@ namespace nse {
 
 namespace {
 
-// The integer key of an indexed entry with key text.
-std::optional<long long> int_key(const common::Entry& e) {
-    if (!e.indexed || e.key.empty()) return std::nullopt;
-    char* end = nullptr;
-    long long v = std::strtoll(e.key.c_str(), &end, 10);
-    if (!end || *end != '\0') return std::nullopt;
-    return v;
-}
-
 // Entries of a table by identity (indexed flag + key text): one map for lookups.
 std::map<std::pair<bool, std::string>, const common::Entry*> by_key(const common::Table& t) {
     std::map<std::pair<bool, std::string>, const common::Entry*> m;
@@ -80,7 +71,8 @@ common::Table diff_tables(const common::Table& base, const common::Table& cur) {
         }
     }
     for (const auto& e : cur.entries) {
-        if (auto k = int_key(e); k && appended.count(*k)) continue;  // written below, in order
+        if (auto k = common::item_index(e); k && appended.count(*k))
+            continue;  // written below, in order
         auto it = mb.find({e.indexed, e.key});
         common::Entry d;
         d.indexed = e.indexed;
@@ -129,7 +121,7 @@ common::Entry* find(common::Table& t, bool indexed, const std::string& key) {
 long long sequence_length(const common::Table& t) {
     std::set<long long> keys;
     for (const auto& e : t.entries)
-        if (auto k = int_key(e); k && *k >= 1) keys.insert(*k);
+        if (auto k = common::item_index(e); k && *k >= 1) keys.insert(*k);
     long long n = 0;
     while (keys.count(n + 1))
         ++n;

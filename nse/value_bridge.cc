@@ -114,13 +114,20 @@ void push_key(lua_State* L, const common::Entry& e, lua_Integer* position) {
         return;
     }
     ++*position;
-    lua_Integer k = *position;
-    if (!e.key.empty()) {
-        char* end = nullptr;
-        long long v = std::strtoll(e.key.c_str(), &end, 10);
-        if (end && *end == '\0') k = v;
-    }
-    lua_pushinteger(L, k);
+    auto k = common::item_index(e);
+    lua_pushinteger(L, k ? static_cast<lua_Integer>(*k) : *position);
+}
+
+// [-0, +1] With a key on top, pushes the table the table at `idx` holds under it, first
+// putting a new empty one there when the value is not a table. The key stays below it.
+void push_subtable(lua_State* L, int idx) {
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, idx) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -2);  // key
+    lua_pushvalue(L, -2);  // new table
+    lua_rawset(L, idx);
 }
 
 }  // namespace
@@ -177,14 +184,7 @@ void apply_delta(lua_State* L, int idx, const common::Value& delta) {
         lua_Integer unused = 0;
         push_key(L, e, &unused);
         if (e.value.is_table()) {
-            lua_pushvalue(L, -1);
-            if (lua_rawget(L, idx) != LUA_TTABLE) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_pushvalue(L, -2);  // key
-                lua_pushvalue(L, -2);  // new table
-                lua_rawset(L, idx);
-            }
+            push_subtable(L, idx);
             apply_delta(L, -1, e.value);
             lua_pop(L, 2);  // table, key
             continue;
@@ -206,14 +206,7 @@ void sync_table(lua_State* L, int idx, const common::Value& snapshot, bool top) 
             keep.insert({e.indexed, e.key});
             push_key(L, e, &position);
             if (e.value.is_table()) {
-                lua_pushvalue(L, -1);
-                if (lua_rawget(L, idx) != LUA_TTABLE) {
-                    lua_pop(L, 1);
-                    lua_newtable(L);
-                    lua_pushvalue(L, -2);
-                    lua_pushvalue(L, -2);
-                    lua_rawset(L, idx);
-                }
+                push_subtable(L, idx);
                 sync_table(L, -1, e.value, false);
                 lua_pop(L, 2);
                 continue;

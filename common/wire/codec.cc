@@ -103,23 +103,13 @@ void fields(Packer& pk, const F&... f) {
     (put(pk, f), ...);
 }
 
-// The integer of an array item's key text ("21", "-3"); nullopt for none or not a number.
-std::optional<std::int64_t> item_index(const common::Entry& e) {
-    if (!e.indexed || e.key.empty()) return std::nullopt;
-    char* end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(e.key.c_str(), &end, 10);
-    if (errno != 0 || !end || *end != '\0') return std::nullopt;
-    return static_cast<std::int64_t>(v);
-}
-
 void put(Packer& pk, const common::Entry& e) {
     // [key, value]: a string key, an integer key for an array item with its index (sparse,
     // zero and negative keys round-trip), or nil for an item without one (append order).
     pk.pack_array(2);
     if (!e.indexed)
         put(pk, e.key);
-    else if (auto i = item_index(e))
+    else if (auto i = common::item_index(e))
         pk.pack_int64(*i);
     else
         pk.pack_nil();
