@@ -59,20 +59,15 @@ bool equal(const common::Value& a, const common::Value& b) {
 common::Table diff_tables(const common::Table& base, const common::Table& cur) {
     common::Table out;
     auto mb = by_key(base);
-    long long n = sequence_length(base);
-    // Appends: cur's items n+1, n+2, ... while present.
-    std::set<long long> appended;
-    {
-        auto mc = by_key(cur);
-        for (long long k = n + 1;; ++k) {
-            auto it = mc.find({true, std::to_string(k)});
-            if (it == mc.end()) break;
-            appended.insert(k);
-        }
-    }
+    auto mc = by_key(cur);
+    // Appends: cur's items n+1 .. n+m, the run that continues base's sequence 1..n.
+    const long long n = sequence_length(base);
+    long long m = 0;
+    while (mc.count({true, std::to_string(n + m + 1)}))
+        ++m;
     for (const auto& e : cur.entries) {
-        if (auto k = common::item_index(e); k && appended.count(*k))
-            continue;  // written below, in order
+        if (auto k = common::item_index(e); k && *k > n && *k <= n + m)
+            continue;  // an append: written below, in order
         auto it = mb.find({e.indexed, e.key});
         common::Entry d;
         d.indexed = e.indexed;
@@ -85,14 +80,13 @@ common::Table diff_tables(const common::Table& base, const common::Table& cur) {
         } else if (equal(e.value, it->second->value)) {
             continue;
         } else if (e.value.is_table()) {
-            // A scalar became a table: remove, then build (apply replaces a non-table).
+            // A scalar became a table: built from empty (apply replaces the non-table).
             d.value = registry_diff(common::Value{}, e.value);
         } else {
             d.value = e.value;
         }
         out.entries.push_back(std::move(d));
     }
-    auto mc = by_key(cur);
     for (const auto& e : base.entries)
         if (!mc.count({e.indexed, e.key})) {
             common::Entry d;
@@ -100,7 +94,7 @@ common::Table diff_tables(const common::Table& base, const common::Table& cur) {
             d.key = e.key;  // value nil: removed
             out.entries.push_back(std::move(d));
         }
-    for (long long k = n + 1; appended.count(k); ++k) {
+    for (long long k = n + 1; k <= n + m; ++k) {
         const common::Entry* e = mc.at({true, std::to_string(k)});
         common::Entry d;
         d.indexed = true;  // no key text: an append
