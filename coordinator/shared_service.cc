@@ -15,7 +15,7 @@ constexpr const char* kRegistryRecord = "registry";
 common::Status SharedService::restore() {
     wire::RunPhase saved;
     if (auto s = read_record(store_, kRegistryRecord, saved); !s) return s;
-    shared_.registry_merge(saved.registry);
+    shared_.registry_restore(saved.registry, 0);
     return common::Status::ok();
 }
 
@@ -25,8 +25,8 @@ common::Status SharedService::persist() {
     return store_.put_record(kRegistryRecord, wire::encode(holder));
 }
 
-common::Status SharedService::merge(const common::Value& registry) {
-    shared_.registry_merge(registry);
+common::Status SharedService::merge(const common::Value& delta, std::uint64_t engine) {
+    shared_.registry_merge(delta, engine);
     return persist();
 }
 
@@ -77,14 +77,18 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
         prints.waits.erase(foot);
         return common::Status::ok();
     case K::RegistryMerge:
-        shared_.registry_merge(m.value);
-        if (auto s = persist(); !s) return s;
+        if (auto s = merge(m.value, who.engine); !s) return s;
         reply.ok = true;
         break;
-    case K::RegistrySnapshot:
-        reply.value = shared_.registry_snapshot();
+    case K::RegistryChanges: {
+        auto c = shared_.registry_changes(m.since, who.engine);
+        reply.version = c.version;
+        reply.snapshot = c.snapshot;
+        reply.value = std::move(c.full);
+        reply.deltas = std::move(c.deltas);
         reply.ok = true;
         break;
+    }
     }
     send_(worker, reply);
     return common::Status::ok();

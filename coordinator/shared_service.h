@@ -37,8 +37,8 @@ public:
     // The worker is gone: its locks are released and its waits cancelled.
     void drop_worker(std::uint64_t worker);
 
-    // Phase results carry the registry as a phase left it.
-    common::Status merge(const common::Value& registry);
+    // A delta published by `engine` (0: a phase's result, which names no engine).
+    common::Status merge(const common::Value& delta, std::uint64_t engine = 0);
     common::Value snapshot() { return shared_.registry_snapshot(); }
 
 private:

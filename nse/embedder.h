@@ -19,6 +19,16 @@ struct Owner {
     bool operator==(const Owner&) const = default;
 };
 
+// What an engine fetches to bring its nmap.registry up to date.
+struct RegistryChanges {
+    std::uint64_t version = 0;  // the merged registry's version these bring the engine to
+    // true: `full` is the whole merged registry (the engine's version was 0 or too old for
+    // the change log), to replace the engine's own; false: apply `deltas` in order.
+    bool snapshot = false;
+    common::Value full;
+    std::vector<common::Value> deltas;  // published by other engines after `since`
+};
+
 // Registry, mutex and condvar storage shared by every engine of a scan.
 // Callbacks (`Wake`) run exactly once, on any thread, possibly inside the call that
 // registered them; the engine only ever posts from them onto its own loop.
@@ -45,10 +55,11 @@ public:
     // Drops `who` from the waiters (its thread died while waiting).
     virtual void condvar_cancel(const std::string& key, Owner who) = 0;
 
-    // nmap.registry: engines publish what they changed (a delta, nse/registry_delta.h,
-    // applied in arrival order) and read the whole merged registry before a phase.
-    virtual void registry_merge(const common::Value& delta) = 0;
-    virtual common::Value registry_snapshot() = 0;
+    // nmap.registry (docs/fleet.md "The shared registry"): engines publish what they changed
+    // (a delta, nse/registry_delta.h, applied in arrival order; `engine` is the publisher)
+    // and fetch what others published since the version they last saw.
+    virtual void registry_merge(const common::Value& delta, std::uint64_t engine) = 0;
+    virtual RegistryChanges registry_changes(std::uint64_t since, std::uint64_t engine) = 0;
 };
 
 // Logging, clock and cancellation.

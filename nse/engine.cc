@@ -107,8 +107,8 @@ public:
     common::Status run_scan(std::vector<common::HostResult>& hosts) override {
         return guarded([&] { return scan_phase(hosts); });
     }
-    common::Value registry_export() override;
-    void registry_import(const common::Value& v) override;
+    void registry_publish() override;
+    void registry_refresh() override;
     asio::io_context& io() override { return io_; }
 
     // Runtime
@@ -239,8 +239,9 @@ private:
 
     // Phase state.
     std::vector<common::HostResult>* hosts_ = nullptr;
-    std::vector<int> host_registry_;  // registry refs of each host's `registry` table
-    common::Value registry_base_;     // nmap.registry as of the last import/export
+    std::vector<int> host_registry_;      // registry refs of each host's `registry` table
+    common::Value registry_base_;         // nmap.registry as of the last exchange
+    std::uint64_t registry_version_ = 0;  // the shared registry's version last taken in
     // Per host: live script threads, and whether host_done was already announced. A host is
     // done when the walk of the last runlevel has passed it and none of its threads is left.
     std::vector<int> host_alive_;
@@ -256,6 +257,9 @@ private:
             for (auto& port : host.ports)
                 std::stable_sort(port.scripts.begin(), port.scripts.end(), by_id);
             std::stable_sort(host.hostscripts.begin(), host.hostscripts.end(), by_id);
+            // The registry never lags the results: a host delivered and then lost with its
+            // worker is not scanned again, so its writes must already be published.
+            registry_publish();
             emb_.host_done(h);
         }
     }
@@ -1040,12 +1044,10 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
     return common::Status::ok();
 }
 
-// The changes since the last import or export (a delta: nse/registry_delta.h); empty when
-// there are none or the engine cannot read its registry.
-common::Value EngineImpl::registry_export() {
-    common::Value delta;
-    delta.v = common::Table{};
-    if (!broken_.empty()) return delta;
+// Publishes the changes since the last exchange (a delta: nse/registry_delta.h); nothing
+// when there are none or the engine cannot read its registry.
+void EngineImpl::registry_publish() {
+    if (!broken_.empty()) return;
     common::Value now;
     auto err = protect([&](lua_State* L) {
         lua_getglobal(L, "nmap");
@@ -1053,26 +1055,43 @@ common::Value EngineImpl::registry_export() {
         now = registry_to_value(L, -1);
     });
     if (err) {
-        emb_.write(true, "WARNING: NSE: registry not exported: " + first_line(*err) + "\n");
-        return delta;
+        emb_.write(true, "WARNING: NSE: registry not published: " + first_line(*err) + "\n");
+        return;
     }
-    delta = registry_diff(registry_base_, now);
+    common::Value delta = registry_diff(registry_base_, now);
     registry_base_ = std::move(now);
-    return delta;
+    if (!delta.table().entries.empty()) shared_.registry_merge(delta, cfg_.engine_id);
 }
 
-// Replaces the registry's contents with the fleet's (`v`, a snapshot), in place. Called
-// between phases and groups, after this engine's own changes were exported.
-void EngineImpl::registry_import(const common::Value& v) {
+// Publishes first, so the live registry equals registry_base_ and the changes of others
+// apply to both alike (an append lands on the same position in each).
+void EngineImpl::registry_refresh() {
+    registry_publish();
     if (!broken_.empty()) return;
-    // Protected: it allocates, and the engine's memory budget may be full.
+    RegistryChanges c = shared_.registry_changes(registry_version_, cfg_.engine_id);
+    if (!c.snapshot && c.deltas.empty()) {
+        registry_version_ = c.version;
+        return;
+    }
     auto err = protect([&](lua_State* L) {
         lua_getglobal(L, "nmap");
         lua_getfield(L, -1, "registry");
-        sync_table(L, -1, v, true);
-        registry_base_ = registry_to_value(L, -1);
+        if (c.snapshot) {
+            sync_table(L, -1, c.full, true);
+            registry_base_ = registry_to_value(L, -1);
+            return;
+        }
+        for (const auto& d : c.deltas) {
+            apply_delta(L, -1, d);
+            registry_apply(registry_base_, d);
+        }
     });
-    if (err) emb_.write(true, "WARNING: NSE: registry not imported: " + first_line(*err) + "\n");
+    if (err) {
+        emb_.write(true, "WARNING: NSE: registry not refreshed: " + first_line(*err) + "\n");
+        registry_version_ = 0;  // the next refresh takes the whole registry
+        return;
+    }
+    registry_version_ = c.version;
 }
 
 common::Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg, Embedder& emb,

@@ -52,10 +52,11 @@ public:
     // services; results land in the hosts' ports and hostscripts.
     virtual common::Status run_scan(std::vector<common::HostResult>& hosts) = 0;
 
-    // nmap.registry's changes since the last import or export (a delta,
-    // nse/registry_delta.h), and replacing its contents with a merged snapshot, in place.
-    virtual common::Value registry_export() = 0;
-    virtual void registry_import(const common::Value& v) = 0;
+    // nmap.registry and the fleet's (docs/fleet.md "The shared registry"): publish sends
+    // this engine's changes since the last exchange to the shared state; refresh publishes,
+    // then takes in what other engines published since, in place.
+    virtual void registry_publish() = 0;
+    virtual void registry_refresh() = 0;
 
     virtual asio::io_context& io() = 0;
 };

@@ -115,15 +115,50 @@ void LocalSharedState::condvar_cancel(const std::string& key, Owner who) {
     if (it->second.empty()) condvars_.erase(it);
 }
 
-void LocalSharedState::registry_merge(const common::Value& delta) {
-    if (!delta.is_table()) return;  // a delta is a table: nothing else may replace the registry
+void LocalSharedState::registry_merge(const common::Value& delta, std::uint64_t engine) {
+    // A delta is a table: nothing else may replace the registry. An empty one changes nothing.
+    if (!delta.is_table() || delta.table().entries.empty()) return;
     std::lock_guard lk(mu_);
     registry_apply(registry_, delta);
+    log_.push_back({++version_, engine, delta});
+    if (log_.size() > kLogEntries) log_.pop_front();
+}
+
+RegistryChanges LocalSharedState::registry_changes(std::uint64_t since, std::uint64_t engine) {
+    std::lock_guard lk(mu_);
+    RegistryChanges c;
+    c.version = version_;
+    // A first fetch, a gap the log no longer covers, or a version from another run.
+    bool whole = since == 0 || since > version_ ||
+                 (since < version_ && (log_.empty() || log_.front().version > since + 1));
+    if (whole) {
+        c.snapshot = true;
+        c.full = registry_;
+        if (!c.full.is_table()) c.full.v = common::Table{};
+        return c;
+    }
+    auto it = std::partition_point(log_.begin(), log_.end(),
+                                   [&](const Published& p) { return p.version <= since; });
+    for (; it != log_.end(); ++it)
+        if (it->engine != engine) c.deltas.push_back(it->delta);
+    return c;
 }
 
 common::Value LocalSharedState::registry_snapshot() {
     std::lock_guard lk(mu_);
     return registry_;
+}
+
+std::uint64_t LocalSharedState::registry_version() {
+    std::lock_guard lk(mu_);
+    return version_;
+}
+
+void LocalSharedState::registry_restore(common::Value registry, std::uint64_t version) {
+    std::lock_guard lk(mu_);
+    registry_ = std::move(registry);
+    version_ = version;
+    log_.clear();
 }
 
 }  // namespace nse

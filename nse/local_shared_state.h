@@ -20,8 +20,14 @@ public:
     void condvar_signal(const std::string& key) override;
     void condvar_broadcast(const std::string& key) override;
     void condvar_cancel(const std::string& key, Owner who) override;
-    void registry_merge(const common::Value& delta) override;
-    common::Value registry_snapshot() override;
+    void registry_merge(const common::Value& delta, std::uint64_t engine) override;
+    RegistryChanges registry_changes(std::uint64_t since, std::uint64_t engine) override;
+
+    // The merged registry and its version (each merge adds one).
+    common::Value registry_snapshot();
+    std::uint64_t registry_version();
+    // Starts over from a saved registry (a resumed scan): every engine refetches it whole.
+    void registry_restore(common::Value registry, std::uint64_t version);
 
 private:
     struct Mutex {
@@ -35,6 +41,15 @@ private:
     std::map<std::string, Mutex> mutexes_;
     std::map<std::string, std::vector<std::pair<Owner, Wake>>> condvars_;
     common::Value registry_;
+    std::uint64_t version_ = 0;
+    // The latest merges, oldest first (at most kLogEntries): an engine a few versions behind
+    // fetches the deltas it missed instead of the whole registry.
+    struct Published {
+        std::uint64_t version, engine;
+        common::Value delta;
+    };
+    static constexpr std::size_t kLogEntries = 4096;
+    std::deque<Published> log_;
 };
 
 }  // namespace nse

@@ -162,6 +162,10 @@ public:
     virtual const ThreadInfo* current() const = 0;
     // nmap.mutex bookkeeping: the base thread `thread` took (+1) or gave back (-1) a lock.
     virtual void note_lock(std::uint64_t thread, int delta) = 0;
+    // nmap.registry exchange with the other engines (Engine::registry_publish/refresh): an
+    // nmap.mutex publishes before its release and refreshes when it is acquired.
+    virtual void registry_publish() = 0;
+    virtual void registry_refresh() = 0;
     // Stable id for a coroutine (mutex owner, socket owner checks).
     virtual std::uint64_t coroutine_id(lua_State* co) = 0;
 

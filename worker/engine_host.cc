@@ -57,8 +57,8 @@ bool EngineHost::use_raw_scan() {
     return false;
 }
 
-void EngineHost::pull_registry() { engine_->registry_import(shared_.registry_snapshot()); }
-void EngineHost::push_registry() { shared_.registry_merge(engine_->registry_export()); }
+void EngineHost::pull_registry() { engine_->registry_refresh(); }
+void EngineHost::push_registry() { engine_->registry_publish(); }
 
 common::Status EngineHost::prerule(std::vector<common::ScriptResult>& out) {
     pull_registry();

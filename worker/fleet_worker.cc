@@ -586,8 +586,7 @@ void FleetWorker::run_phase(EngineHost& w, EngineShared& shared, const wire::Run
     r.phase = p.phase;
     shared.begin_phase(p.registry);
     auto st = p.phase == wire::Phase::Prerule ? w.prerule(r.scripts) : w.postrule(r.scripts);
-    shared.end_phase();
-    r.registry = std::move(shared.phase_out);
+    r.registry = shared.end_phase();
     if (!st) r.error = st.message();
     // Half the message for the results, the rest for the registry (dropped, with a note,
     // when the whole still does not fit).

@@ -228,10 +228,10 @@ std::vector<Message> samples() {
                             {{"broadcast-x", "out", rich_value()}, {"y", "", std::nullopt}},
                             rich_value(),
                             "boom"});
-    v.push_back(SharedOp{11, SharedOpKind::RegistryMerge, "key", {5, 6}, rich_value()});
-    v.push_back(SharedOp{12, SharedOpKind::CondCancel, "cv", {7, 8}, Value{}});
-    v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value()});
-    v.push_back(SharedReply{12, false, std::nullopt, Value{}});
+    v.push_back(SharedOp{11, SharedOpKind::RegistryMerge, "key", {5, 6}, rich_value(), 0});
+    v.push_back(SharedOp{12, SharedOpKind::RegistryChanges, "", {7, 8}, Value{}, 42});
+    v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value(), 0, true, {}});
+    v.push_back(SharedReply{12, false, std::nullopt, Value{}, 9, false, {rich_value(), Value{}}});
     v.push_back(SharedNotify{13, SharedEvent::Woken, "cv", {1, 2}});
     v.push_back(StatusQuery{false});
     v.push_back(StatusReply{"scan-1",

@@ -199,8 +199,12 @@ void body(Packer& pk, const RunPhase& m) { fields(pk, m.phase_id, m.phase, m.reg
 void body(Packer& pk, const PhaseResult& m) {
     fields(pk, m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
-void body(Packer& pk, const SharedOp& m) { fields(pk, m.request_id, m.op, m.key, m.who, m.value); }
-void body(Packer& pk, const SharedReply& m) { fields(pk, m.request_id, m.ok, m.owner, m.value); }
+void body(Packer& pk, const SharedOp& m) {
+    fields(pk, m.request_id, m.op, m.key, m.who, m.value, m.since);
+}
+void body(Packer& pk, const SharedReply& m) {
+    fields(pk, m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot, m.deltas);
+}
 void body(Packer& pk, const SharedNotify& m) { fields(pk, m.request_id, m.event, m.key, m.who); }
 void body(Packer& pk, const StatusQuery& m) { fields(pk, m.workers); }
 void body(Packer& pk, const StatusReply& m) {
@@ -361,7 +365,7 @@ void get_enum(const Obj& o, E& e, E lo, E hi) {
 }
 void get(const Obj& o, Phase& e) { get_enum(o, e, Phase::Prerule, Phase::Postrule); }
 void get(const Obj& o, SharedOpKind& e) {
-    get_enum(o, e, SharedOpKind::MutexLock, SharedOpKind::RegistrySnapshot);
+    get_enum(o, e, SharedOpKind::MutexLock, SharedOpKind::RegistryChanges);
 }
 void get(const Obj& o, SharedEvent& e) { get_enum(o, e, SharedEvent::Granted, SharedEvent::Woken); }
 void get(const Obj& o, ErrorCode& e) { get_enum(o, e, ErrorCode::None, ErrorCode::Internal); }
@@ -531,10 +535,11 @@ void get_body(const Obj& o, PhaseResult& m) {
     read_fields(o, "PhaseResult", m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
 void get_body(const Obj& o, SharedOp& m) {
-    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value);
+    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value, m.since);
 }
 void get_body(const Obj& o, SharedReply& m) {
-    read_fields(o, "SharedReply", m.request_id, m.ok, m.owner, m.value);
+    read_fields(o, "SharedReply", m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot,
+                m.deltas);
 }
 void get_body(const Obj& o, SharedNotify& m) {
     read_fields(o, "SharedNotify", m.request_id, m.event, m.key, m.who);

@@ -15,7 +15,7 @@
 namespace common::wire {
 
 // Bumped on any change to the envelope or to the field layout of any message.
-inline constexpr std::uint32_t kProtocolVersion = 3;
+inline constexpr std::uint32_t kProtocolVersion = 4;
 // Default cap on one encoded message (receivers drop larger frames unread).
 inline constexpr std::size_t kDefaultMaxMessageBytes = 16u << 20;
 
@@ -191,8 +191,8 @@ enum class SharedOpKind : std::uint8_t {
     CondSignal = 7,
     CondBroadcast = 8,
     CondCancel = 9,
-    RegistryMerge = 10,    // value = snapshot to merge
-    RegistrySnapshot = 11  // SharedReply.value = merged registry
+    RegistryMerge = 10,   // value = delta published by engine who.engine; acknowledged
+    RegistryChanges = 11  // since = version the engine has; SharedReply: version, deltas/value
 };
 
 // Worker -> coordinator: one shared-state operation.
@@ -202,7 +202,8 @@ struct SharedOp {
     SharedOpKind op = SharedOpKind::MutexLock;
     std::string key;
     Owner who;
-    common::Value value;  // RegistryMerge only
+    common::Value value;      // RegistryMerge only
+    std::uint64_t since = 0;  // RegistryChanges only
 };
 
 // Coordinator -> worker: answer to a SharedOp that has one.
@@ -211,7 +212,12 @@ struct SharedReply {
     std::uint64_t request_id = 0;
     bool ok = false;
     std::optional<Owner> owner;  // MutexOwner
-    common::Value value;         // RegistrySnapshot
+    // RegistryChanges: the version reached, and either the whole registry (snapshot, in
+    // value) or the deltas other engines published since.
+    common::Value value;
+    std::uint64_t version = 0;
+    bool snapshot = false;
+    std::vector<common::Value> deltas;
 };
 
 enum class SharedEvent : std::uint8_t { Granted = 1, Woken = 2 };

@@ -613,24 +613,39 @@ int mutex_op(lua_State* L) {
         });
     };
     switch (op) {
+    // Release consistency (docs/fleet.md): the holder sees every registry change published
+    // by earlier holders, and publishes its own before the next one is granted.
     case 0: {  // lock
         if (rt.shared().mutex_trylock(key, me)) {
             hold();
+            rt.registry_refresh();
             return 0;
         }
         Waker w = rt.prepare_wait(L);
         hold();
         asio::io_context* io = &rt.io();
-        rt.shared().mutex_lock(key, me, [io, w]() { asio::post(*io, [w]() { w.wake(); }); });
+        Runtime* r = &rt;
+        rt.shared().mutex_lock(key, me, [io, w, r]() {
+            asio::post(*io, [w, r]() {
+                w.wake([r](lua_State*) {
+                    r->registry_refresh();
+                    return 0;
+                });
+            });
+        });
         return yield(L);
     }
     case 1: {  // trylock
         bool ok = rt.shared().mutex_trylock(key, me);
-        if (ok) hold();
+        if (ok) {
+            hold();
+            rt.registry_refresh();
+        }
         lua_pushboolean(L, ok);
         return 1;
     }
     case 2: {  // done
+        if (st.held.count({key, me.id})) rt.registry_publish();
         if (!rt.shared().mutex_unlock(key, me))
             return luaL_error(L, "do not have a lock on this mutex");
         auto it = st.held.find({key, me.id});

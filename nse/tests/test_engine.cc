@@ -279,11 +279,11 @@ action = function() return "x" end
     CHECK(pre_engine->has_prerule());
     CHECK(pre_engine->has_postrule());
 
-    // As worker/worker.cc does around a phase: import the shared registry, run, publish.
-    pre_engine->registry_import(f.shared.registry_snapshot());
+    // As worker/engine_host.cc does around a phase: take the shared registry in, run, publish.
+    pre_engine->registry_refresh();
     std::vector<ScriptResult> pre;
     REQUIRE(pre_engine->run_prerule(pre).is_ok());
-    f.shared.registry_merge(pre_engine->registry_export());
+    pre_engine->registry_publish();
     REQUIRE(pre.size() == 1);  // the portrule-only script has no pre-scan instance
     CHECK(pre[0].id == "t-phases");
     CHECK(pre[0].output == "pre");
@@ -302,7 +302,7 @@ action = function() return "x" end
     // Another engine (another worker, say) runs the post-scan phase with the merged registry.
     cfg.engine_id = 2;
     auto post_engine = f.engine(cfg);
-    post_engine->registry_import(f.shared.registry_snapshot());
+    post_engine->registry_refresh();
     std::vector<ScriptResult> post;
     REQUIRE(post_engine->run_postrule(post).is_ok());
     REQUIRE(post.size() == 1);

@@ -204,7 +204,7 @@ TEST_CASE("condvar: a woken waiter may wait again from inside its wake") {
 TEST_CASE("registry: empty until merged; a snapshot is a copy") {
     LocalSharedState s;
     CHECK(s.registry_snapshot().is_nil());
-    s.registry_merge(table({kv("a", str("1"))}));
+    s.registry_merge(table({kv("a", str("1"))}), 1);
     Value snap = s.registry_snapshot();
     CHECK(text(field(snap, "a")) == "1");
     snap.table().entries.clear();  // changing the copy changes nothing in the state
@@ -213,16 +213,16 @@ TEST_CASE("registry: empty until merged; a snapshot is a copy") {
 
 TEST_CASE("registry: a merge that is not a table (nil, a scalar) changes nothing") {
     LocalSharedState s;
-    s.registry_merge(table({kv("a", str("1"))}));
-    s.registry_merge(Value{});
-    s.registry_merge(str("x"));
+    s.registry_merge(table({kv("a", str("1"))}), 1);
+    s.registry_merge(Value{}, 1);
+    s.registry_merge(str("x"), 1);
     CHECK(text(field(s.registry_snapshot(), "a")) == "1");
 }
 
 TEST_CASE("registry: merge keeps old keys, adds new ones, and later scalars win") {
     LocalSharedState s;
-    s.registry_merge(table({kv("a", str("first")), kv("b", num(1))}));
-    s.registry_merge(table({kv("b", num(2)), kv("c", str("new"))}));
+    s.registry_merge(table({kv("a", str("first")), kv("b", num(1))}), 1);
+    s.registry_merge(table({kv("b", num(2)), kv("c", str("new"))}), 1);
     Value r = s.registry_snapshot();
     REQUIRE(r.is_table());
     CHECK(r.table().entries.size() == 3);
@@ -239,16 +239,18 @@ TEST_CASE("registry: merge keeps old keys, adds new ones, and later scalars win"
 TEST_CASE("registry: nested tables merge key by key; a table and a scalar replace each other") {
     LocalSharedState s;
     s.registry_merge(table({
-        kv("hosts", table({kv("127.0.0.1", table({kv("ssh", str("22"))}))})),
-        kv("flag", str("on")),
-        kv("list", table({at(1, str("x")), at(2, str("y"))})),
-    }));
+                         kv("hosts", table({kv("127.0.0.1", table({kv("ssh", str("22"))}))})),
+                         kv("flag", str("on")),
+                         kv("list", table({at(1, str("x")), at(2, str("y"))})),
+                     }),
+                     1);
     s.registry_merge(table({
-        kv("hosts", table({kv("127.0.0.1", table({kv("http", str("80"))})),
-                           kv("127.0.0.2", table({kv("ssh", str("2222"))}))})),
-        kv("flag", table({kv("now", str("a table"))})),  // scalar → table
-        kv("list", table({at(2, str("Y")), at(3, str("z"))})),
-    }));
+                         kv("hosts", table({kv("127.0.0.1", table({kv("http", str("80"))})),
+                                            kv("127.0.0.2", table({kv("ssh", str("2222"))}))})),
+                         kv("flag", table({kv("now", str("a table"))})),  // scalar → table
+                         kv("list", table({at(2, str("Y")), at(3, str("z"))})),
+                     }),
+                     2);
     Value r = s.registry_snapshot();
 
     const Value* hosts = field(r, "hosts");
@@ -279,14 +281,14 @@ TEST_CASE("registry: nested tables merge key by key; a table and a scalar replac
     CHECK(items[2].key == "3");
     CHECK(text(&items[2].value) == "z");
 
-    s.registry_merge(table({kv("flag", str("off"))}));  // table → scalar
+    s.registry_merge(table({kv("flag", str("off"))}), 1);  // table → scalar
     CHECK(text(field(s.registry_snapshot(), "flag")) == "off");
 }
 
 TEST_CASE("registry: an indexed item and a string key with the same text are different keys") {
     LocalSharedState s;
-    s.registry_merge(table({at(1, str("item")), kv("1", str("string key"))}));
-    s.registry_merge(table({kv("1", str("string key 2"))}));
+    s.registry_merge(table({at(1, str("item")), kv("1", str("string key"))}), 1);
+    s.registry_merge(table({kv("1", str("string key 2"))}), 1);
     Value r = s.registry_snapshot();
     REQUIRE(r.table().entries.size() == 2);
     CHECK(r.table().entries[0].indexed);

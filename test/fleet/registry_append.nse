@@ -5,6 +5,8 @@ integer key; the postrule reports what reached it.
 ]]
 categories = {"safe"}
 
+local stdnse = require "stdnse"
+
 hostrule = function() return true end
 postrule = function() return true end
 
@@ -27,6 +29,9 @@ action = function(host)
     end
     return ("items=%d distinct=%d sparse=%d wrong=%d"):format(#list, distinct, sparse, wrong)
   end
+  -- registry_append.delay: seconds each host takes first (so a worker can die mid-scan)
+  local delay = tonumber(stdnse.get_script_args("registry_append.delay"))
+  if delay then stdnse.sleep(delay) end
   nmap.registry.nsefleet_test_list = nmap.registry.nsefleet_test_list or {}
   table.insert(nmap.registry.nsefleet_test_list, host.ip)
   nmap.registry.nsefleet_test_sparse = nmap.registry.nsefleet_test_sparse or {}

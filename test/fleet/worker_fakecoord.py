@@ -29,7 +29,7 @@ T = dict(Hello=1, Welcome=2, Heartbeat=3, RequestWork=4, Lease=5, NoWork=6, Leas
          SharedReply=14, SharedNotify=15, StatusQuery=16, StatusReply=17, Error=18, Bye=19)
 NAME = {v: k for k, v in T.items()}
 OP = dict(MutexLock=1, MutexTrylock=2, MutexUnlock=3, MutexAbandon=4, MutexOwner=5, CondWait=6,
-          CondSignal=7, CondBroadcast=8, CondCancel=9, RegistryMerge=10, RegistrySnapshot=11)
+          CondSignal=7, CondBroadcast=8, CondCancel=9, RegistryMerge=10, RegistryChanges=11)
 
 # Defaults for every ScanOptions field; the field order is read from the codec itself so this
 # stays right when a field is added (a field missing here fails loudly).
@@ -91,19 +91,15 @@ def py_to_value(p):
 
 
 def merge(dst, src):
-    """Deep merge of wire Values (tables key by key, other values replaced)."""
+    """Applies a registry delta (tables key by key, keyless items appended, nil removes;
+    other values replaced). Integer keys stay key text here: enough for the tests."""
     if not isinstance(dst, list) or not isinstance(src, list):
         return src
     out = [list(e) for e in dst]
     index = {e[0]: i for i, e in enumerate(out) if e[0] is not None}
-    for i, (k, v) in enumerate(src):
+    for k, v in src:
         if k is None:
-            pos = [j for j, e in enumerate(out) if e[0] is None]
-            n = sum(1 for e in src[:i] if e[0] is None)
-            if n < len(pos):
-                out[pos[n]][1] = merge(out[pos[n]][1], v)
-            else:
-                out.append([None, v])
+            out.append([None, v])
         elif k in index:
             out[index[k]][1] = merge(out[index[k]][1], v)
         else:
@@ -142,6 +138,7 @@ class FakeCoordinator:
         self.mutex = {}    # key -> [owner (tuple) or None, [(who, request_id), ...]]
         self.cond = {}     # key -> [(who, request_id), ...]
         self.registry = None
+        self.registry_log = []  # (engine, delta) in merge order; version = position + 1
 
     def close(self):
         self.sock.close(0)
@@ -186,13 +183,14 @@ class FakeCoordinator:
 
     # ---- the shared-state service
     def shared(self, body):
-        rid, op, key, who, value = body
+        rid, op, key, who, value, since = body
         who = tuple(who)
         opname = {v: k for k, v in OP.items()}[op]
         self.shared_log.append((opname, key, who))
 
-        def reply(ok, owner=None, val=None):
-            self.send("SharedReply", [rid, ok, [] if owner is None else [list(owner)], val])
+        def reply(ok, owner=None, val=None, version=0, snapshot=False, deltas=()):
+            self.send("SharedReply", [rid, ok, [] if owner is None else [list(owner)], val,
+                                      version, snapshot, list(deltas)])
 
         def grant(key, who, rid):
             self.send("SharedNotify", [rid, 1, key, list(who)])
@@ -244,6 +242,12 @@ class FakeCoordinator:
             self.cond[key] = [(w, r) for w, r in self.cond.get(key, []) if w != who]
         elif op == OP["RegistryMerge"]:
             self.registry = merge(self.registry, value)
+            self.registry_log.append((who[0], value))
             reply(True)
-        elif op == OP["RegistrySnapshot"]:
-            reply(True, val=self.registry)
+        elif op == OP["RegistryChanges"]:
+            version = len(self.registry_log)
+            if since == 0 or since > version:
+                reply(True, val=self.registry, version=version, snapshot=True)
+            else:
+                reply(True, version=version,
+                      deltas=[v for e, v in self.registry_log[since:] if e != who[0]])

@@ -222,7 +222,7 @@ def case_lease(binary, scripts):
         testkit.check(("MutexLock", key) in ops, "contended lock queued and granted", ops)
         testkit.eq("two unlocks", ops.count(("MutexUnlock", key)), 2)
         testkit.check(fc.mutex.get(key, [None])[0] is None, "unlocks were by the owners", fc.mutex.get(key))
-        testkit.check(("RegistrySnapshot", "") in ops, "registry snapshot pulled before scripts", ops)
+        testkit.check(("RegistryChanges", "") in ops, "registry fetched before scripts", ops)
         testkit.eq("registry merged back", (value_to_py(fc.registry) or {}).get("fleet_hits"), 2)
         owners = {who for o, k, who in fc.shared_log if o == "MutexTrylock"}
         testkit.check(owners and all(e >> 12 == 5 for e, _ in owners), "owner engine ids derive from worker_id 5", owners)

@@ -26,7 +26,7 @@ import sys
 import time
 
 # The fleet protocol version the fake peers speak (common/wire/messages.h kProtocolVersion).
-PROTOCOL = 3
+PROTOCOL = 4
 
 TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(TEST_DIR)

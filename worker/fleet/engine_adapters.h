@@ -19,6 +19,7 @@
 
 #include "common/options.h"
 #include "common/wire/messages.h"
+#include "nse/registry_delta.h"
 #include "nse/runtime.h"
 #include "worker/fleet/fleet_shared_state.h"
 
@@ -133,27 +134,43 @@ public:
     void condvar_signal(const std::string& k) override { up_.condvar_signal(k); }
     void condvar_broadcast(const std::string& k) override { up_.condvar_broadcast(k); }
     void condvar_cancel(const std::string& k, nse::Owner w) override { up_.condvar_cancel(k, w); }
-    void registry_merge(const common::Value& v) override {
+    // A phase's registry comes from its RunPhase and goes back in the PhaseResult: merges
+    // collect in a copy, and the engine takes the RunPhase's registry whole (version 0: its
+    // next fetch from the coordinator is whole again).
+    void registry_merge(const common::Value& delta, std::uint64_t engine) override {
         if (phase_)
-            phase_out = v;
+            nse::registry_apply(phase_now_, delta);
         else
-            up_.registry_merge(v);
+            up_.registry_merge(delta, engine);
     }
-    common::Value registry_snapshot() override {
-        return phase_ ? phase_in : up_.registry_snapshot();
+    nse::RegistryChanges registry_changes(std::uint64_t since, std::uint64_t engine) override {
+        if (!phase_) return up_.registry_changes(since, engine);
+        nse::RegistryChanges c;
+        if (!phase_served_) {
+            c.snapshot = true;
+            c.full = phase_in_;
+            phase_served_ = true;
+        }
+        return c;
     }
 
     void begin_phase(common::Value in) {
         phase_ = true;
-        phase_in = std::move(in);
-        phase_out = {};
+        phase_served_ = false;
+        if (!in.is_table()) in.v = common::Table{};
+        phase_in_ = std::move(in);
+        phase_now_ = phase_in_;
     }
-    void end_phase() { phase_ = false; }
-    common::Value phase_in, phase_out;
+    // Ends the phase; returns what it changed (a delta).
+    common::Value end_phase() {
+        phase_ = false;
+        return nse::registry_diff(phase_in_, phase_now_);
+    }
 
 private:
     FleetSharedState& up_;
-    bool phase_ = false;
+    bool phase_ = false, phase_served_ = false;
+    common::Value phase_in_, phase_now_;
 };
 
 }  // namespace worker::fleet

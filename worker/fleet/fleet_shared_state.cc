@@ -134,27 +134,36 @@ void FleetSharedState::condvar_cancel(const std::string& key, nse::Owner who) {
     post(make(Kind::CondCancel, key, who));
 }
 
-void FleetSharedState::registry_merge(const common::Value& snapshot) {
-    auto op = make(Kind::RegistryMerge, "", {});
-    op.value = snapshot;
-    // A registry the wire cannot carry would cost the connection (the peer drops frames
-    // over its cap): keep this engine's registry local and say so.
+void FleetSharedState::registry_merge(const common::Value& delta, std::uint64_t engine) {
+    auto op = make(Kind::RegistryMerge, "", {engine, 0});
+    op.value = delta;
+    // A delta the wire cannot carry would cost the connection (the peer drops frames over
+    // its cap): keep it local and say so.
     std::size_t n = wire::encode(op).size();
     if (n > wire::kDefaultMaxMessageBytes) {
-        log_("registry of " + std::to_string(n) + " bytes is too large for one message (at most " +
+        log_("registry change of " + std::to_string(n) +
+             " bytes is too large for one message (at most " +
              std::to_string(wire::kDefaultMaxMessageBytes) + "); not shared with the fleet");
         return;
     }
     post(std::move(op));
 }
 
-common::Value FleetSharedState::registry_snapshot() {
-    auto r = call(make(Kind::RegistrySnapshot, "", {}));
+nse::RegistryChanges FleetSharedState::registry_changes(std::uint64_t since, std::uint64_t engine) {
+    auto op = make(Kind::RegistryChanges, "", {engine, 0});
+    op.since = since;
+    nse::RegistryChanges c;
+    c.version = since;  // unchanged when the coordinator does not answer
+    auto r = call(std::move(op));
     if (!r) {
-        log_("registry snapshot unavailable; scripts start from this engine's own registry");
-        return {};
+        log_("registry changes unavailable; scripts go on with this engine's registry");
+        return c;
     }
-    return std::move(r->value);
+    c.version = r->version;
+    c.snapshot = r->snapshot;
+    c.full = std::move(r->value);
+    c.deltas = std::move(r->deltas);
+    return c;
 }
 
 bool FleetSharedState::on_reply(const wire::SharedReply& r) {

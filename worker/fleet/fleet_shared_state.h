@@ -56,9 +56,9 @@ public:
 
     // Fire and forget (the coordinator's SharedReply is not waited for: messages on one
     // connection stay in order, so a later GroupDone cannot overtake it).
-    void registry_merge(const common::Value& snapshot) override;
-    // Round trip. nil (logged) on timeout or closed link.
-    common::Value registry_snapshot() override;
+    void registry_merge(const common::Value& delta, std::uint64_t engine) override;
+    // Round trip. No changes (logged) on timeout or closed link.
+    nse::RegistryChanges registry_changes(std::uint64_t since, std::uint64_t engine) override;
 
     // A SharedReply from the coordinator. true for the answer a call waits for and for a
     // RegistryMerge's ack; false when nothing expects it (late after a timeout, or bogus):

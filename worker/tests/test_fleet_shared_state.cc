@@ -59,6 +59,16 @@ nse::Owner A{7, 1}, B{7, 2};
 
 }  // namespace
 
+wire::SharedReply rep(std::uint64_t id, bool ok, std::optional<wire::Owner> owner,
+                      common::Value value) {
+    wire::SharedReply r;
+    r.request_id = id;
+    r.ok = ok;
+    r.owner = owner;
+    r.value = std::move(value);
+    return r;
+}
+
 TEST_CASE("mutex_lock: grant runs the wake once; duplicates and mismatches are dropped") {
     FakeLink link;
     FleetSharedState s(link.sender(), link.logger(), 1000ms);
@@ -106,29 +116,35 @@ TEST_CASE("synchronous ops: replies from another thread are matched by request i
         // trylock -> granted; unlock by the wrong owner -> false; owner -> A; snapshot -> value.
         auto t = link.wait_op(0);
         // A stray reply with another id must not satisfy the waiting call.
-        CHECK_FALSE(s.on_reply({t.request_id + 100, true, std::nullopt, {}}));
-        CHECK(s.on_reply({t.request_id, true, std::nullopt, {}}));
+        CHECK_FALSE(s.on_reply(rep(t.request_id + 100, true, std::nullopt, {})));
+        CHECK(s.on_reply(rep(t.request_id, true, std::nullopt, {})));
         auto u = link.wait_op(1);
         CHECK(u.op == Kind::MutexUnlock);
         CHECK(u.who == wire::Owner{7, 2});
-        CHECK(s.on_reply({u.request_id, false, std::nullopt, {}}));
+        CHECK(s.on_reply(rep(u.request_id, false, std::nullopt, {})));
         auto o = link.wait_op(2);
         CHECK(o.op == Kind::MutexOwner);
-        CHECK(s.on_reply({o.request_id, true, wire::Owner{7, 1}, {}}));
+        CHECK(s.on_reply(rep(o.request_id, true, wire::Owner{7, 1}, {})));
         auto r = link.wait_op(3);
-        CHECK(r.op == Kind::RegistrySnapshot);
-        common::Value v;
-        v.v = std::string("hello");
-        CHECK(s.on_reply({r.request_id, true, std::nullopt, v}));
+        CHECK(r.op == Kind::RegistryChanges);
+        CHECK(r.since == 5);
+        CHECK(r.who.engine == 7);
+        auto answer = rep(r.request_id, true, std::nullopt, {});
+        answer.version = 9;
+        answer.deltas.resize(2);
+        answer.deltas[1].v = std::string("hello");
+        CHECK(s.on_reply(answer));
     });
     CHECK(s.mutex_trylock("s:k", A));
     CHECK_FALSE(s.mutex_unlock("s:k", B));
     auto owner = s.mutex_owner("s:k");
     REQUIRE(owner.has_value());
     CHECK(*owner == A);
-    auto snap = s.registry_snapshot();
-    REQUIRE(std::holds_alternative<std::string>(snap.v));
-    CHECK(std::get<std::string>(snap.v) == "hello");
+    auto changes = s.registry_changes(5, 7);
+    CHECK(changes.version == 9);
+    CHECK_FALSE(changes.snapshot);
+    REQUIRE(changes.deltas.size() == 2);
+    CHECK(std::get<std::string>(changes.deltas[1].v) == "hello");
     coord.join();
     CHECK(s.timeouts() == 0);
     CHECK(link.count() == 4);
@@ -150,13 +166,17 @@ TEST_CASE("timeouts are bounded and leave no lock behind") {
     CHECK(abandon.key == "s:k");
     CHECK(abandon.who == wire::Owner{7, 1});
     // The late reply is reported as unmatched.
-    CHECK_FALSE(s.on_reply({try_op.request_id, true, std::nullopt, {}}));
+    CHECK_FALSE(s.on_reply(rep(try_op.request_id, true, std::nullopt, {})));
 
     // unlock on timeout: gives the lock up and reports success.
     CHECK(s.mutex_unlock("s:k", A));
     CHECK(link.wait_op(3).op == Kind::MutexAbandon);
     CHECK_FALSE(s.mutex_owner("s:k").has_value());
-    CHECK(s.registry_snapshot().is_nil());
+    // No answer: the engine keeps its version and gets nothing to apply.
+    auto none = s.registry_changes(3, 7);
+    CHECK(none.version == 3);
+    CHECK(none.deltas.empty());
+    CHECK_FALSE(none.snapshot);
     CHECK(s.timeouts() == 4);
     std::lock_guard lk(link.mu);
     CHECK(link.logs.size() >= 4);
@@ -193,13 +213,14 @@ TEST_CASE("abandon and cancel forget pending requests") {
     CHECK(link.wait_op(6).op == Kind::CondBroadcast);
     common::Value reg;
     reg.v = std::int64_t{42};
-    s.registry_merge(reg);
+    s.registry_merge(reg, 7);
     auto merge = link.wait_op(7);
     CHECK(merge.op == Kind::RegistryMerge);
     CHECK(std::get<std::int64_t>(merge.value.v) == 42);
+    CHECK(merge.who.engine == 7);
     // Its ack is expected exactly once.
-    CHECK(s.on_reply({merge.request_id, true, std::nullopt, {}}));
-    CHECK_FALSE(s.on_reply({merge.request_id, true, std::nullopt, {}}));
+    CHECK(s.on_reply(rep(merge.request_id, true, std::nullopt, {})));
+    CHECK_FALSE(s.on_reply(rep(merge.request_id, true, std::nullopt, {})));
     // Request ids are unique.
     std::lock_guard lk(link.mu);
     for (std::size_t i = 1; i < link.sent.size(); ++i)
