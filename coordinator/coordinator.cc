@@ -474,7 +474,10 @@ void Coordinator::on_request_work(WorkerRec& w, const wire::RequestWork& m) {
         return;
     }
     if (auto s = plan_more(); !s) return fatal(s.message());
-    std::uint32_t slots = std::min<std::uint32_t>(std::max<std::uint32_t>(m.slots, 1), w.engines);
+    // Never more leases than engines, however often it asks.
+    std::size_t held = book_->leases_of(w.id).size();
+    std::uint32_t free = held >= w.engines ? 0 : w.engines - static_cast<std::uint32_t>(held);
+    std::uint32_t slots = std::min<std::uint32_t>(std::max<std::uint32_t>(m.slots, 1), free);
     std::uint32_t given = 0;
     double deadline = epoch_now() + cfg_.lease_timeout;
     while (given < slots) {
@@ -496,6 +499,10 @@ void Coordinator::on_request_work(WorkerRec& w, const wire::RequestWork& m) {
 }
 
 void Coordinator::on_host_result(WorkerRec& w, const wire::HostResult& m, std::uint64_t seq) {
+    // Only the lease holder speaks for a group's hosts (a lapsed worker's late copy is
+    // dropped: the group's new holder scans those hosts again).
+    if (book_->held_by(m.group_id, w.id) != GroupBook::Held::yes)
+        return send_error(w.peer, wire::ErrorCode::UnknownLease, "not your lease", seq);
     auto r = book_->commit(m.group_id, {m.host.index, m.host.address, false, ""}, wire::encode(m));
     if (!r) return fatal(r.message());
     switch (*r) {
@@ -543,7 +550,9 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
 }
 
 void Coordinator::on_phase_result(WorkerRec& w, const wire::PhaseResult& m) {
-    if (!phase_ || phase_->id != m.phase_id || phase_->phase != m.phase) return;  // stale
+    // Stale, or from a worker the phase was not given to.
+    if (!phase_ || phase_->id != m.phase_id || phase_->phase != m.phase || phase_->worker != w.id)
+        return;
     if (!m.error.empty()) warn("phase failed on worker " + std::to_string(w.id) + ": " + m.error);
     if (auto s = shared_->merge(m.registry); !s) fatal(s.message());
     auto key = std::string(kPhaseKeyPrefix) + std::to_string(static_cast<int>(m.phase));
@@ -563,9 +572,19 @@ void Coordinator::on_phase_result(WorkerRec& w, const wire::PhaseResult& m) {
 }
 
 void Coordinator::handle(const transport::Incoming& in) {
+    auto known = by_peer_.find(in.peer);
+    // A stranger's frame is parsed no further than its envelope unless it says Hello (or
+    // asks for the status, which any client may).
+    if (known == by_peer_.end()) {
+        auto env = wire::peek(in.payload);
+        if (env && env->type != wire::MsgType::Hello && env->type != wire::MsgType::StatusQuery) {
+            if (env->type != wire::MsgType::Error)
+                send_error(in.peer, wire::ErrorCode::NotAuthorized, "say Hello first", env->seq);
+            return;
+        }
+    }
     wire::ErrorCode why = wire::ErrorCode::None;
     auto d = wire::decode(in.payload, wire::kDefaultMaxMessageBytes, &why);
-    auto known = by_peer_.find(in.peer);
     if (!d) {
         ++bad_frames_;
         if (bad_frames_ <= 10 || bad_frames_ % 1000 == 0)
@@ -606,6 +625,8 @@ void Coordinator::handle(const transport::Incoming& in) {
     if (auto* m = std::get_if<wire::GroupDone>(&msg)) return on_group_done(w, *m);
     if (auto* m = std::get_if<wire::PhaseResult>(&msg)) return on_phase_result(w, *m);
     if (auto* m = std::get_if<wire::SharedOp>(&msg)) {
+        if (auto why = SharedService::refusal(w.id, w.engines, *m); !why.empty())
+            return send_error(w.peer, wire::ErrorCode::NotAuthorized, why, seq);
         if (auto s = shared_->handle(w.id, *m); !s) fatal(s.message());
         return;
     }

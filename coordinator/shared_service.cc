@@ -12,6 +12,20 @@ namespace {
 constexpr const char* kRegistryRecord = "registry";
 }  // namespace
 
+std::string SharedService::refusal(std::uint64_t worker, std::uint32_t engines,
+                                   const wire::SharedOp& op) {
+    using K = wire::SharedOpKind;
+    if (op.key.size() > nse::kMaxSharedKeyBytes)
+        return "shared-state key of " + std::to_string(op.key.size()) + " bytes (at most " +
+               std::to_string(nse::kMaxSharedKeyBytes) + ")";
+    bool ownerless = op.op == K::MutexOwner || op.op == K::CondSignal || op.op == K::CondBroadcast;
+    if (ownerless) return "";
+    std::uint64_t n = wire::engine_index(op.who.engine);
+    if (wire::worker_of_engine(op.who.engine) != worker || n == 0 || n > engines)
+        return "engine " + std::to_string(op.who.engine) + " is not one of this worker's";
+    return "";
+}
+
 common::Status SharedService::restore() {
     wire::RunPhase saved;
     if (auto s = read_record(store_, kRegistryRecord, saved); !s) return s;

@@ -28,6 +28,12 @@ public:
 
     SharedService(store::Store& store, Send send) : store_(store), send_(std::move(send)) {}
 
+    // Why `op` from worker `worker` (running `engines` engines) is refused, "" when it is
+    // not: a key longer than nse::kMaxSharedKeyBytes, or an owner that is not one of the
+    // sender's engines (a worker acts only for itself).
+    static std::string refusal(std::uint64_t worker, std::uint32_t engines,
+                               const common::wire::SharedOp& op);
+
     // Loads the journaled registry (resume). Fails on a record that cannot be read.
     common::Status restore();
 

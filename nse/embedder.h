@@ -19,6 +19,9 @@ struct Owner {
     bool operator==(const Owner&) const = default;
 };
 
+// Longest mutex/condvar key the shared state takes (nmap.mutex raises beyond it).
+inline constexpr std::size_t kMaxSharedKeyBytes = 4096;
+
 // What an engine fetches to bring its nmap.registry up to date.
 struct RegistryChanges {
     std::uint64_t version = 0;  // the merged registry's version these bring the engine to

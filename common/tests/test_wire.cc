@@ -597,3 +597,22 @@ TEST_CASE("wire: type names") {
     CHECK(std::string(type_name(static_cast<MsgType>(200))) == "unknown");
     CHECK(type_of(Message{Bye{}}) == MsgType::Bye);
 }
+
+TEST_CASE("wire: peek reads the envelope of a frame without its body") {
+    std::string hello = encode(Hello{kProtocolVersion, "w", 2, 1, {}}, 300);
+    auto e = peek(hello);
+    REQUIRE(e.has_value());
+    CHECK(e->type == MsgType::Hello);
+    CHECK(e->version == kProtocolVersion);
+    CHECK(e->seq == 300);
+    SharedOp op;
+    op.value.v = std::string(100000, 'x');
+    auto big = encode(op, 1ull << 40);
+    auto p = peek(std::string_view(big).substr(0, 20));  // the body is not needed
+    REQUIRE(p.has_value());
+    CHECK(p->type == MsgType::SharedOp);
+    CHECK(p->seq == 1ull << 40);
+    CHECK_FALSE(peek("").has_value());
+    CHECK_FALSE(peek(std::string("\x95\xa3nsx\x04\x01\x01", 8)).has_value());  // bad magic
+    CHECK_FALSE(peek(hello.substr(0, 6)).has_value());                         // cut short
+}

@@ -37,11 +37,16 @@ std::string check_security(const std::string& endpoint, const std::optional<KeyP
     return "";
 }
 
-// Common socket options: no linger at close (a dead peer must not hang shutdown), and the
-// message size cap that makes libzmq drop an oversized peer before buffering its message.
+// Common socket options: no linger at close (a dead peer must not hang shutdown), the
+// message size cap that makes libzmq drop an oversized peer before buffering its message,
+// and a receive high-water mark per peer: a flooding peer is held back by its own send
+// queue (which the worker keeps in its outbox) instead of filling this process's memory.
+constexpr int kReceiveHighWater = 256;  // messages per peer
+
 void base_options(zmq::socket_t& s, std::size_t max_bytes) {
     s.set(zmq::sockopt::linger, 0);
     s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_bytes));
+    s.set(zmq::sockopt::rcvhwm, kReceiveHighWater);
 }
 
 // Polls one socket for input for at most `timeout`. true when readable.

@@ -613,6 +613,38 @@ std::string encode(const Message& m, std::uint64_t seq) {
     return std::move(buf.out);
 }
 
+namespace {
+
+// A MessagePack unsigned integer at `p` (positive fixint, uint8..uint64); advances `p`.
+std::optional<std::uint64_t> peek_uint(const unsigned char*& p, const unsigned char* end) {
+    if (p >= end) return std::nullopt;
+    unsigned tag = *p++;
+    if (tag <= 0x7f) return tag;
+    std::size_t n = tag == 0xcc ? 1 : tag == 0xcd ? 2 : tag == 0xce ? 4 : tag == 0xcf ? 8 : 0;
+    if (n == 0 || static_cast<std::size_t>(end - p) < n) return std::nullopt;
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        v = (v << 8) | *p++;
+    return v;
+}
+
+}  // namespace
+
+std::optional<Envelope> peek(std::string_view bytes) {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    const auto* end = p + bytes.size();
+    // [magic, version, type, seq, body]: a fixarray of 5, then "nsf" as a fixstr.
+    if (end - p < 5 || p[0] != 0x95 || p[1] != 0xa0 + kMagic.size() ||
+        std::string_view(reinterpret_cast<const char*>(p + 2), kMagic.size()) != kMagic)
+        return std::nullopt;
+    p += 2 + kMagic.size();
+    auto version = peek_uint(p, end);
+    auto type = peek_uint(p, end);
+    auto seq = peek_uint(p, end);
+    if (!version || !type || !seq || *version > UINT32_MAX || *type > 255) return std::nullopt;
+    return Envelope{static_cast<std::uint32_t>(*version), static_cast<MsgType>(*type), *seq};
+}
+
 common::Result<Decoded> decode(std::string_view bytes, std::size_t max_bytes, ErrorCode* why) {
     auto fail = [&](ErrorCode code, const std::string& text) -> common::Result<Decoded> {
         if (why) *why = code;

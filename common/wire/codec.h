@@ -4,6 +4,7 @@
 // the bytes and knows nothing of this; this layer knows nothing of ZeroMQ.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,11 @@ struct Decoded {
     Envelope envelope;
     Message message;
 };
+
+// The envelope of a frame without parsing its body: what a receiver checks before it spends
+// anything on a peer it does not know yet. nullopt when the frame does not start like an
+// nsefleet envelope (the full decode then says why).
+std::optional<Envelope> peek(std::string_view bytes);
 
 // Encodes `m` in an envelope with the current protocol version and `seq`. Never fails for
 // a well-formed struct (enum fields out of range are encoded as their number). Throws only

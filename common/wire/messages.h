@@ -16,6 +16,17 @@ namespace common::wire {
 
 // Bumped on any change to the envelope or to the field layout of any message.
 inline constexpr std::uint32_t kProtocolVersion = 4;
+
+// Engine ids are worker_id * 2^12 + n (n = 1..engines): fleet-unique because worker ids
+// are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 + counter).
+// The coordinator takes a SharedOp only for engines of the worker that sends it.
+inline constexpr unsigned kEngineBits = 12;
+inline constexpr std::uint64_t worker_of_engine(std::uint64_t engine) {
+    return engine >> kEngineBits;
+}
+inline constexpr std::uint64_t engine_index(std::uint64_t engine) {
+    return engine & ((std::uint64_t{1} << kEngineBits) - 1);
+}
 // Default cap on one encoded message (receivers drop larger frames unread).
 inline constexpr std::size_t kDefaultMaxMessageBytes = 16u << 20;
 

@@ -559,6 +559,9 @@ std::string sync_key(lua_State* L, int idx, Runtime& rt) {
     case LUA_TSTRING: {
         std::size_t n;
         const char* s = lua_tolstring(L, idx, &n);
+        // The fleet's lock service takes bounded keys; misuse raises.
+        if (n + 2 > kMaxSharedKeyBytes)
+            luaL_argerror(L, idx, "key too long for a mutex or condition variable");
         return "s:" + std::string(s, n);
     }
     case LUA_TTABLE:

@@ -7,15 +7,14 @@
 
 #include "common/status.h"
 #include "common/transport/transport.h"
+#include "common/wire/messages.h"
 
 namespace worker::fleet {
 
 // Exit codes: 0 scan done or coordinator said Bye; 1 set-up failure (options, data files,
 // script selection); 2 usage; 3 coordinator unreachable, silent or refusing us; 130 signal.
 constexpr int kExitFailure = 1, kExitUsage = 2, kExitCoordinator = 3, kExitInterrupted = 130;
-// Engine ids are worker_id * 2^12 + n (n = 1..engines): fleet-unique because worker ids
-// are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 + counter).
-constexpr unsigned kEngineBits = 12;
+using common::wire::kEngineBits;
 
 struct Args {
     std::string connect;
