@@ -1,15 +1,85 @@
 #include "coordinator/shared_service.h"
 
+#include <cstdlib>
+#include <optional>
+
 #include "common/wire/codec.h"
-#include "coordinator/records.h"
 
 namespace coordinator {
 
 namespace wire = common::wire;
 
 namespace {
-// The merged nmap.registry, as a RunPhase record (its registry field).
-constexpr const char* kRegistryRecord = "registry";
+
+// The registry lives in the store entry by entry: key "p" + the path's segments, value a
+// table mark or a scalar; "version" holds the merge count. A segment is self-delimiting
+// (an integer key: 'i' + 8 bytes, big-endian with the sign bit flipped, so items sort by
+// number; a string key: 's' + the text with 0x00/0x01 escaped + 0x00), so the keys under
+// a path are exactly those that start with its key.
+constexpr char kPathPrefix = 'p';
+constexpr const char* kVersionKey = "version";
+constexpr char kTableMark = 't', kScalarMark = 'v';
+
+using Path = nse::RegistryTree::Path;
+
+std::string path_key(const Path& path) {
+    std::string out(1, kPathPrefix);
+    for (const auto& [indexed, text] : path) {
+        if (auto i = common::item_index(common::Entry{indexed, text, {}})) {
+            out.push_back('i');
+            auto u = static_cast<std::uint64_t>(*i) ^ (std::uint64_t{1} << 63);
+            for (int shift = 56; shift >= 0; shift -= 8)
+                out.push_back(static_cast<char>((u >> shift) & 0xff));
+            continue;
+        }
+        out.push_back(indexed ? 'n' : 's');  // 'n': an item key that is not a number
+        for (char c : text) {
+            if (c == '\0' || c == '\1') {
+                out.push_back('\1');
+                out.push_back(c == '\0' ? '\1' : '\2');
+            } else {
+                out.push_back(c);
+            }
+        }
+        out.push_back('\0');
+    }
+    return out;
+}
+
+std::optional<Path> parse_path(std::string_view key) {
+    if (key.empty() || key[0] != kPathPrefix) return std::nullopt;
+    Path path;
+    std::size_t i = 1;
+    while (i < key.size()) {
+        char kind = key[i++];
+        if (kind == 'i') {
+            if (key.size() - i < 8) return std::nullopt;
+            std::uint64_t u = 0;
+            for (int b = 0; b < 8; ++b)
+                u = (u << 8) | static_cast<unsigned char>(key[i++]);
+            path.emplace_back(
+                true, std::to_string(static_cast<std::int64_t>(u ^ (std::uint64_t{1} << 63))));
+            continue;
+        }
+        if (kind != 's' && kind != 'n') return std::nullopt;
+        std::string text;
+        for (;;) {
+            if (i >= key.size()) return std::nullopt;
+            char c = key[i++];
+            if (c == '\0') break;
+            if (c == '\1') {
+                if (i >= key.size()) return std::nullopt;
+                text.push_back(key[i++] == '\1' ? '\0' : '\1');
+            } else {
+                text.push_back(c);
+            }
+        }
+        path.emplace_back(kind == 'n', std::move(text));
+    }
+    if (path.empty()) return std::nullopt;
+    return path;
+}
+
 }  // namespace
 
 std::string SharedService::refusal(std::uint64_t worker, std::uint32_t engines,
@@ -27,21 +97,57 @@ std::string SharedService::refusal(std::uint64_t worker, std::uint32_t engines,
 }
 
 common::Status SharedService::restore() {
-    wire::RunPhase saved;
-    if (auto s = read_record(store_, kRegistryRecord, saved); !s) return s;
-    shared_.registry_restore(saved.registry, 0);
+    nse::RegistryTree tree;
+    std::string bad;
+    auto st = store_.for_each_registry(
+        std::string(1, kPathPrefix), [&](std::string_view key, std::string_view bytes) {
+            auto path = parse_path(key);
+            if (!path || bytes.empty() || (bytes[0] != kTableMark && bytes[0] != kScalarMark)) {
+                bad = "unreadable registry entry";
+                return false;
+            }
+            if (bytes[0] == kTableMark) {
+                tree.set(*path, nullptr);
+                return true;
+            }
+            auto v = wire::decode_value(bytes.substr(1));
+            if (!v) {
+                bad = "registry entry: " + v.message();
+                return false;
+            }
+            tree.set(*path, &*v);
+            return true;
+        });
+    if (!st) return st;
+    if (!bad.empty()) return common::Status::error("store: " + bad);
+    auto version = store_.registry(kVersionKey);
+    if (!version) return version.status();
+    std::uint64_t n = *version ? std::strtoull((*version)->c_str(), nullptr, 10) : 0;
+    shared_.registry_restore(std::move(tree), n);
     return common::Status::ok();
 }
 
-common::Status SharedService::persist() {
-    wire::RunPhase holder;
-    holder.registry = shared_.registry_snapshot();
-    return store_.put_record(kRegistryRecord, wire::encode(holder));
+// Writes what one merge changed, and the new version, in one batch: the cost of a delta is
+// its own size, whatever the registry's.
+common::Status SharedService::persist(const std::vector<nse::RegistryTree::Change>& changes) {
+    if (changes.empty()) return common::Status::ok();
+    using Change = nse::RegistryTree::Change;
+    std::vector<store::Store::KvOp> ops;
+    ops.reserve(changes.size() + 1);
+    for (const auto& c : changes) {
+        std::string key = path_key(c.path);
+        if (c.kind == Change::erased || c.cleared) ops.push_back({true, key, {}});
+        if (c.kind == Change::table)
+            ops.push_back({false, key, std::string(1, kTableMark)});
+        else if (c.kind == Change::scalar)
+            ops.push_back({false, key, kScalarMark + wire::encode_value(c.value)});
+    }
+    ops.push_back({false, kVersionKey, std::to_string(shared_.registry_version())});
+    return store_.write_registry(ops);
 }
 
 common::Status SharedService::merge(const common::Value& delta, std::uint64_t engine) {
-    shared_.registry_merge(delta, engine);
-    return persist();
+    return persist(shared_.registry_merge_tracked(delta, engine));
 }
 
 common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp& m) {

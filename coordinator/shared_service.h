@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "common/status.h"
 #include "common/value.h"
@@ -48,7 +49,7 @@ public:
     common::Value snapshot() { return shared_.registry_snapshot(); }
 
 private:
-    common::Status persist();
+    common::Status persist(const std::vector<nse::RegistryTree::Change>& changes);
 
     using Footprint = std::tuple<std::string, std::uint64_t, std::uint64_t>;  // key, engine, id
     struct Prints {

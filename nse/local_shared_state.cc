@@ -115,13 +115,15 @@ void LocalSharedState::condvar_cancel(const std::string& key, Owner who) {
     if (it->second.empty()) condvars_.erase(it);
 }
 
-void LocalSharedState::registry_merge(const common::Value& delta, std::uint64_t engine) {
+std::vector<RegistryTree::Change> LocalSharedState::registry_merge_tracked(
+    const common::Value& delta, std::uint64_t engine) {
     // A delta is a table: nothing else may replace the registry. An empty one changes nothing.
-    if (!delta.is_table() || delta.table().entries.empty()) return;
+    if (!delta.is_table() || delta.table().entries.empty()) return {};
     std::lock_guard lk(mu_);
-    registry_apply(registry_, delta);
+    auto changes = registry_.apply(delta);
     log_.push_back({++version_, engine, delta});
     if (log_.size() > kLogEntries) log_.pop_front();
+    return changes;
 }
 
 RegistryChanges LocalSharedState::registry_changes(std::uint64_t since, std::uint64_t engine) {
@@ -133,8 +135,7 @@ RegistryChanges LocalSharedState::registry_changes(std::uint64_t since, std::uin
                  (since < version_ && (log_.empty() || log_.front().version > since + 1));
     if (whole) {
         c.snapshot = true;
-        c.full = registry_;
-        if (!c.full.is_table()) c.full.v = common::Table{};
+        c.full = registry_.snapshot();
         return c;
     }
     auto it = std::partition_point(log_.begin(), log_.end(),
@@ -146,7 +147,7 @@ RegistryChanges LocalSharedState::registry_changes(std::uint64_t since, std::uin
 
 common::Value LocalSharedState::registry_snapshot() {
     std::lock_guard lk(mu_);
-    return registry_;
+    return registry_.snapshot();
 }
 
 std::uint64_t LocalSharedState::registry_version() {
@@ -154,7 +155,7 @@ std::uint64_t LocalSharedState::registry_version() {
     return version_;
 }
 
-void LocalSharedState::registry_restore(common::Value registry, std::uint64_t version) {
+void LocalSharedState::registry_restore(RegistryTree registry, std::uint64_t version) {
     std::lock_guard lk(mu_);
     registry_ = std::move(registry);
     version_ = version;

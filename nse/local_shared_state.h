@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "nse/embedder.h"
+#include "nse/registry_tree.h"
 
 namespace nse {
 
@@ -20,14 +21,19 @@ public:
     void condvar_signal(const std::string& key) override;
     void condvar_broadcast(const std::string& key) override;
     void condvar_cancel(const std::string& key, Owner who) override;
-    void registry_merge(const common::Value& delta, std::uint64_t engine) override;
+    void registry_merge(const common::Value& delta, std::uint64_t engine) override {
+        registry_merge_tracked(delta, engine);
+    }
+    // The same, returning the paths the merge changed (what a store writes).
+    std::vector<RegistryTree::Change> registry_merge_tracked(const common::Value& delta,
+                                                             std::uint64_t engine);
     RegistryChanges registry_changes(std::uint64_t since, std::uint64_t engine) override;
 
     // The merged registry and its version (each merge adds one).
     common::Value registry_snapshot();
     std::uint64_t registry_version();
     // Starts over from a saved registry (a resumed scan): every engine refetches it whole.
-    void registry_restore(common::Value registry, std::uint64_t version);
+    void registry_restore(RegistryTree registry, std::uint64_t version);
 
 private:
     struct Mutex {
@@ -40,7 +46,7 @@ private:
     std::mutex mu_;
     std::map<std::string, Mutex> mutexes_;
     std::map<std::string, std::vector<std::pair<Owner, Wake>>> condvars_;
-    common::Value registry_;
+    RegistryTree registry_;
     std::uint64_t version_ = 0;
     // The latest merges, oldest first (at most kLogEntries): an engine a few versions behind
     // fetches the deltas it missed instead of the whole registry.

@@ -630,6 +630,38 @@ std::optional<std::uint64_t> peek_uint(const unsigned char*& p, const unsigned c
 
 }  // namespace
 
+std::string encode_value(const common::Value& v) {
+    StringBuffer buf;
+    Packer pk(buf);
+    put(pk, v);
+    return std::move(buf.out);
+}
+
+// Exactly one MessagePack object, pre-scanned (sizes, depth) before msgpack-c allocates;
+// its limits are a second fence. Throws Bad / msgpack-c's errors.
+msgpack::object_handle unpack_one(std::string_view bytes, const char* what) {
+    prescan(bytes);
+    msgpack::unpack_limit limit(bytes.size(), 0, bytes.size(), 0, 0, kMaxDepth + 1);
+    std::size_t off = 0;
+    msgpack::object_handle oh =
+        msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
+    if (off != bytes.size()) bad(std::string("trailing bytes after ") + what);
+    return oh;
+}
+
+common::Result<common::Value> decode_value(std::string_view bytes) {
+    try {
+        msgpack::object_handle oh = unpack_one(bytes, "value");
+        common::Value v;
+        get(oh.get(), v);
+        return v;
+    } catch (const Bad& b) {
+        return common::Status::error(b.what);
+    } catch (const std::exception& e) {
+        return common::Status::error(std::string("malformed value: ") + e.what());
+    }
+}
+
 std::optional<Envelope> peek(std::string_view bytes) {
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
     const auto* end = p + bytes.size();
@@ -656,13 +688,7 @@ common::Result<Decoded> decode(std::string_view bytes, std::size_t max_bytes, Er
                                              " bytes exceeds the limit of " +
                                              std::to_string(max_bytes));
     try {
-        prescan(bytes);
-        // The pre-scan bounded sizes and depth already; these limits are a second fence.
-        msgpack::unpack_limit limit(bytes.size(), 0, bytes.size(), 0, 0, kMaxDepth + 1);
-        std::size_t off = 0;
-        msgpack::object_handle oh =
-            msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
-        if (off != bytes.size()) bad("trailing bytes after message");
+        msgpack::object_handle oh = unpack_one(bytes, "message");
         const Obj* env = arr(oh.get(), 5, "envelope");
         if (env[0].type != msgpack::type::STR ||
             std::string_view(env[0].via.str.ptr, env[0].via.str.size) != kMagic)

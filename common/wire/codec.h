@@ -29,6 +29,11 @@ struct Decoded {
     Message message;
 };
 
+// One Value alone (a store keeps registry entries this way); decode_value fails like
+// decode on bytes that are not exactly one well-formed Value.
+std::string encode_value(const common::Value& v);
+common::Result<common::Value> decode_value(std::string_view bytes);
+
 // The envelope of a frame without parsing its body: what a receiver checks before it spends
 // anything on a peer it does not know yet. nullopt when the frame does not start like an
 // nsefleet envelope (the full decode then says why).

@@ -465,6 +465,35 @@ Status Store::scan_kv(int cf, std::string_view prefix,
     return impl_->scan(static_cast<Cf>(cf), prefix, prefix, fn);
 }
 
+namespace {
+
+// The first key after every key that starts with `prefix` ("" when there is none).
+std::string prefix_end(std::string prefix) {
+    while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff)
+        prefix.pop_back();
+    if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+    return prefix;
+}
+
+}  // namespace
+
+Status Store::write_registry(const std::vector<KvOp>& ops) {
+    std::lock_guard lk(mu_);
+    if (auto st = impl_->live(); !st) return st;
+    rocksdb::WriteBatch b;
+    auto* cf = impl_->cf[kRegistry];
+    for (const auto& op : ops) {
+        if (!op.erase) {
+            b.Put(cf, op.key, op.bytes);
+            continue;
+        }
+        b.Delete(cf, op.key);
+        std::string end = prefix_end(op.key);
+        if (!end.empty()) b.DeleteRange(cf, op.key, end);
+    }
+    return impl_->write(b, false, "write registry");
+}
+
 Status Store::put_registry(std::string_view key, std::string_view bytes) {
     return put_kv(kRegistry, key, bytes);
 }

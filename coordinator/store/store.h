@@ -116,6 +116,13 @@ public:
         std::uint64_t from = 0) const;
 
     // ---- NSE registry (fleet-wide nmap.registry entries)
+    // One atomic change: each op puts `bytes` at `key`, or (erase) removes `key` and every
+    // key that starts with it. Ops apply in order.
+    struct KvOp {
+        bool erase = false;
+        std::string key, bytes;
+    };
+    [[nodiscard]] Status write_registry(const std::vector<KvOp>& ops);
     [[nodiscard]] Status put_registry(std::string_view key, std::string_view bytes);
     [[nodiscard]] Result<std::optional<std::string>> registry(std::string_view key) const;
     [[nodiscard]] Status erase_registry(std::string_view key);

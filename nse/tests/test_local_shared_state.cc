@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nse/local_shared_state.h"
+#include "test/support/values.h"
 
 using common::Entry;
 using common::Table;
@@ -27,12 +28,11 @@ LocalSharedState::Wake note(std::vector<std::string>& log, std::string name) {
     return [&log, name = std::move(name)] { log.push_back(name); };
 }
 
-Value str(std::string s) { return Value{std::move(s)}; }
-Value num(std::int64_t n) { return Value{n}; }
-Entry kv(std::string k, Value v) { return Entry{false, std::move(k), std::move(v)}; }
-// An array item as registry_to_value makes it: indexed, its index as the key text.
-Entry at(int i, Value v) { return Entry{true, std::to_string(i), std::move(v)}; }
-Value table(std::vector<Entry> e) { return Value{Table{std::move(e)}}; }
+using test_support::at;
+using test_support::kv;
+using test_support::num;
+using test_support::str;
+using test_support::table;
 
 // The entry of table `v` with string key `k`, or nullptr.
 const Value* field(const Value& v, const std::string& k) {
@@ -203,7 +203,8 @@ TEST_CASE("condvar: a woken waiter may wait again from inside its wake") {
 
 TEST_CASE("registry: empty until merged; a snapshot is a copy") {
     LocalSharedState s;
-    CHECK(s.registry_snapshot().is_nil());
+    Value empty = s.registry_snapshot();
+    CHECK((empty.is_table() && empty.table().entries.empty()));
     s.registry_merge(table({kv("a", str("1"))}), 1);
     Value snap = s.registry_snapshot();
     CHECK(text(field(snap, "a")) == "1");
@@ -295,4 +296,47 @@ TEST_CASE("registry: an indexed item and a string key with the same text are dif
     CHECK(text(&r.table().entries[0].value) == "item");
     CHECK_FALSE(r.table().entries[1].indexed);
     CHECK(text(&r.table().entries[1].value) == "string key 2");
+}
+
+TEST_CASE("registry changes: what others published since a version, the whole when too old") {
+    LocalSharedState s;
+    auto first = s.registry_changes(0, 1);  // a new engine takes the whole registry
+    CHECK(first.snapshot);
+    CHECK(first.version == 0);
+    s.registry_merge(table({kv("a", str("from 1"))}), 1);
+    s.registry_merge(table({kv("b", str("from 2"))}), 2);
+    s.registry_merge(table({}), 2);  // empty: no new version
+    CHECK(s.registry_version() == 2);
+    auto c = s.registry_changes(0, 1);
+    CHECK(c.snapshot);
+    CHECK(text(field(c.full, "b")) == "from 2");
+    // Engine 1 at version 1: only engine 2's delta.
+    c = s.registry_changes(1, 1);
+    CHECK_FALSE(c.snapshot);
+    CHECK(c.version == 2);
+    REQUIRE(c.deltas.size() == 1);
+    CHECK(text(field(c.deltas[0], "b")) == "from 2");
+    // Its own deltas never come back to it.
+    c = s.registry_changes(0 + 1, 2);
+    CHECK(c.deltas.empty());
+    CHECK(c.version == 2);
+    // Up to date: nothing.
+    c = s.registry_changes(2, 1);
+    CHECK_FALSE(c.snapshot);
+    CHECK(c.deltas.empty());
+    // A version this state never had (another run): the whole registry.
+    CHECK(s.registry_changes(99, 1).snapshot);
+}
+
+TEST_CASE("registry changes: an engine further behind than the log gets the whole registry") {
+    LocalSharedState s;
+    for (int i = 0; i < 5000; ++i)
+        s.registry_merge(table({kv("k" + std::to_string(i % 10), str(std::to_string(i)))}), 2);
+    auto c = s.registry_changes(1, 1);
+    CHECK(c.snapshot);
+    CHECK(c.version == 5000);
+    CHECK(text(field(c.full, "k9")) == "4999");
+    c = s.registry_changes(4990, 1);
+    CHECK_FALSE(c.snapshot);
+    CHECK(c.deltas.size() == 10);
 }

@@ -1,0 +1,163 @@
+#include "nse/registry_tree.h"
+
+#include <algorithm>
+#include <optional>
+
+namespace nse {
+
+struct RegistryTree::Node {
+    bool is_table = false;
+    common::Value scalar;     // when !is_table
+    std::uint64_t order = 0;  // insertion order among its siblings
+    std::map<Key, std::unique_ptr<Node>> kids;
+    long long border = 0;  // items 1..border present (sequence_length)
+};
+
+namespace {
+
+using Node = RegistryTree::Node;
+using Key = RegistryTree::Key;
+
+std::optional<long long> int_key(const Key& k) {
+    common::Entry e{k.first, k.second, {}};
+    auto i = common::item_index(e);
+    if (!i) return std::nullopt;
+    return static_cast<long long>(*i);
+}
+
+Key item_key(long long n) { return {true, std::to_string(n)}; }
+
+std::size_t count_below(const Node& n) {
+    std::size_t c = 0;
+    for (const auto& [k, kid] : n.kids)
+        c += 1 + count_below(*kid);
+    return c;
+}
+
+void added(Node& t, const Key& k) {
+    auto i = int_key(k);
+    if (!i || *i != t.border + 1) return;
+    while (t.kids.count(item_key(t.border + 1)))
+        ++t.border;
+}
+
+void removed(Node& t, const Key& k) {
+    auto i = int_key(k);
+    if (i && *i >= 1 && *i <= t.border) t.border = *i - 1;
+}
+
+common::Value to_value(const Node& n) {
+    if (!n.is_table) return n.scalar;
+    std::vector<std::pair<std::uint64_t, const std::pair<const Key, std::unique_ptr<Node>>*>> kids;
+    kids.reserve(n.kids.size());
+    for (const auto& kv : n.kids)
+        kids.emplace_back(kv.second->order, &kv);
+    std::sort(kids.begin(), kids.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    common::Table t;
+    t.entries.reserve(kids.size());
+    for (const auto& [order, kv] : kids)
+        t.entries.push_back(
+            common::Entry{kv->first.first, kv->first.second, to_value(*kv->second)});
+    common::Value v;
+    v.v = std::move(t);
+    return v;
+}
+
+}  // namespace
+
+RegistryTree::RegistryTree() : root_(std::make_unique<Node>()) { root_->is_table = true; }
+RegistryTree::~RegistryTree() = default;
+RegistryTree::RegistryTree(RegistryTree&&) noexcept = default;
+RegistryTree& RegistryTree::operator=(RegistryTree&&) noexcept = default;
+
+std::vector<RegistryTree::Change> RegistryTree::apply(const common::Value& delta) {
+    std::vector<Change> out;
+    if (!delta.is_table()) return out;
+    Path path;
+    apply_into(*root_, delta.table(), path, out);
+    return out;
+}
+
+void RegistryTree::apply_into(Node& dst, const common::Table& delta, Path& path,
+                              std::vector<Change>& out) {
+    // Sets dst[k] to a non-nil value, recording what changed.
+    auto put = [&](const Key& k, const common::Value& value) {
+        auto& slot = dst.kids[k];
+        bool fresh = !slot;
+        if (fresh) {
+            slot = std::make_unique<Node>();
+            slot->order = ++order_;
+            ++size_;
+        }
+        Node& n = *slot;
+        if (value.is_table()) {
+            if (!n.is_table) {
+                n.is_table = true;
+                n.scalar = {};
+                out.push_back({Change::table, path, {}, false});
+            }
+            apply_into(n, value.table(), path, out);
+        } else {
+            bool was_table = n.is_table;
+            if (was_table) {
+                size_ -= count_below(n);
+                n.kids.clear();
+                n.border = 0;
+                n.is_table = false;
+            }
+            n.scalar = value;
+            out.push_back({Change::scalar, path, value, was_table});
+        }
+        if (fresh) added(dst, k);
+    };
+    for (const auto& e : delta.entries) {
+        Key k = e.indexed && e.key.empty() ? item_key(dst.border + 1) : Key{e.indexed, e.key};
+        path.push_back(k);
+        if (!e.value.is_nil()) {
+            put(k, e.value);
+        } else if (auto it = dst.kids.find(k); it != dst.kids.end()) {
+            bool was_table = it->second->is_table;
+            size_ -= 1 + count_below(*it->second);
+            dst.kids.erase(it);
+            removed(dst, k);
+            out.push_back({Change::erased, path, {}, was_table});
+        }
+        path.pop_back();
+    }
+}
+
+bool RegistryTree::set(const Path& path, const common::Value* scalar) {
+    if (path.empty()) return false;
+    Node* t = root_.get();
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        if (!t->is_table) return false;
+        auto& slot = t->kids[path[i]];
+        bool fresh = !slot;
+        if (fresh) {
+            slot = std::make_unique<Node>();
+            slot->order = ++order_;
+            slot->is_table = true;
+            ++size_;
+        }
+        Node* n = slot.get();
+        if (i + 1 == path.size()) {
+            if (scalar && n->is_table) {
+                size_ -= count_below(*n);
+                n->kids.clear();
+                n->border = 0;
+            }
+            n->is_table = scalar == nullptr;
+            n->scalar = scalar ? *scalar : common::Value{};
+        }
+        if (fresh) added(*t, path[i]);
+        t = n;
+    }
+    return true;
+}
+
+common::Value RegistryTree::snapshot() const { return to_value(*root_); }
+
+std::size_t RegistryTree::size() const { return size_; }
+
+}  // namespace nse
