@@ -3,6 +3,7 @@
 // registry snapshots. Order of table entries is kept as produced (NSE output order).
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -47,6 +48,22 @@ inline std::optional<std::int64_t> item_index(const Entry& e) {
     long long v = std::strtoll(e.key.c_str(), &end, 10);
     if (errno != 0 || !end || *end != '\0') return std::nullopt;
     return static_cast<std::int64_t>(v);
+}
+
+// A float key (t[1.5]) is an item whose key text is the number's shortest exact form
+// ("%.17g"); these give it and read it back (nullopt for text that is not one, and for an
+// integer key, which item_index reads).
+inline std::string float_key_text(double d) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", d);
+    return buf;
+}
+inline std::optional<double> item_float(const Entry& e) {
+    if (!e.indexed || e.key.empty() || item_index(e)) return std::nullopt;
+    char* end = nullptr;
+    double d = std::strtod(e.key.c_str(), &end);
+    if (!end || *end != '\0') return std::nullopt;
+    return d;
 }
 
 }  // namespace common

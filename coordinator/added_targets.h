@@ -38,6 +38,8 @@ public:
     common::Result<AddOutcome> add(const std::vector<common::wire::LeaseHost>& targets);
 
     bool has_pending() const { return !pending_.empty(); }
+    std::uint64_t count() const { return count_; }  // hosts added over the scan
+    std::size_t pending() const { return pending_.size(); }
     std::uint64_t first_pending() const { return pending_.front().index; }
     // Takes up to `n` pending hosts, oldest first, for a new group.
     std::vector<common::wire::LeaseHost> take(std::size_t n);

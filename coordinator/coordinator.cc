@@ -532,6 +532,8 @@ void Coordinator::on_group_done(WorkerRec& w, const wire::GroupDone& m) {
     constexpr std::uint32_t kMaxFailures = 3;
     auto r = book_->group_done(m.group_id, w.id, kMaxFailures);
     if (!r) return fatal(r.message());
+    // The holder is through with the group: no thread of it holds a lock any more.
+    if (*r != GroupBook::Done::not_holder) shared_->drop_lease(m.group_id);
     switch (*r) {
     case GroupBook::Done::unknown:
     case GroupBook::Done::complete: return;
@@ -627,6 +629,14 @@ void Coordinator::handle(const transport::Incoming& in) {
     if (auto* m = std::get_if<wire::SharedOp>(&msg)) {
         if (auto why = SharedService::refusal(w.id, w.engines, *m); !why.empty())
             return send_error(w.peer, wire::ErrorCode::NotAuthorized, why, seq);
+        if (m->op == wire::SharedOpKind::TargetCounts) {  // the added targets are the book's
+            wire::SharedReply r;
+            r.request_id = m->request_id;
+            r.ok = true;
+            r.targets_added = book_->added().count();
+            r.targets_pending = book_->added().pending();
+            return send(w.peer, r);
+        }
         if (auto s = shared_->handle(w.id, *m); !s) fatal(s.message());
         return;
     }
@@ -679,8 +689,10 @@ void Coordinator::tick() {
     if (!expired)
         fatal(expired.message());
     else
-        for (auto gid : *expired)
+        for (auto gid : *expired) {
             log("lease of group " + std::to_string(gid) + " expired; requeued");
+            shared_->drop_lease(gid);  // its threads' locks go to the next waiters
+        }
     if (!prerule_done_)
         start_phase(wire::Phase::Prerule);
     else if (scanning_done() && !postrule_done_)

@@ -88,7 +88,8 @@ std::string SharedService::refusal(std::uint64_t worker, std::uint32_t engines,
     if (op.key.size() > nse::kMaxSharedKeyBytes)
         return "shared-state key of " + std::to_string(op.key.size()) + " bytes (at most " +
                std::to_string(nse::kMaxSharedKeyBytes) + ")";
-    bool ownerless = op.op == K::MutexOwner || op.op == K::CondSignal || op.op == K::CondBroadcast;
+    bool ownerless = op.op == K::MutexOwner || op.op == K::CondSignal ||
+                     op.op == K::CondBroadcast || op.op == K::TargetCounts;
     if (ownerless) return "";
     std::uint64_t n = wire::engine_index(op.who.engine);
     if (wire::worker_of_engine(op.who.engine) != worker || n == 0 || n > engines)
@@ -154,51 +155,68 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
     using K = wire::SharedOpKind;
     nse::Owner who{m.who.engine, m.who.id};
     Footprint foot{m.key, who.engine, who.id};
-    auto& prints = prints_[worker];
     std::uint64_t rid = m.request_id;
     wire::SharedReply reply;
     reply.request_id = rid;
+    // Records (or forgets) a lock or wait of `who` for its worker and its lease.
+    auto track = [&](std::set<Footprint> Prints::*which, bool add) {
+        auto note = [&](Prints& p) {
+            if (add)
+                (p.*which).insert(foot);
+            else
+                (p.*which).erase(foot);
+        };
+        note(prints_[worker]);
+        if (m.lease) note(lease_prints_[{m.lease, worker}]);
+    };
     // Wakes run inside this LocalSharedState call or a later one; they only queue a message.
-    auto notify = [this, worker, rid, key = m.key, o = m.who](wire::SharedEvent ev) {
+    auto notify = [this, worker, rid, lease = m.lease, foot, o = m.who](wire::SharedEvent ev) {
         auto it = prints_.find(worker);
         if (it == prints_.end()) return;  // the worker is gone
-        if (ev == wire::SharedEvent::Woken) it->second.waits.erase({key, o.engine, o.id});
-        send_(worker, wire::SharedNotify{rid, ev, key, o});
+        if (ev == wire::SharedEvent::Woken) {
+            it->second.waits.erase(foot);
+            if (auto l = lease_prints_.find({lease, worker}); l != lease_prints_.end())
+                l->second.waits.erase(foot);
+        }
+        send_(worker, wire::SharedNotify{rid, ev, std::get<0>(foot), o});
     };
     switch (m.op) {
     case K::MutexLock:
-        prints.locks.insert(foot);
+        track(&Prints::locks, true);
         shared_.mutex_lock(m.key, who, [notify] { notify(wire::SharedEvent::Granted); });
         return common::Status::ok();
     case K::MutexTrylock:
         reply.ok = shared_.mutex_trylock(m.key, who);
-        if (reply.ok) prints.locks.insert(foot);
+        if (reply.ok) track(&Prints::locks, true);
         break;
     case K::MutexUnlock:
         reply.ok = shared_.mutex_unlock(m.key, who);
-        if (reply.ok) prints.locks.erase(foot);
+        if (reply.ok) track(&Prints::locks, false);
         break;
     case K::MutexAbandon:
         shared_.mutex_abandon(m.key, who);
-        prints.locks.erase(foot);
+        track(&Prints::locks, false);
         return common::Status::ok();
     case K::MutexOwner:
         if (auto o = shared_.mutex_owner(m.key)) reply.owner = wire::Owner{o->engine, o->id};
         reply.ok = true;
         break;
     case K::CondWait:
-        prints.waits.insert(foot);
+        track(&Prints::waits, true);
         shared_.condvar_wait(m.key, who, [notify] { notify(wire::SharedEvent::Woken); });
         return common::Status::ok();
     case K::CondSignal: shared_.condvar_signal(m.key); return common::Status::ok();
     case K::CondBroadcast: shared_.condvar_broadcast(m.key); return common::Status::ok();
     case K::CondCancel:
         shared_.condvar_cancel(m.key, who);
-        prints.waits.erase(foot);
+        track(&Prints::waits, false);
         return common::Status::ok();
     case K::RegistryMerge:
         if (auto s = merge(m.value, who.engine); !s) return s;
         reply.ok = true;
+        break;
+    case K::TargetCounts:  // answered by the coordinator, which holds the added targets
+        reply.ok = false;
         break;
     case K::RegistryChanges: {
         auto c = shared_.registry_changes(m.since, who.engine);
@@ -214,15 +232,36 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
     return common::Status::ok();
 }
 
-void SharedService::drop_worker(std::uint64_t worker) {
-    auto it = prints_.find(worker);
-    if (it == prints_.end()) return;
-    Prints p = std::move(it->second);
-    prints_.erase(it);  // before the releases: wakes for this worker are dropped
+void SharedService::release(const Prints& p) {
     for (const auto& [key, eng, id] : p.locks)
         shared_.mutex_abandon(key, nse::Owner{eng, id});
     for (const auto& [key, eng, id] : p.waits)
         shared_.condvar_cancel(key, nse::Owner{eng, id});
+}
+
+void SharedService::drop_worker(std::uint64_t worker) {
+    std::erase_if(lease_prints_, [&](const auto& kv) { return kv.first.second == worker; });
+    auto it = prints_.find(worker);
+    if (it == prints_.end()) return;
+    Prints p = std::move(it->second);
+    prints_.erase(it);  // before the releases: wakes for this worker are dropped
+    release(p);
+}
+
+void SharedService::drop_lease(std::uint64_t lease) {
+    if (lease == 0) return;
+    for (auto it = lease_prints_.lower_bound({lease, 0});
+         it != lease_prints_.end() && it->first.first == lease;) {
+        Prints p = std::move(it->second);
+        if (auto w = prints_.find(it->first.second); w != prints_.end()) {
+            for (const auto& f : p.locks)
+                w->second.locks.erase(f);
+            for (const auto& f : p.waits)
+                w->second.waits.erase(f);
+        }
+        it = lease_prints_.erase(it);
+        release(p);
+    }
 }
 
 }  // namespace coordinator

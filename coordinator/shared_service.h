@@ -43,6 +43,9 @@ public:
 
     // The worker is gone: its locks are released and its waits cancelled.
     void drop_worker(std::uint64_t worker);
+    // A lease ended (expired, requeued, or its group completed): the locks its threads hold
+    // are released and their waits cancelled. Locks are owned by (lease, thread).
+    void drop_lease(std::uint64_t lease);
 
     // A delta published by `engine` (0: a phase's result, which names no engine).
     common::Status merge(const common::Value& delta, std::uint64_t engine = 0);
@@ -55,10 +58,15 @@ private:
     struct Prints {
         std::set<Footprint> locks, waits;
     };
+    // Releases what `p` holds: locks abandoned, waits cancelled.
+    void release(const Prints& p);
     store::Store& store_;
     Send send_;
     nse::LocalSharedState shared_;
     std::map<std::uint64_t, Prints> prints_;  // by worker id
+    // The same footprints by (lease, worker), for leases > 0: a group re-leased to another
+    // worker keeps the two holders apart.
+    std::map<std::pair<std::uint64_t, std::uint64_t>, Prints> lease_prints_;
 };
 
 }  // namespace coordinator

@@ -82,6 +82,9 @@ common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool 
             } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
                 e.indexed = true;
                 e.key = std::to_string(lua_tointeger(L, -2));
+            } else if (kt == LUA_TNUMBER) {
+                e.indexed = true;
+                e.key = common::float_key_text(lua_tonumber(L, -2));
             } else {
                 lua_pop(L, 1);
                 continue;
@@ -114,6 +117,10 @@ void push_key(lua_State* L, const common::Entry& e, lua_Integer* position) {
         return;
     }
     ++*position;
+    if (auto f = common::item_float(e)) {
+        lua_pushnumber(L, *f);
+        return;
+    }
     auto k = common::item_index(e);
     lua_pushinteger(L, k ? static_cast<lua_Integer>(*k) : *position);
 }
@@ -169,9 +176,20 @@ void apply_delta(lua_State* L, int idx, const common::Value& delta) {
     if (!delta.is_table()) return;
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 4, "registry too deep");
+    // Appends go after the first border from 1, as registry_apply puts them (lua_rawlen may
+    // find another border in a table with holes, and the engine's copy would drift).
+    lua_Integer next = 0;
     for (const auto& e : delta.table().entries) {
         if (e.indexed && e.key.empty()) {  // an append
-            lua_Integer at = static_cast<lua_Integer>(lua_rawlen(L, idx)) + 1;
+            if (next == 0) {
+                next = 1;
+                while (lua_rawgeti(L, idx, next) != LUA_TNIL) {
+                    lua_pop(L, 1);
+                    ++next;
+                }
+                lua_pop(L, 1);
+            }
+            lua_Integer at = next++;
             if (e.value.is_table()) {
                 lua_newtable(L);
                 apply_delta(L, -1, e.value);
@@ -181,6 +199,7 @@ void apply_delta(lua_State* L, int idx, const common::Value& delta) {
             lua_rawseti(L, idx, at);
             continue;
         }
+        next = 0;  // a keyed change may move the border
         lua_Integer unused = 0;
         push_key(L, e, &unused);
         if (e.value.is_table()) {
@@ -231,16 +250,16 @@ void sync_table(lua_State* L, int idx, const common::Value& snapshot, bool top) 
             if (top && k.second == "args") continue;
         } else if (kt == LUA_TNUMBER && lua_isinteger(L, -1)) {
             k = {true, std::to_string(lua_tointeger(L, -1))};
+        } else if (kt == LUA_TNUMBER) {
+            k = {true, common::float_key_text(lua_tonumber(L, -1))};
         } else {
             continue;
         }
         if (!keep.count(k)) drop.push_back(std::move(k));
     }
     for (const auto& [indexed, key] : drop) {
-        if (indexed)
-            lua_pushinteger(L, std::strtoll(key.c_str(), nullptr, 10));
-        else
-            lua_pushlstring(L, key.data(), key.size());
+        lua_Integer unused = 0;
+        push_key(L, common::Entry{indexed, key, {}}, &unused);
         lua_pushnil(L);
         lua_rawset(L, idx);
     }

@@ -453,8 +453,9 @@ int FleetWorker::finish(int code, const std::string& bye_reason) {
 }
 
 void FleetWorker::engine_main(unsigned index) {
-    EngineEmbedder emb(console_, board_, opts_, targets_added_, g_interrupted,
-                       [this](wire::Message m) { return send(m); });
+    EngineEmbedder emb(
+        console_, board_, opts_, targets_added_, g_interrupted,
+        [this](wire::Message m) { return send(m); }, *shared_);
     EngineShared shared(*shared_);
     const std::uint64_t engine_id = (welcome_->worker_id << kEngineBits) | (index + 1);
     auto created = EngineHost::create(opts_, *services_, emb, shared, engine_id);
@@ -482,10 +483,14 @@ void FleetWorker::engine_main(unsigned index) {
             }
             --board_.idle;
             lk.unlock();
-            if (phase)
+            if (phase) {
                 run_phase(w, shared, *p);
-            else
+            } else {
+                // The group's script threads own their locks under its lease.
+                shared_->set_lease(engine_id, l->group_id);
                 run_lease(w, emb, *l);
+                shared_->set_lease(engine_id, 0);
+            }
             lk.lock();
             if (l) {
                 board_.running.erase(l->group_id);

@@ -228,10 +228,11 @@ std::vector<Message> samples() {
                             {{"broadcast-x", "out", rich_value()}, {"y", "", std::nullopt}},
                             rich_value(),
                             "boom"});
-    v.push_back(SharedOp{11, SharedOpKind::RegistryMerge, "key", {5, 6}, rich_value(), 0});
-    v.push_back(SharedOp{12, SharedOpKind::RegistryChanges, "", {7, 8}, Value{}, 42});
-    v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value(), 0, true, {}});
-    v.push_back(SharedReply{12, false, std::nullopt, Value{}, 9, false, {rich_value(), Value{}}});
+    v.push_back(SharedOp{11, SharedOpKind::RegistryMerge, "key", {5, 6}, rich_value(), 0, 0});
+    v.push_back(SharedOp{12, SharedOpKind::RegistryChanges, "", {7, 8}, Value{}, 42, 9});
+    v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value(), 0, true, {}, 3, 1});
+    v.push_back(
+        SharedReply{12, false, std::nullopt, Value{}, 9, false, {rich_value(), Value{}}, 0, 0});
     v.push_back(SharedNotify{13, SharedEvent::Woken, "cv", {1, 2}});
     v.push_back(StatusQuery{false});
     v.push_back(StatusReply{"scan-1",
@@ -615,4 +616,24 @@ TEST_CASE("wire: peek reads the envelope of a frame without its body") {
     CHECK_FALSE(peek("").has_value());
     CHECK_FALSE(peek(std::string("\x95\xa3nsx\x04\x01\x01", 8)).has_value());  // bad magic
     CHECK_FALSE(peek(hello.substr(0, 6)).has_value());                         // cut short
+}
+
+TEST_CASE("wire: table keys keep their kind (string, integer, float) through a Value") {
+    Value t = table({Entry{false, "21", str("text")}, Entry{true, "21", str("int")},
+                     Entry{true, "-3", str("neg")}, Entry{true, "0", str("zero")},
+                     Entry{true, common::float_key_text(1.5), str("half")},
+                     Entry{true, common::float_key_text(-1e300), str("tiny")},
+                     Entry{true, "", str("append")}});
+    auto back = decode_value(encode_value(t));
+    REQUIRE(back.is_ok());
+    const auto& e = back->table().entries;
+    REQUIRE(e.size() == 7);
+    CHECK((!e[0].indexed && e[0].key == "21"));
+    CHECK((e[1].indexed && e[1].key == "21"));
+    CHECK(e[2].key == "-3");
+    CHECK(e[3].key == "0");
+    CHECK((e[4].indexed && common::item_float(e[4]) == 1.5));
+    CHECK(common::item_float(e[5]) == -1e300);
+    CHECK((e[6].indexed && e[6].key.empty()));
+    CHECK_FALSE(decode_value(encode_value(t) + "x").is_ok());
 }

@@ -111,6 +111,8 @@ void put(Packer& pk, const common::Entry& e) {
         put(pk, e.key);
     else if (auto i = common::item_index(e))
         pk.pack_int64(*i);
+    else if (auto f = common::item_float(e))
+        put_double(pk, *f);  // a float key (t[1.5])
     else
         pk.pack_nil();
     put(pk, e.value);
@@ -200,10 +202,11 @@ void body(Packer& pk, const PhaseResult& m) {
     fields(pk, m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
 void body(Packer& pk, const SharedOp& m) {
-    fields(pk, m.request_id, m.op, m.key, m.who, m.value, m.since);
+    fields(pk, m.request_id, m.op, m.key, m.who, m.value, m.since, m.lease);
 }
 void body(Packer& pk, const SharedReply& m) {
-    fields(pk, m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot, m.deltas);
+    fields(pk, m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot, m.deltas,
+           m.targets_added, m.targets_pending);
 }
 void body(Packer& pk, const SharedNotify& m) { fields(pk, m.request_id, m.event, m.key, m.who); }
 void body(Packer& pk, const StatusQuery& m) { fields(pk, m.workers); }
@@ -365,7 +368,7 @@ void get_enum(const Obj& o, E& e, E lo, E hi) {
 }
 void get(const Obj& o, Phase& e) { get_enum(o, e, Phase::Prerule, Phase::Postrule); }
 void get(const Obj& o, SharedOpKind& e) {
-    get_enum(o, e, SharedOpKind::MutexLock, SharedOpKind::RegistryChanges);
+    get_enum(o, e, SharedOpKind::MutexLock, SharedOpKind::TargetCounts);
 }
 void get(const Obj& o, SharedEvent& e) { get_enum(o, e, SharedEvent::Granted, SharedEvent::Woken); }
 void get(const Obj& o, ErrorCode& e) { get_enum(o, e, ErrorCode::None, ErrorCode::Internal); }
@@ -418,6 +421,9 @@ void get(const Obj& o, common::Entry& e) {
     } else if (f[0].type == msgpack::type::NEGATIVE_INTEGER) {
         e.indexed = true;
         e.key = std::to_string(f[0].via.i64);
+    } else if (f[0].type == msgpack::type::FLOAT64 || f[0].type == msgpack::type::FLOAT32) {
+        e.indexed = true;
+        e.key = common::float_key_text(f[0].via.f64);
     } else {
         e.indexed = false;
         get(f[0], e.key);
@@ -535,11 +541,11 @@ void get_body(const Obj& o, PhaseResult& m) {
     read_fields(o, "PhaseResult", m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
 void get_body(const Obj& o, SharedOp& m) {
-    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value, m.since);
+    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value, m.since, m.lease);
 }
 void get_body(const Obj& o, SharedReply& m) {
     read_fields(o, "SharedReply", m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot,
-                m.deltas);
+                m.deltas, m.targets_added, m.targets_pending);
 }
 void get_body(const Obj& o, SharedNotify& m) {
     read_fields(o, "SharedNotify", m.request_id, m.event, m.key, m.who);

@@ -202,8 +202,9 @@ enum class SharedOpKind : std::uint8_t {
     CondSignal = 7,
     CondBroadcast = 8,
     CondCancel = 9,
-    RegistryMerge = 10,   // value = delta published by engine who.engine; acknowledged
-    RegistryChanges = 11  // since = version the engine has; SharedReply: version, deltas/value
+    RegistryMerge = 10,    // value = delta published by engine who.engine; acknowledged
+    RegistryChanges = 11,  // since = version the engine has; SharedReply: version, deltas/value
+    TargetCounts = 12      // SharedReply.targets_added/pending: nmap.add_targets, fleet-wide
 };
 
 // Worker -> coordinator: one shared-state operation.
@@ -215,6 +216,7 @@ struct SharedOp {
     Owner who;
     common::Value value;      // RegistryMerge only
     std::uint64_t since = 0;  // RegistryChanges only
+    std::uint64_t lease = 0;  // the group `who` works for (0: a phase); its locks end with it
 };
 
 // Coordinator -> worker: answer to a SharedOp that has one.
@@ -229,6 +231,8 @@ struct SharedReply {
     std::uint64_t version = 0;
     bool snapshot = false;
     std::vector<common::Value> deltas;
+    // TargetCounts: hosts scripts added over the scan, and those not in a host group yet.
+    std::uint64_t targets_added = 0, targets_pending = 0;
 };
 
 enum class SharedEvent : std::uint8_t { Granted = 1, Woken = 2 };

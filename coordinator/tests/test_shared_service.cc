@@ -54,7 +54,8 @@ TEST_CASE("shared service: the registry is stored per entry and restored exactly
             table({kv("list", table({append(str("a")), append(str("b"))}))}),
             table({kv("ports", table({at(21, str("ftp")), at(0, str("zero")), at(-7, str("neg")),
                                       at(11211, str("memcached"))}))}),
-            table({kv(std::string("nul\0and\1one", 11), str("escaped")), kv("num", fv)}),
+            table({kv(std::string("nul\0and\1one", 11), str("escaped")), kv("num", fv),
+                   Entry{true, common::float_key_text(0.5), str("float key")}}),
             table({kv("list", table({append(table({kv("nested", str("x"))}))}))}),
             table({kv("gone", str("soon"))}),
             table({kv("gone", Value{}), kv("ports", table({at(0, Value{})}))}),
@@ -89,7 +90,7 @@ TEST_CASE("shared service: the registry is stored per entry and restored exactly
         return out;
     };
     CHECK(flat(after) == flat(before));
-    CHECK(flat(after).size() == 13);
+    CHECK(flat(after).size() == 14);
     // The version survives: an engine that saw every merge gets nothing to apply.
     wire::SharedOp op;
     op.op = wire::SharedOpKind::RegistryChanges;

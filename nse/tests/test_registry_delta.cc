@@ -125,3 +125,39 @@ TEST_CASE("registry import: in place, so references scripts hold see the new con
     CHECK(e.eval("registry.args.x") == "1");          // the engine's own script args stay
     CHECK(e.eval("registry.fn == print") == "true");  // values that never travel stay
 }
+
+TEST_CASE("registry keys round-trip exactly through a delta and a snapshot import") {
+    // Integer (0, negative, sparse, large), float (non-integral, huge) and string keys, and
+    // a string that looks like a number: each comes back as the same Lua key.
+    Lua a, b;
+    a.run("registry = {}");
+    b.run("registry = {}");
+    common::Value empty;
+    empty.v = common::Table{};
+    common::Value d = cycle(a, empty,
+                            "registry.k = {[0]='zero', [-7]='neg', [21]='ftp', [1.5]='half', "
+                            "[-0.25]='quarter', [1e300]='huge', [2^53]='big', ['21']='text', "
+                            "[1]='one', [2]='two'}");
+    common::Value fleet = empty;
+    nse::registry_apply(fleet, d);
+    b.import(fleet);
+    CHECK(b.eval("registry.k[0]") == "zero");
+    CHECK(b.eval("registry.k[-7]") == "neg");
+    CHECK(b.eval("registry.k[21]") == "ftp");
+    CHECK(b.eval("registry.k[1.5]") == "half");
+    CHECK(b.eval("registry.k[-0.25]") == "quarter");
+    CHECK(b.eval("registry.k[1e300]") == "huge");
+    CHECK(b.eval("registry.k[2^53]") == "big");  // an integral float key is an integer key
+    CHECK(b.eval("registry.k['21']") == "text");
+    CHECK(b.eval("#registry.k") == "2");
+    b.run("local n = 0; for _ in pairs(registry.k) do n = n + 1 end; return n");
+    int n = static_cast<int>(lua_tointeger(b.L, -1));
+    lua_pop(b.L, 1);
+    CHECK(n == 10);
+    // Removing a float key removes it on the other side too.
+    d = cycle(a, fleet, "registry.k[1.5] = nil");
+    nse::registry_apply(fleet, d);
+    b.import(fleet);
+    CHECK(b.eval("registry.k[1.5]") == "nil");
+    CHECK(b.eval("registry.k[-0.25]") == "quarter");
+}

@@ -305,16 +305,16 @@ def inner(binary):
     a, ida = session("A")
     b, idb = session("B")
     check(ida and idb and ida != idb, "lock service: two sessions welcomed with distinct ids")
-    a.send(pack(SHARED_OP, [1, 1, "k", [ida << 12 | 1, 1], None, 0]))
+    a.send(pack(SHARED_OP, [1, 1, "k", [ida << 12 | 1, 1], None, 0, 0]))
     n = recv_type(a, SHARED_NOTIFY)
     check(n is not None and n[1] == 1, "lock service: A granted a free mutex")
-    b.send(pack(SHARED_OP, [2, 1, "k", [idb << 12 | 1, 1], None, 0]))
-    b.send(pack(SHARED_OP, [3, 5, "k", [0, 0], None, 0]))
+    b.send(pack(SHARED_OP, [2, 1, "k", [idb << 12 | 1, 1], None, 0, 0]))
+    b.send(pack(SHARED_OP, [3, 5, "k", [0, 0], None, 0, 0]))
     r = recv_type(b, SHARED_REPLY)
     check(r is not None and r[2] == [[ida << 12 | 1, 1]], "lock service: owner is A while B waits")
-    b.send(pack(SHARED_OP, [4, 10, "", [idb << 12 | 1, 0], [["x", 7]], 0]))
+    b.send(pack(SHARED_OP, [4, 10, "", [idb << 12 | 1, 0], [["x", 7]], 0, 0]))
     r = recv_type(b, SHARED_REPLY)
-    b.send(pack(SHARED_OP, [5, 11, "", [idb << 12 | 1, 0], None, 0]))
+    b.send(pack(SHARED_OP, [5, 11, "", [idb << 12 | 1, 0], None, 0, 0]))
     r = recv_type(b, SHARED_REPLY)
     check(r is not None and r[3] == [[b"x", 7]], "lock service: registry merge and snapshot")
     a.close(0)  # A dies silently; B keeps heartbeating
@@ -333,7 +333,7 @@ def inner(binary):
     f.connect(c.endpoint)
     f.send(pack(HELLO, [testkit.PROTOCOL, "fuzzer", 1, 1, []]))
     good = [pack(HELLO, [testkit.PROTOCOL, "fz", 1, 1, []]), pack(HOST_RESULT, [99, [0] * 18]),
-            pack(SHARED_OP, [1, 1, "k", [1, 1], None, 0]), pack(LEASE, [1, 1, 1.0, []])]
+            pack(SHARED_OP, [1, 1, "k", [1, 1], None, 0, 0]), pack(LEASE, [1, 1, 1.0, []])]
     for i in range(600):
         kind = i % 6
         if kind == 0:
@@ -352,7 +352,7 @@ def inner(binary):
             msg = [pack(HOST_RESULT, [rnd.randint(0, 5), [rnd.randint(0, 3), "1.2.3.4"] + [0] * 16]),
                    pack(GROUP_DONE, [rnd.randint(0, 10**6), 1, 0.0]),
                    pack(HEARTBEAT, [0.0, [rnd.randint(0, 10)], 0]),
-                   pack(SHARED_OP, [1, rnd.randint(1, 11), "q", [0, 0], None, 0])][rnd.randint(0, 3)]
+                   pack(SHARED_OP, [1, rnd.randint(1, 11), "q", [0, 0], None, 0, 0])][rnd.randint(0, 3)]
         f.send(msg)
         if i % 7 == 0:
             f.send_multipart([b"a", b"b", b"c"])  # multipart: dropped by the transport

@@ -29,7 +29,8 @@ T = dict(Hello=1, Welcome=2, Heartbeat=3, RequestWork=4, Lease=5, NoWork=6, Leas
          SharedReply=14, SharedNotify=15, StatusQuery=16, StatusReply=17, Error=18, Bye=19)
 NAME = {v: k for k, v in T.items()}
 OP = dict(MutexLock=1, MutexTrylock=2, MutexUnlock=3, MutexAbandon=4, MutexOwner=5, CondWait=6,
-          CondSignal=7, CondBroadcast=8, CondCancel=9, RegistryMerge=10, RegistryChanges=11)
+          CondSignal=7, CondBroadcast=8, CondCancel=9, RegistryMerge=10, RegistryChanges=11,
+          TargetCounts=12)
 
 # Defaults for every ScanOptions field; the field order is read from the codec itself so this
 # stays right when a field is added (a field missing here fails loudly).
@@ -183,14 +184,14 @@ class FakeCoordinator:
 
     # ---- the shared-state service
     def shared(self, body):
-        rid, op, key, who, value, since = body
+        rid, op, key, who, value, since, lease = body
         who = tuple(who)
         opname = {v: k for k, v in OP.items()}[op]
         self.shared_log.append((opname, key, who))
 
         def reply(ok, owner=None, val=None, version=0, snapshot=False, deltas=()):
             self.send("SharedReply", [rid, ok, [] if owner is None else [list(owner)], val,
-                                      version, snapshot, list(deltas)])
+                                      version, snapshot, list(deltas), 0, 0])
 
         def grant(key, who, rid):
             self.send("SharedNotify", [rid, 1, key, list(who)])
@@ -244,6 +245,8 @@ class FakeCoordinator:
             self.registry = merge(self.registry, value)
             self.registry_log.append((who[0], value))
             reply(True)
+        elif op == OP["TargetCounts"]:
+            reply(True)  # no targets are added in these tests
         elif op == OP["RegistryChanges"]:
             version = len(self.registry_log)
             if since == 0 or since > version:

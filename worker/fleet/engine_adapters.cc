@@ -23,4 +23,14 @@ std::size_t EngineEmbedder::add_targets(const std::vector<std::string>& specs) {
     return n;
 }
 
+std::size_t EngineEmbedder::targets_added() {
+    auto c = fleet_.target_counts();
+    return c ? static_cast<std::size_t>(c->first) : added_.load();
+}
+
+std::size_t EngineEmbedder::targets_pending() {
+    auto c = fleet_.target_counts();
+    return c ? static_cast<std::size_t>(c->second) : 0;
+}
+
 }  // namespace worker::fleet

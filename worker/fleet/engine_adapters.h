@@ -78,13 +78,15 @@ public:
     using Send = std::function<bool(wire::Message)>;
     // `interrupted`: the process got SIGINT/SIGTERM.
     EngineEmbedder(Console& console, Board& board, const common::ScanOptions& opts,
-                   std::atomic<std::size_t>& added, const std::atomic<bool>& interrupted, Send send)
+                   std::atomic<std::size_t>& added, const std::atomic<bool>& interrupted, Send send,
+                   FleetSharedState& fleet)
         : console_(console),
           board_(board),
           opts_(opts),
           added_(added),
           interrupted_(interrupted),
-          send_(std::move(send)) {}
+          send_(std::move(send)),
+          fleet_(fleet) {}
     void write(bool to_stderr, const std::string& text) override {
         console_.write(to_stderr, text);
     }
@@ -97,8 +99,10 @@ public:
     // Checked here against the scan's excludes so the script learns at once which specs were
     // taken; the coordinator drops hosts the scan was already given.
     std::size_t add_targets(const std::vector<std::string>& specs) override;
-    // This worker's count (the fleet's total is the coordinator's to know).
-    std::size_t targets_added() override { return added_; }
+    // The whole fleet's counts, from the coordinator (this worker's own count of added
+    // targets, and 0 pending, when it does not answer).
+    std::size_t targets_added() override;
+    std::size_t targets_pending() override;
     std::optional<std::uint64_t> group_;  // set by the engine thread only
 
 private:
@@ -108,6 +112,7 @@ private:
     std::atomic<std::size_t>& added_;
     const std::atomic<bool>& interrupted_;
     Send send_;
+    FleetSharedState& fleet_;
 };
 
 // Per-engine view of the fleet state: mutexes and condvars go to the coordinator; during a

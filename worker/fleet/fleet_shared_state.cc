@@ -25,7 +25,17 @@ wire::SharedOp FleetSharedState::make(Kind op, const std::string& key, nse::Owne
     m.op = op;
     m.key = key;
     m.who = to_wire(who);
+    std::lock_guard lk(mu_);
+    if (auto it = leases_.find(who.engine); it != leases_.end()) m.lease = it->second;
     return m;
+}
+
+void FleetSharedState::set_lease(std::uint64_t engine, std::uint64_t lease) {
+    std::lock_guard lk(mu_);
+    if (lease)
+        leases_[engine] = lease;
+    else
+        leases_.erase(engine);
 }
 
 void FleetSharedState::post(wire::SharedOp op) {
@@ -164,6 +174,12 @@ nse::RegistryChanges FleetSharedState::registry_changes(std::uint64_t since, std
     c.full = std::move(r->value);
     c.deltas = std::move(r->deltas);
     return c;
+}
+
+std::optional<std::pair<std::uint64_t, std::uint64_t>> FleetSharedState::target_counts() {
+    auto r = call(make(Kind::TargetCounts, "", {}));
+    if (!r) return std::nullopt;
+    return std::make_pair(r->targets_added, r->targets_pending);
 }
 
 bool FleetSharedState::on_reply(const wire::SharedReply& r) {

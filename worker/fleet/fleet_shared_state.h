@@ -60,6 +60,10 @@ public:
     // Round trip. No changes (logged) on timeout or closed link.
     nse::RegistryChanges registry_changes(std::uint64_t since, std::uint64_t engine) override;
 
+    // Round trip: the whole fleet's (targets added by nmap.add_targets, not yet in a host
+    // group); nullopt on timeout or closed link.
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> target_counts();
+
     // A SharedReply from the coordinator. true for the answer a call waits for and for a
     // RegistryMerge's ack; false when nothing expects it (late after a timeout, or bogus):
     // the caller may log it.
@@ -70,6 +74,10 @@ public:
     // The coordinator is gone: waiting calls return their failure value now, later calls at
     // once; stored Wakes are dropped unrun.
     void shut_down();
+
+    // The host group (lease) engine `engine` runs now, 0 for none (a phase): stamped on its
+    // threads' ops, so the coordinator can release their locks with the lease.
+    void set_lease(std::uint64_t engine, std::uint64_t lease);
 
     std::size_t pending_wakes() const;  // lock/wait requests not yet granted/woken
     std::uint64_t timeouts() const;     // synchronous calls that timed out
@@ -106,6 +114,7 @@ private:
     std::map<std::uint64_t, Call*> calls_;
     std::map<std::uint64_t, WakeEntry> wakes_;
     std::set<std::uint64_t> acks_;  // RegistryMerge ids whose SharedReply is still to come
+    std::map<std::uint64_t, std::uint64_t> leases_;  // engine -> lease it runs
 };
 
 }  // namespace worker::fleet
