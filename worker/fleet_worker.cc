@@ -136,10 +136,12 @@ bool FleetWorker::flush() {
 void FleetWorker::on_welcome(wire::Welcome w) {
     if (welcome_) {
         // A restarted coordinator took us back. The engines keep their ids (derived from the
-        // first, fleet-unique worker id) and the options they were built with.
+        // first, fleet-unique worker id) and the options they were built with; their shared-
+        // state ops cross the wire under the new worker id.
         if (!rejoining_) return;
         rejoining_ = false;
         console_.log("rejoined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id));
+        shared_->set_worker_id(w.worker_id);
         if (w.scan_id != welcome_->scan_id) {
             std::lock_guard lk(board_.mu);
             board_.fatal =
@@ -156,6 +158,7 @@ void FleetWorker::on_welcome(wire::Welcome w) {
     console_.log("joined scan " + w.scan_id + " as worker " + std::to_string(w.worker_id) +
                  " with " + std::to_string(engines_) + " engine(s)");
     opts_ = w.options;
+    shared_->set_worker_id(w.worker_id);
     welcome_ = std::move(w);
     if (args_.sink) return;  // no engines: handle() acknowledges the leases
     if (!args_.datadir.empty()) opts_.datadir = args_.datadir;

@@ -27,7 +27,24 @@ wire::SharedOp FleetSharedState::make(Kind op, const std::string& key, nse::Owne
     m.who = to_wire(who);
     std::lock_guard lk(mu_);
     if (auto it = leases_.find(who.engine); it != leases_.end()) m.lease = it->second;
+    m.who.engine = to_wire_engine(who.engine);
     return m;
+}
+
+void FleetSharedState::set_worker_id(std::uint64_t id) {
+    std::lock_guard lk(mu_);
+    if (first_worker_ == 0) first_worker_ = id;
+    worker_ = id;
+}
+
+std::uint64_t FleetSharedState::to_wire_engine(std::uint64_t e) const {
+    if (first_worker_ == worker_ || wire::worker_of_engine(e) != first_worker_) return e;
+    return (worker_ << wire::kEngineBits) | wire::engine_index(e);
+}
+
+std::uint64_t FleetSharedState::from_wire_engine(std::uint64_t e) const {
+    if (first_worker_ == worker_ || wire::worker_of_engine(e) != worker_) return e;
+    return (first_worker_ << wire::kEngineBits) | wire::engine_index(e);
 }
 
 void FleetSharedState::set_lease(std::uint64_t engine, std::uint64_t lease) {
@@ -73,13 +90,12 @@ std::optional<wire::SharedReply> FleetSharedState::call(wire::SharedOp op) {
     return std::nullopt;
 }
 
-void FleetSharedState::queue_wake(wire::SharedOp op, Wake wake) {
+void FleetSharedState::queue_wake(wire::SharedOp op, nse::Owner who, Wake wake) {
     {
         std::lock_guard lk(mu_);
         if (down_) return;
         op.request_id = ++next_id_;
-        wakes_[op.request_id] =
-            WakeEntry{op.op, op.key, {op.who.engine, op.who.id}, std::move(wake)};
+        wakes_[op.request_id] = WakeEntry{op.op, op.key, who, std::move(wake)};
     }
     // Stored before sending: the notify may come back before send_ returns.
     send_(std::move(op));
@@ -99,7 +115,7 @@ void FleetSharedState::forget(Kind op, const std::string& key, nse::Owner who) {
 }
 
 void FleetSharedState::mutex_lock(const std::string& key, nse::Owner who, Wake granted) {
-    queue_wake(make(Kind::MutexLock, key, who), std::move(granted));
+    queue_wake(make(Kind::MutexLock, key, who), who, std::move(granted));
 }
 
 bool FleetSharedState::mutex_trylock(const std::string& key, nse::Owner who) {
@@ -119,7 +135,8 @@ bool FleetSharedState::mutex_unlock(const std::string& key, nse::Owner who) {
 std::optional<nse::Owner> FleetSharedState::mutex_owner(const std::string& key) {
     auto r = call(make(Kind::MutexOwner, key, {}));
     if (!r || !r->owner) return std::nullopt;
-    return nse::Owner{r->owner->engine, r->owner->id};
+    std::lock_guard lk(mu_);
+    return nse::Owner{from_wire_engine(r->owner->engine), r->owner->id};
 }
 
 void FleetSharedState::mutex_abandon(const std::string& key, nse::Owner who) {
@@ -128,7 +145,7 @@ void FleetSharedState::mutex_abandon(const std::string& key, nse::Owner who) {
 }
 
 void FleetSharedState::condvar_wait(const std::string& key, nse::Owner who, Wake woken) {
-    queue_wake(make(Kind::CondWait, key, who), std::move(woken));
+    queue_wake(make(Kind::CondWait, key, who), who, std::move(woken));
 }
 
 void FleetSharedState::condvar_signal(const std::string& key) {
@@ -201,7 +218,8 @@ bool FleetSharedState::on_notify(const wire::SharedNotify& n) {
         auto it = wakes_.find(n.request_id);
         if (it == wakes_.end()) return false;
         Kind want = n.event == wire::SharedEvent::Granted ? Kind::MutexLock : Kind::CondWait;
-        if (it->second.op != want || it->second.key != n.key || !same(n.who, it->second.who))
+        wire::Owner who{from_wire_engine(n.who.engine), n.who.id};
+        if (it->second.op != want || it->second.key != n.key || !same(who, it->second.who))
             return false;
         wake = std::move(it->second.wake);
         wakes_.erase(it);

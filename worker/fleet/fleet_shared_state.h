@@ -75,6 +75,12 @@ public:
     // once; stored Wakes are dropped unrun.
     void shut_down();
 
+    // The worker id of a Welcome. Engine ids are made from the first one; after a rejoin (a
+    // restarted coordinator gives a new id) they are rebased on the current one on the wire,
+    // and back in what the coordinator sends, since it takes ops only for the sender's own
+    // engines.
+    void set_worker_id(std::uint64_t id);
+
     // The host group (lease) engine `engine` runs now, 0 for none (a phase): stamped on its
     // threads' ops, so the coordinator can release their locks with the lease.
     void set_lease(std::uint64_t engine, std::uint64_t lease);
@@ -98,8 +104,9 @@ private:
                                 nse::Owner who);
     // Queues `op` with a fresh request id and waits for its reply (nullopt: timeout/closed).
     std::optional<common::wire::SharedReply> call(common::wire::SharedOp op);
-    // Queues `op` with `wake` stored under a fresh request id.
-    void queue_wake(common::wire::SharedOp op, Wake wake);
+    // Queues `op` with `wake` stored under a fresh request id, for `who` (as the engine
+    // knows it).
+    void queue_wake(common::wire::SharedOp op, nse::Owner who, Wake wake);
     void forget(common::wire::SharedOpKind op, const std::string& key, nse::Owner who);
     void post(common::wire::SharedOp op);
 
@@ -115,6 +122,10 @@ private:
     std::map<std::uint64_t, WakeEntry> wakes_;
     std::set<std::uint64_t> acks_;  // RegistryMerge ids whose SharedReply is still to come
     std::map<std::uint64_t, std::uint64_t> leases_;  // engine -> lease it runs
+    std::uint64_t first_worker_ = 0, worker_ = 0;    // first and current worker id
+    // Engine id rebasing (under mu_): ours as the engines know them <-> as on the wire.
+    std::uint64_t to_wire_engine(std::uint64_t e) const;
+    std::uint64_t from_wire_engine(std::uint64_t e) const;
 };
 
 }  // namespace worker::fleet

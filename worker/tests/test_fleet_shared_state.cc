@@ -262,3 +262,44 @@ TEST_CASE("a send that cannot be queued fails the call at once") {
     CHECK_FALSE(s.mutex_trylock("s:k", A));
     CHECK(Clock::now() - t0 < 100ms);
 }
+
+TEST_CASE("after a rejoin, engine ids cross the wire rebased on the new worker id") {
+    FakeLink link;
+    FleetSharedState s(link.sender(), link.logger(), 2000ms);
+    const std::uint64_t first = 5, now = 9;
+    const nse::Owner me{(first << wire::kEngineBits) | 2, 11};
+    s.set_worker_id(first);
+    s.set_lease(me.engine, 42);
+    int granted = 0;
+    s.mutex_lock("s:k", me, [&] { ++granted; });
+    auto before = link.wait_op(0);
+    CHECK(before.who.engine == me.engine);
+    CHECK(before.lease == 42);
+    s.set_worker_id(now);  // a restarted coordinator took the worker back as worker 9
+    s.mutex_lock("s:j", me, [&] { ++granted; });
+    auto after = link.wait_op(1);
+    const std::uint64_t rebased = (now << wire::kEngineBits) | 2;
+    CHECK(after.who.engine == rebased);
+    CHECK(after.lease == 42);
+    // The grant names the wire id; the waiter is found under the engine's own.
+    CHECK(s.on_notify({after.request_id, wire::SharedEvent::Granted, "s:j", {rebased, 11}}));
+    CHECK(granted == 1);
+    // Another worker's engine ids are left alone, both ways.
+    std::thread coord([&] {
+        auto o = link.wait_op(2);
+        CHECK(s.on_reply(rep(o.request_id, true, wire::Owner{rebased, 11}, {})));
+        auto o2 = link.wait_op(3);
+        CHECK(s.on_reply(
+            rep(o2.request_id, true, wire::Owner{(77u << wire::kEngineBits) | 1, 3}, {})));
+    });
+    auto owner = s.mutex_owner("s:j");
+    REQUIRE(owner.has_value());
+    CHECK(*owner == me);
+    auto other = s.mutex_owner("s:x");
+    REQUIRE(other.has_value());
+    CHECK(other->engine == ((77u << wire::kEngineBits) | 1));
+    coord.join();
+    // Abandoning with the engine's own id forgets the pending wake of the first request.
+    s.mutex_abandon("s:k", me);
+    CHECK(s.pending_wakes() == 0);
+}
