@@ -225,6 +225,13 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
         reply.value = std::move(c.full);
         reply.deltas = std::move(c.deltas);
         reply.ok = true;
+        // Too large for one message (a frame over the worker's cap would cost the
+        // connection): refused, with the version, so the engine goes on from here.
+        if (wire::encode(reply).size() > wire::kDefaultMaxMessageBytes) {
+            reply.ok = false;
+            reply.value = {};
+            reply.deltas.clear();
+        }
         break;
     }
     }

@@ -131,3 +131,31 @@ TEST_CASE("shared service: a worker acts only for its own engines, with bounded 
     op.key = std::string(nse::kMaxSharedKeyBytes + 1, 'x');
     CHECK_FALSE(SharedService::refusal(7, 2, op).empty());
 }
+
+TEST_CASE("shared service: a whole registry over the message cap is refused, not sent") {
+    test_support::TempDir dir;
+    auto store = open(dir.path);
+    std::vector<wire::Message> sent;
+    SharedService svc(*store, [&](std::uint64_t, const wire::Message& m) { sent.push_back(m); });
+    REQUIRE(svc.restore().is_ok());
+    const std::string mib(1 << 20, 'k');
+    const std::size_t n = wire::kDefaultMaxMessageBytes / mib.size() + 2;
+    for (std::size_t i = 0; i < n; ++i)
+        REQUIRE(svc.merge(table({kv("key" + std::to_string(i), str(mib))}), 4097).is_ok());
+    wire::SharedOp op;
+    op.op = wire::SharedOpKind::RegistryChanges;
+    op.who = {4098, 0};
+    op.since = 0;  // a new engine: the whole registry
+    REQUIRE(svc.handle(1, op).is_ok());
+    REQUIRE(sent.size() == 1);
+    const auto& r = std::get<wire::SharedReply>(sent[0]);
+    CHECK_FALSE(r.ok);
+    CHECK(r.version == n);
+    CHECK(wire::encode(sent[0]).size() < 1024);
+    // A few versions behind: the deltas fit, and come.
+    op.since = n - 2;
+    REQUIRE(svc.handle(1, op).is_ok());
+    const auto& r2 = std::get<wire::SharedReply>(sent.at(1));
+    CHECK(r2.ok);
+    CHECK(r2.deltas.size() == 2);
+}

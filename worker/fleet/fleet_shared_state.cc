@@ -187,6 +187,12 @@ nse::RegistryChanges FleetSharedState::registry_changes(std::uint64_t since, std
         return c;
     }
     c.version = r->version;
+    if (!r->ok) {
+        log_("the registry changes since version " + std::to_string(since) +
+             " are too large for one message; this engine goes on from version " +
+             std::to_string(r->version) + " with its own registry");
+        return c;
+    }
     c.snapshot = r->snapshot;
     c.full = std::move(r->value);
     c.deltas = std::move(r->deltas);
