@@ -112,10 +112,10 @@ def strip_flaky(xml, hosts):
 
 def compare_scripts(a, b):
     """Runs compare.py A B. Returns (equal, flaky_hosts, output). Lab flake: sshd under a
-    256-host burst now and then gives ssh-hostkey no key (no output, in nmap and nsefleet
-    alike). A result missing on one side for ssh-hostkey on 22/tcp, and the postrule list
-    differing by exactly those hosts, is accepted for at most MAX_FLAKES hosts; any other
-    difference (or a different output) is not."""
+    burst of hosts now and then gives ssh-hostkey no key (no output, in nmap and nsefleet
+    alike). A result missing on one side for ssh-hostkey on 22/tcp, and the postrules that
+    list hosts by key (ssh-hostkey, duplicates) differing by exactly those hosts, is accepted
+    for at most MAX_FLAKES hosts; any other difference (or a different output) is not."""
     try:
         r = subprocess.run([sys.executable, COMPARE, a, b], capture_output=True, text=True,
                            timeout=120)
@@ -133,7 +133,7 @@ def compare_scripts(a, b):
         if m:
             flaky.add(m.group(1))
             in_post = False
-        elif line == "MISMATCH: - post ssh-hostkey":
+        elif line in ("MISMATCH: - post ssh-hostkey", "MISMATCH: - post duplicates"):
             in_post = True
         elif line.startswith("  ") and in_post:
             d = line[2:]
