@@ -226,8 +226,10 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
         reply.deltas = std::move(c.deltas);
         reply.ok = true;
         // Too large for one message (a frame over the worker's cap would cost the
-        // connection): refused, with the version, so the engine goes on from here.
-        if (wire::encode(reply).size() > wire::kDefaultMaxMessageBytes) {
+        // connection): refused, with the version, so the engine goes on from here. Most
+        // answers (every lock acquisition asks) carry nothing and are not encoded twice.
+        bool carries = reply.snapshot || !reply.deltas.empty();
+        if (carries && wire::encode(reply).size() > wire::kDefaultMaxMessageBytes) {
             reply.ok = false;
             reply.value = {};
             reply.deltas.clear();

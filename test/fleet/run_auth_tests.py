@@ -244,10 +244,7 @@ def inner(binary):
         for p in peers:
             p.close()
         coord.send_signal(signal.SIGTERM)
-        try:
-            coord.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            coord.kill()
+        testkit.reap([coord], 15)
         log.close()
         if not testkit.failed:
             shutil.rmtree(work, ignore_errors=True)

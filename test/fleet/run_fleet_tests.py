@@ -456,12 +456,7 @@ def real_workers(binary, work, Coord, hosts_of_xml, mask):
                 for i in range(n)]
 
     def stop(ps):
-        for p in ps:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        testkit.reap(ps, 10)
 
     # 3 real workers.
     out = os.path.join(work, "real.xml")

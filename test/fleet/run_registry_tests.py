@@ -81,16 +81,9 @@ def run_fleet(binary, work, name, args, kill_after=None, targets=TARGETS, worker
     if kill_after is not None:
         time.sleep(kill_after)
         workers[0].kill()
-    try:
-        rc = coord.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        coord.kill()
-        rc = "timeout"
-    for w in workers:
-        try:
-            w.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            w.kill()
+    rc = testkit.reap([coord], 180)[0]
+    rc = "timeout" if rc is None else rc
+    testkit.reap(workers, 20)
     log.close()
     return rc, xml
 

@@ -88,6 +88,20 @@ def free_port():
 
 # ---------------------------------------------------------------- network namespaces
 
+def reap(procs, timeout):
+    """Waits up to `timeout` seconds for each process, then kills (and reaps) any still
+    running. Returns their exit statuses (None for one that had to be killed)."""
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            codes.append(None)
+    return codes
+
+
 def sh(*args, check=True, timeout=30, input=None):
     """Runs a command, output captured as text; raises on failure unless check=False."""
     return subprocess.run(list(args), capture_output=True, text=True, check=check,
