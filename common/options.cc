@@ -185,6 +185,17 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         {"--stats-every", time_opt(o.stats_every, nullptr)},
         {"--workers", int_opt(o.workers, 0)},
         {"--engine-memory", int_opt(o.engine_memory_mb, 1)},
+        {"--dns-servers", str_opt(o.dns_servers)},
+        {"--version-intensity",
+         [&](const std::string& f, const std::string& v) {
+             int n;
+             if (!parse_int(v, n) || n < 0 || n > 9)
+                 return Status::error("--version-intensity must be between 0 and 9, not '" + v +
+                                      "'");
+             o.version_intensity = n;
+             (void)f;
+             return Status::ok();
+         }},
     };
     // Short options that take the next argument as their value.
     std::map<std::string, Handler> short_value = {
@@ -253,6 +264,16 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                 o.reason = true;
             else if (a == "--help")
                 o.help = true;
+            else if (a == "--version-light")
+                o.version_intensity = 2;
+            else if (a == "--version-all")
+                o.version_intensity = 9;
+            else if (a == "--version-trace")
+                o.version_trace = true;
+            else if (a == "--allports")
+                o.version_all_ports = true;
+            else if (a == "--system-dns")
+                o.system_dns = true;
             else
                 return Status::error("unknown option '" + a + "'");
             continue;
@@ -303,6 +324,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                     o.udp_scan = true;
                 else if (c == 'C')
                     o.default_scripts = true;
+                else if (c == 'V')
+                    o.version_scan = true;
                 else if (c == 'n')
                     o.ping_only = true;
                 else
@@ -310,10 +333,14 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             }
             continue;
         }
-        if (a == "-Pn")
+        if (a == "-A")
+            o.aggressive = o.version_scan = o.default_scripts = true;
+        else if (a == "-Pn")
             o.skip_discovery = true;
         else if (a == "-n")
             o.no_dns = true;
+        else if (a == "-R")
+            o.dns_all = true;
         else if (a == "-6")
             o.ipv6 = true;
         else if (a == "-F")
@@ -329,6 +356,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     if (o.syn_scan && connect_given)
         return Status::error("you specified more than one type of TCP scan (-sT and -sS)");
     if (o.syn_scan || o.udp_scan) o.connect_scan = connect_given;
+    o.default_scan = !o.syn_scan && !o.udp_scan && !connect_given;
+    if (o.no_dns && o.dns_all) o.dns_all = false;  // nmap: the later wins; -n is the safe one
     if (o.timing.level == 5) {
         if (!script_timeout_set) o.script_timeout = 600;
         if (!host_timeout_set) o.host_timeout = 900;
@@ -355,16 +384,25 @@ TARGET SPECIFICATION:
 HOST DISCOVERY:
   -sn: Ping Scan - disable port scan
   -Pn: Treat all hosts as online -- skip host discovery
-  -n: Never do DNS resolution
+  -n/-R: Never do DNS resolution/Always resolve [default: sometimes]
+  --dns-servers <serv1[,serv2],...>: Specify custom DNS servers
+  --system-dns: Use OS's DNS resolver
 SCAN TECHNIQUES:
-  -sT: TCP connect scan (the default)
-  -sS: TCP SYN scan (needs root; falls back to -sT without it)
+  -sS: TCP SYN scan (the default as root; falls back to -sT without raw privileges)
+  -sT: TCP connect scan (the default without raw privileges)
   -sU: UDP scan (needs root)
 PORT SPECIFICATION AND SCAN ORDER:
   -p <port ranges>: Only scan specified ports
     Ex: -p22; -p1-65535; -p-; -p U:53,T:21-25,80; -p http*
   -F: Fast mode - Scan fewer ports than the default scan (top 100)
   --top-ports <number>: Scan <number> most common ports
+SERVICE/VERSION DETECTION:
+  -sV: Probe open ports to determine service/version info
+  --version-intensity <level>: Set from 0 (light) to 9 (try all probes)
+  --version-light: Limit to most likely probes (intensity 2)
+  --version-all: Try every single probe (intensity 9)
+  --version-trace: Show detailed version scan activity (for debugging)
+  --allports: Also probe the ports nmap-service-probes excludes
 SCRIPT SCAN:
   -sC: equivalent to --script=default
   --script=<Lua scripts>: <Lua scripts> is a comma separated list of
@@ -396,6 +434,8 @@ OUTPUT:
   --open: Only show open (or possibly open) ports
 MISC:
   -6: Enable IPv6 scanning
+  -A: Enable version detection and script scanning (-sV -sC; OS detection and
+      traceroute are not supported)
   -e <iface>: Use specified interface (raw scans)
   -S <IP_Address>: Spoof source address (raw scans)
   --datadir <dirname>: Specify custom Nmap data file location

@@ -41,13 +41,24 @@ struct ScanOptions {
     // Scan kinds
     bool connect_scan = true;     // -sT (default unless -sS or -sU alone is given)
     bool syn_scan = false;        // -sS (raw; falls back to -sT without privileges)
+    bool default_scan = false;    // no -sT/-sS/-sU given: -sS when raw I/O is allowed, as nmap
     bool udp_scan = false;        // -sU (raw)
     bool skip_discovery = false;  // -Pn
     bool ping_only = false;       // -sn
     bool no_dns = false;          // -n
+    bool dns_all = false;         // -R: reverse DNS for every target, also hosts down
+    bool system_dns = false;      // --system-dns: getnameinfo instead of c-ares
+    std::string dns_servers;      // --dns-servers a,b (replaces resolv.conf's servers)
     bool ipv6 = false;            // -6
     std::string iface;            // -e: interface for raw scans ("" = by route)
     std::string source;           // -S: source address for raw scans ("" = by route)
+
+    // Service and version detection
+    bool version_scan = false;       // -sV (also -A)
+    int version_intensity = 7;       // --version-intensity 0-9 (--version-light 2, --version-all 9)
+    bool version_trace = false;      // --version-trace
+    bool version_all_ports = false;  // --allports: also the ports nmap-service-probes excludes
+    bool aggressive = false;         // -A: -sV -sC (OS detection and traceroute not supported)
 
     // Scripts
     std::vector<std::string> scripts;  // --script items in order (split on commas)

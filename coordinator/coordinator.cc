@@ -22,6 +22,8 @@
 #include "common/clock.h"
 #include "common/datafiles.h"
 #include "common/options.h"
+#include "common/packet/privilege.h"
+#include "common/service_probes.h"
 #include "common/services.h"
 #include "common/target_cursor.h"
 #include "common/transport/keys.h"
@@ -195,6 +197,24 @@ common::Status Coordinator::load_or_init_options() {
         return common::Status::error("cannot find nmap-services in the data directories");
     auto services = common::Services::load(*svc_path);
     if (!services) return services.status();
+    if (opts_.version_scan) {  // a bad probe file stops the scan before it starts
+        auto probes_path = files.find_file("nmap-service-probes");
+        if (!probes_path)
+            return common::Status::error(
+                "-sV needs nmap-service-probes (nmap-common), not found in the data directories");
+        if (auto probes = common::ServiceProbes::load(*probes_path); !probes)
+            return probes.status();
+    }
+    // As nmap: with raw I/O allowed and no scan type given, the scan is -sS (a worker without
+    // the privilege falls back to -sT and says so). Decided once, where the scan starts.
+    if (opts_.default_scan && !opts_.ipv6 && !opts_.ping_only && packet::raw_privileged()) {
+        opts_.syn_scan = true;
+        opts_.connect_scan = false;
+    }
+    if (opts_.aggressive)
+        std::fprintf(stderr,
+                     "NOTE: -A runs -sV -sC here; OS detection (-O) and traceroute are "
+                     "not supported yet.\n");
     if (!opts_.ping_only || !opts_.port_spec.empty()) {
         auto st = common::resolve_ports(opts_, *services);
         if (!st) return st;
@@ -268,6 +288,9 @@ common::Status Coordinator::setup() {
     run_.verbose = opts_.verbosity;
     run_.debugging = opts_.debugging;
     run_.services = services_text(opts_.ports);
+    run_.scan_type = opts_.syn_scan                          ? "syn"
+                     : !opts_.connect_scan && opts_.udp_scan ? "udp"
+                                                             : "connect";
     run_.open_only = opts_.open_only;
     sink_->begin(run_);
 

@@ -98,6 +98,12 @@ public:
     bool has_scripts() const override { return !scripts_.empty(); }
     bool has_prerule() const override { return any_rule(&Script::prerule); }
     bool has_postrule() const override { return any_rule(&Script::postrule); }
+    std::vector<std::string> script_ids() const override {
+        std::vector<std::string> ids;
+        for (const auto& s : scripts_)
+            ids.push_back(s.id);
+        return ids;
+    }
     common::Status run_prerule(std::vector<common::ScriptResult>& out) override {
         return guarded([&] { return run_prepost(true, out); });
     }
@@ -117,6 +123,7 @@ public:
     std::uint64_t engine_id() const override { return cfg_.engine_id; }
     const common::DataFiles& datafiles() const override { return files_; }
     int verbosity() const override { return cfg_.verbosity; }
+    int version_intensity() const override { return cfg_.version_intensity; }
     int debugging() const override { return cfg_.debugging; }
     int timing_level() const override { return cfg_.timing_level; }
     bool ipv6() const override { return cfg_.ipv6; }

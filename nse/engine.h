@@ -24,8 +24,9 @@ struct EngineConfig {
     double script_timeout = 0;         // seconds, 0 = none
     double host_timeout = 0;           // seconds, 0 = none
     int verbosity = 0, debugging = 0, timing_level = 3;
-    int max_threads = 0;   // concurrent script threads (0 = 4096)
-    int socket_slots = 0;  // --max-parallelism: fixed script-socket slots (0 = adaptive)
+    int version_intensity = 7;  // --version-intensity (nmap.version_intensity())
+    int max_threads = 0;        // concurrent script threads (0 = 4096)
+    int socket_slots = 0;       // --max-parallelism: fixed script-socket slots (0 = adaptive)
     std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State
     std::string datadir;                     // --datadir
     bool ipv6 = false;
@@ -44,6 +45,8 @@ public:
     virtual bool has_scripts() const = 0;
     virtual bool has_prerule() const = 0;
     virtual bool has_postrule() const = 0;
+    // The ids of the selected scripts, in selection order.
+    virtual std::vector<std::string> script_ids() const = 0;
 
     // Runs the pre-scan / post-scan phase; results are appended to `out`.
     virtual common::Status run_prerule(std::vector<common::ScriptResult>& out) = 0;

@@ -138,7 +138,8 @@ public:
     virtual SharedState& shared() = 0;
     virtual std::uint64_t engine_id() const = 0;
     virtual const common::DataFiles& datafiles() const = 0;
-    virtual int verbosity() const = 0;  // -v level (without the by-name boost)
+    virtual int verbosity() const = 0;          // -v level (without the by-name boost)
+    virtual int version_intensity() const = 0;  // --version-intensity (7 without -sV)
     virtual int debugging() const = 0;
     virtual int timing_level() const = 0;
     virtual bool ipv6() const = 0;

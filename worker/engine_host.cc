@@ -2,13 +2,31 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <set>
 
+#include "common/datafiles.h"
 #include "common/packet/privilege.h"
 #include "worker/route.h"
 #include "worker/scan/connect_scan.h"
 #include "worker/scan/raw_scan.h"
+#include "worker/scan/reverse_dns.h"
+#include "worker/scan/service_scan.h"
 
 namespace worker {
+
+namespace {
+
+// Runs `io` until the operation that `start(done)` begins calls `done`.
+template <class Start>
+void run_to_end(asio::io_context& io, Start start) {
+    bool done = false;
+    start(std::function<void()>([&done] { done = true; }));
+    io.restart();
+    while (!done)
+        io.run_one();
+}
+
+}  // namespace
 
 common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::ScanOptions& opts,
                                                                const common::Services& services,
@@ -18,6 +36,7 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
     nse::EngineConfig cfg;
     cfg.engine_id = engine_id;
     cfg.scripts = opts.scripts;
+    cfg.version_intensity = opts.version_intensity;
     cfg.default_scripts = opts.default_scripts;
     cfg.script_args = opts.script_args;
     cfg.script_args_file = opts.script_args_file;
@@ -32,9 +51,30 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
     cfg.iface = opts.iface;
     cfg.memory_limit = static_cast<std::size_t>(opts.engine_memory_mb) << 20;
     std::unique_ptr<EngineHost> w(new EngineHost(opts, services, embedder, shared));
+    if (opts.version_scan) {
+        auto path = common::DataFiles(opts.datadir).find_file("nmap-service-probes");
+        if (!path)
+            return common::Status::error(
+                "-sV needs nmap-service-probes (nmap-common), not found in the data directories");
+        auto probes = common::ServiceProbes::load(*path);
+        if (!probes) return probes.status();
+        w->probes_ = std::move(*probes);
+    }
     auto engine = nse::Engine::create(cfg, w->embedder_, shared);
     if (!engine) return engine.status();
     w->engine_ = std::move(*engine);
+    if (opts.version_scan) {
+        // nmap's version phase: the version category refines port.version (through
+        // nmap.set_port_version) before the script scan; its output is not reported. Its own
+        // engine: the selection differs. It never runs while engine_ does, so it shares the
+        // engine id (its locks and registry changes are this engine's).
+        nse::EngineConfig vcfg = cfg;
+        vcfg.scripts = {"version"};
+        vcfg.default_scripts = false;
+        auto version_engine = nse::Engine::create(vcfg, w->embedder_, shared);
+        if (!version_engine) return version_engine.status();
+        w->version_engine_ = std::move(*version_engine);
+    }
     return w;
 }
 
@@ -74,6 +114,35 @@ common::Status EngineHost::postrule(std::vector<common::ScriptResult>& out) {
     return st;
 }
 
+void EngineHost::version_phase(std::vector<common::HostResult>& hosts) {
+    // As nmap: the version phase's script output is reported only when a script scan was
+    // asked for too, and not twice for a script the script scan runs again.
+    std::set<std::string> again;
+    if (opts_.scripts_requested())
+        for (const auto& id : engine_->script_ids())
+            again.insert(id);
+    auto scratch = hosts;
+    version_engine_->registry_refresh();
+    version_engine_->io().restart();
+    if (auto st = version_engine_->run_scan(scratch); !st)
+        embedder_.write(true, "WARNING: version scripts: " + st.message() + "\n");
+    version_engine_->registry_publish();
+    for (std::size_t i = 0; i < hosts.size() && i < scratch.size(); ++i) {
+        for (auto& p : hosts[i].ports)
+            for (const auto& q : scratch[i].ports)
+                if (q.number == p.number && q.protocol == p.protocol) {
+                    p.service = q.service;
+                    if (opts_.scripts_requested())
+                        for (const auto& r : q.scripts)
+                            if (!again.count(r.id)) p.scripts.push_back(r);
+                    break;
+                }
+        if (opts_.scripts_requested())
+            for (const auto& r : scratch[i].hostscripts)
+                if (!again.count(r.id)) hosts[i].hostscripts.push_back(r);
+    }
+}
+
 common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
     asio::io_context& io = engine_->io();
     bool raw = use_raw_scan();
@@ -92,11 +161,7 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         }
     } else {
         ConnectScanner scanner(io, opts_, services_);
-        bool done = false;
-        scanner.start(hosts, [&done]() { done = true; });
-        io.restart();
-        while (!done)
-            io.run_one();
+        run_to_end(io, [&](auto done) { scanner.start(hosts, done); });
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
@@ -106,6 +171,21 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
     if (!raw && !opts_.skip_discovery)
         for (auto& h : hosts)
             if (h.status == "up") fill_route(h);
+    if (!opts_.no_dns) {
+        ReverseDns names(io, opts_);
+        run_to_end(io, [&](auto done) {
+            names.start(hosts, done,
+                        [this](const std::string& w) { embedder_.write(true, w + "\n"); });
+        });
+    }
+    if (probes_) {
+        ServiceScanner versions(io, opts_, probes_,
+                                [this](const std::string& line) { embedder_.write(false, line); });
+        run_to_end(io, [&](auto done) { versions.start(hosts, done); });
+        io.restart();
+        io.poll();
+        if (version_engine_ && version_engine_->has_scripts()) version_phase(hosts);
+    }
     if (!engine_->has_scripts()) {
         if (on_host)
             for (const auto& h : hosts)

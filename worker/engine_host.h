@@ -8,6 +8,7 @@
 
 #include "common/options.h"
 #include "common/result.h"
+#include "common/service_probes.h"
 #include "common/services.h"
 #include "common/status.h"
 #include "nse/embedder.h"
@@ -69,12 +70,16 @@ private:
     // -sS/-sU with the privileges and address family they need; otherwise warns once and
     // the group gets the connect scan, as nmap falls back to -sT.
     bool use_raw_scan();
+    // -sV's version scripts on a copy of the group; only port.service comes back.
+    void version_phase(std::vector<common::HostResult>& hosts);
 
     const common::ScanOptions& opts_;
     const common::Services& services_;
+    std::shared_ptr<const common::ServiceProbes> probes_;  // -sV only
     nse::SharedState& shared_;
     GroupEmbedder embedder_;
     std::unique_ptr<nse::Engine> engine_;
+    std::unique_ptr<nse::Engine> version_engine_;  // -sV only
 };
 
 }  // namespace worker

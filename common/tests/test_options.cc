@@ -111,7 +111,7 @@ TEST_CASE("scan kinds and simple switches") {
     auto both = ok({"-sCT", "t"});
     CHECK(both.default_scripts);
     CHECK(both.connect_scan);
-    err({"t", "-sV"}, "'-sV'");
+    err({"t", "-sX"}, "'-sX'");
     err({"t", "--bogus"}, "unknown option '--bogus'");
     err({"t", "--bogus=1"}, "'--bogus=1'");
     err({"t", "-Z"}, "'-Z'");
@@ -262,4 +262,27 @@ TEST_CASE("help") {
         INFO(flag);
         CHECK(u.find(flag) != std::string::npos);
     }
+}
+
+TEST_CASE("service and version detection flags") {
+    auto o = ok({"-sV", "t"});
+    CHECK(o.version_scan);
+    CHECK(o.version_intensity == 7);
+    CHECK_FALSE(o.default_scripts);
+    auto vc = ok({"-sVC", "t"});
+    CHECK(vc.version_scan);
+    CHECK(vc.default_scripts);
+    auto a = ok({"-A", "t"});
+    CHECK(a.version_scan);
+    CHECK(a.default_scripts);
+    CHECK(a.aggressive);
+    CHECK(ok({"-sV", "--version-light", "t"}).version_intensity == 2);
+    CHECK(ok({"-sV", "--version-all", "t"}).version_intensity == 9);
+    CHECK(ok({"-sV", "--version-intensity", "0", "t"}).version_intensity == 0);
+    CHECK(ok({"-sV", "--version-intensity=9", "t"}).version_intensity == 9);
+    CHECK(ok({"-sV", "--version-trace", "t"}).version_trace);
+    CHECK(ok({"-sV", "--allports", "t"}).version_all_ports);
+    err({"-sV", "--version-intensity", "10", "t"}, "--version-intensity must be between 0 and 9");
+    err({"-sV", "--version-intensity", "x", "t"}, "'x'");
+    err({"-sV", "--version-intensity=-1", "t"}, "'-1'");
 }

@@ -18,10 +18,36 @@ std::string script_blocks(const std::vector<common::ScriptResult>& v) {
     return out;
 }
 
-std::string service_column(const common::ServiceInfo& s) {
+// With -sV, an open port whose name only comes from nmap-services reads "http?".
+std::string service_column(const common::PortResult& p, bool version_scan) {
+    const auto& s = p.service;
     std::string name = s.name.empty() ? "unknown" : s.name;
     if (s.tunnel == "ssl") name = "ssl/" + name;
+    if (version_scan && s.method != "probed" && p.state == "open") name += "?";
     return name;
+}
+
+// Fingerprints of services that answered but matched nothing, as nmap prints them: the first
+// 74 characters, then lines of 71 prefixed "SF:".
+std::string fingerprints(const std::vector<const common::PortResult*>& ports) {
+    std::vector<std::string> fps;
+    for (const auto* p : ports)
+        if (!p->service.servicefp.empty()) fps.push_back(p->service.servicefp);
+    if (fps.empty()) return "";
+    const bool one = fps.size() == 1;
+    std::string out = std::to_string(fps.size()) + (one ? " service" : " services") +
+                      " unrecognized despite returning data. If you know the service/version, "
+                      "please submit the following fingerprint" +
+                      (one ? "" : "s") + " at https://nmap.org/cgi-bin/submit.cgi?new-service :\n";
+    for (std::size_t i = 0; i < fps.size(); ++i) {
+        if (i)
+            out += "==============NEXT SERVICE FINGERPRINT (SUBMIT INDIVIDUALLY)==============\n";
+        const std::string fp = screen_safe(fps[i]);
+        out += fp.substr(0, 74) + "\n";
+        for (std::size_t at = 74; at < fp.size(); at += 71)
+            out += "SF:" + fp.substr(at, 71) + "\n";
+    }
+    return out;
 }
 
 std::string reason_text(const std::string& reason, int ttl) {
@@ -167,7 +193,8 @@ public:
                 out += "All " + std::to_string(h.ports.size()) + " scanned ports on " + name +
                        " are in ignored states.\n";
             out += view.ignored.empty() ? "\n" : not_shown_line(view);
-            if (!view.shown.empty()) out += port_table(view.shown) + service_info(view.shown);
+            if (!view.shown.empty())
+                out += port_table(view.shown) + fingerprints(view.shown) + service_info(view.shown);
         }
         const std::string hs = script_blocks(h.hostscripts);
         if (!hs.empty()) {
@@ -187,6 +214,10 @@ public:
                        (run.lost_results == 1 ? "" : "s") +
                        " may be missing: an engine reached its memory limit (--engine-memory; -v "
                        "names the scripts)\n");
+        if (opt_.version_scan)
+            out_.write(
+                "Service detection performed. Please report any incorrect results at "
+                "https://nmap.org/submit/ .\n");
         if (terminal_)
             out_.write("Nmap done: " + done_summary(run) + "\n");
         else
@@ -197,10 +228,8 @@ public:
 
 private:
     std::string port_table(const std::vector<const common::PortResult*>& ports) const {
-        const bool version_col =
-            std::any_of(ports.begin(), ports.end(), [](const common::PortResult* p) {
-                return p->service.method == "probed" || !version_text(p->service).empty();
-            });
+        // As in nmap: the column belongs to -sV, whatever a script set.
+        const bool version_col = opt_.version_scan;
         std::vector<std::vector<std::string>> rows;
         std::vector<std::string> after;
         std::vector<std::string> head = {"PORT", "STATE", "SERVICE"};
@@ -210,7 +239,7 @@ private:
         after.emplace_back();
         for (const auto* p : ports) {
             std::vector<std::string> r = {std::to_string(p->number) + "/" + p->protocol, p->state,
-                                          screen_safe(service_column(p->service))};
+                                          screen_safe(service_column(*p, opt_.version_scan))};
             if (opt_.reason) r.push_back(reason_text(p->reason, p->reason_ttl));
             if (version_col) r.push_back(screen_safe(version_text(p->service)));
             rows.push_back(std::move(r));

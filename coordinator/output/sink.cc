@@ -318,6 +318,7 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
 
     WriterOptions wo;
     wo.reason = opts.reason;
+    wo.version_scan = opts.version_scan;
     std::vector<std::unique_ptr<Writer>> writers;
     if (to_stdout == 0)
         writers.push_back(make_normal_writer(OutFile::stream(std::cout, "stdout"), true, wo));

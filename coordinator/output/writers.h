@@ -63,7 +63,8 @@ public:
 
 // Per-format options that do not come from RunInfo.
 struct WriterOptions {
-    bool reason = false;  // --reason: REASON column, "received ..." wording
+    bool reason = false;        // --reason: REASON column, "received ..." wording
+    bool version_scan = false;  // -sV: VERSION column, "name?" for unidentified services
 };
 
 // terminal=true: the interactive form ("Starting ...", "Nmap done: ..."); false: the -oN file

@@ -78,7 +78,7 @@ int l_version_intensity(lua_State* L) {
         lua_pushinteger(L, 9);
         return 1;
     }
-    lua_Integer v = 7;
+    lua_Integer v = runtime(L).version_intensity();
     lua_getfield(L, lua_upvalueindex(2), "registry");
     if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "args");

@@ -382,10 +382,11 @@ int not_connected(lua_State* L) { return fail_false(L, kNotConnected); }
 template <class Socket, class Proto>
 bool open_and_bind(SockState& s, Socket& sock, Proto proto, bool always_bind) {
     std::error_code ec;
-    if (!sock.is_open()) {
-        sock.open(proto, ec);
-        if (ec) return false;
-    }
+    // An open socket is already bound (bind, connect or an earlier send did it): binding it
+    // again fails, and a connected UDP socket must still sendto (rpc.lua does).
+    if (sock.is_open()) return true;
+    sock.open(proto, ec);
+    if (ec) return false;
     if (s.has_bind || always_bind) {
         asio::ip::address a = s.bind_addr ? *s.bind_addr
                               : proto.family() == AF_INET6

@@ -42,7 +42,10 @@ OPTION_DEFAULTS = dict(
     script_args_file="", script_timeout=0.0, host_timeout=0.0, max_parallelism=0,
     timing=[3, 1.0, 2, 512, 0.0], verbosity=0, debugging=0, stats_every=0.0, out_normal="",
     out_xml="", out_grepable="", out_json="", open_only=False, reason=False, min_hostgroup=0,
-    max_hostgroup=0, datadir="", workers=0, engine_memory_mb=1024, help=False)
+    max_hostgroup=0, datadir="", workers=0, engine_memory_mb=1024, help=False,
+    version_scan=False, version_intensity=7, version_trace=False, version_all_ports=False,
+    aggressive=False, dns_all=False, system_dns=False, dns_servers="",
+    default_scan=False)
 
 
 def option_fields():

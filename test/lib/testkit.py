@@ -23,10 +23,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 # The fleet protocol version the fake peers speak (common/wire/messages.h kProtocolVersion).
-PROTOCOL = 4
+PROTOCOL = 5
 
 TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(TEST_DIR)
@@ -194,9 +195,15 @@ class Lab:
         self.env = dict(os.environ, NSEFLEET_LAB_NS=ns, **env)
 
     def start(self, timeout=120):
-        """Starts the lab; the CompletedProcess (output captured) tells how it went."""
-        return subprocess.run(["bash", LAB, "start"], env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        """Starts the lab; the CompletedProcess (output captured) tells how it went. The output
+        goes through a file: some daemons (dovecot) keep the descriptors they were started
+        with, and a pipe would never reach its end."""
+        with tempfile.TemporaryFile(mode="w+") as out:
+            r = subprocess.run(["bash", LAB, "start"], env=self.env, stdout=out,
+                               stderr=subprocess.STDOUT, text=True, timeout=timeout)
+            out.seek(0)
+            r.stdout, r.stderr = out.read(), ""
+        return r
 
     def argv(self, argv):
         """`argv` as a command line that runs inside the lab's namespace."""
