@@ -410,6 +410,7 @@ SCRIPT SCAN:
   --script-args=<n1=v1,[n2=v2,...]>: provide arguments to scripts
   --script-args-file=filename: provide NSE script args in a file
   --script-timeout <time>: Stop scripts that run longer than <time>
+  --script-help=<Lua scripts>: Show help about scripts (no scan).
 TIMING AND PERFORMANCE:
   Options which take <time> are in seconds, or append 'ms' (milliseconds),
   's' (seconds), 'm' (minutes), or 'h' (hours) to the value (e.g. 30m).
@@ -422,7 +423,7 @@ TIMING AND PERFORMANCE:
   --workers <number>: Number of scan engines (default: one per core)
   --engine-memory <MiB>: Memory cap of each engine's Lua state (default 1024)
   --state <dir>: Keep the scan journal in <dir> (default: a temporary directory)
-  --resume: With --state, continue the scan journaled there (same command line)
+  --resume: With --state, continue the scan journaled there (nothing else needed)
 OUTPUT:
   -oN/-oX/-oG/-oJ <file>: Output scan in normal, XML, grepable or JSON
      format to the given filename ('-' = stdout)

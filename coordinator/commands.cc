@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
 #include "coordinator/coordinator.h"
+#include "nse/engine.h"
+#include "nse/local_shared_state.h"
 
 namespace coordinator {
 
@@ -212,6 +215,42 @@ int run_keygen(const std::vector<std::string>& args) {
     if (!kp) return fail(kp.message());
     if (auto s = transport::write_keypair(args[0], *kp); !s) return fail(s.message());
     std::printf("wrote %s.key (secret, mode 0600) and %s.pub\n", args[0].c_str(), args[0].c_str());
+    return 0;
+}
+
+int run_script_help(const std::string& scripts, const std::string& datadir) {
+    // Script loading may print warnings: they go where the scan's would.
+    struct Console final : nse::Embedder {
+        void write(bool to_stderr, const std::string& text) override {
+            std::fputs(text.c_str(), to_stderr ? stderr : stdout);
+        }
+        double now() override { return common::epoch_now(); }
+    } console;
+    nse::LocalSharedState shared;
+    nse::EngineConfig cfg;
+    cfg.datadir = datadir;
+    std::size_t at = 0;
+    while (at <= scripts.size()) {
+        auto comma = scripts.find(',', at);
+        auto item = scripts.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        if (!item.empty()) cfg.scripts.push_back(item);
+        if (comma == std::string::npos) break;
+        at = comma + 1;
+    }
+    if (cfg.scripts.empty()) {
+        std::fprintf(stderr, "nsefleet: --script-help needs a script list\n");
+        return 2;
+    }
+    auto engine = nse::Engine::create(cfg, console, shared);
+    if (!engine) {
+        std::fprintf(stderr, "nsefleet: %s\n", engine.message().c_str());
+        return 2;
+    }
+    std::time_t t = std::time(nullptr);
+    char when[64];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M %Z", std::localtime(&t));
+    std::printf("Starting nsefleet 0.1.0 ( nmap-compatible NSE fleet ) at %s\n", when);
+    std::fputs((*engine)->script_help().c_str(), stdout);
     return 0;
 }
 

@@ -18,4 +18,8 @@ int run_status(const std::vector<std::string>& args);
 // `nsefleet keygen PREFIX`: writes PREFIX.key (mode 0600) and PREFIX.pub.
 int run_keygen(const std::vector<std::string>& args);
 
+// `nsefleet scan --script-help SCRIPTS [--datadir DIR]`: each selected script's categories,
+// NSEDoc address and description, as nmap prints them; no scan.
+int run_script_help(const std::string& scripts, const std::string& datadir);
+
 }  // namespace coordinator

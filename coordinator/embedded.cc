@@ -79,7 +79,7 @@ int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
     for (unsigned i = 0; i < engines; ++i)
         locals.push_back({*ctx, endpoint, "local" + std::to_string(i + 1), 1, opts.debugging, &stop,
                           &errors[i]});
-    cfg.options = std::move(opts);
+    if (!state.journal_options) cfg.options = std::move(opts);
     std::vector<std::thread> threads;
     for (unsigned i = 0; i < engines; ++i)
         threads.emplace_back([&, i] {

@@ -9,6 +9,8 @@ namespace coordinator {
 struct EmbeddedState {
     std::string dir;      // --state DIR; empty: a temporary directory, removed at the end
     bool resume = false;  // --resume (with --state): continue the scan journaled there
+    // --resume with nothing else: the options come from the journal alone.
+    bool journal_options = false;
 };
 
 // Runs the whole scan and writes every requested output. Returns the process exit code;

@@ -1,7 +1,14 @@
 // nsefleet: the Nmap Scripting Engine across a fleet. `nsefleet scan` runs the embedded
 // coordinator with local worker engines.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ares.h>
+#include <openssl/crypto.h>
+#include <pcap/pcap.h>
+#include <pcre2.h>
+
 #include <cstdio>
 #include <cstring>
+#include <lua.hpp>
 #include <string>
 #include <vector>
 
@@ -24,6 +31,19 @@ void usage(FILE* f) {
         "       nsefleet --version\n");
 }
 
+// `nsefleet --version`, also `-V`/`--version` after any subcommand, as nmap's -V.
+int print_version() {
+    char pcre[32] = "";
+    pcre2_config(PCRE2_CONFIG_VERSION, pcre);
+    std::printf(
+        "nsefleet version 0.1.0 ( nmap-compatible NSE fleet; nmap 7.93's scripts and data )\n"
+        "Compiled with: %s %s pcre2-%s c-ares-%s %s\n"
+        "Data files: --datadir, $NSEFLEET_DATADIR, $NMAPDIR, /usr/share/nmap (nmap-common)\n",
+        LUA_RELEASE, OpenSSL_version(OPENSSL_VERSION), pcre, ares_version(nullptr),
+        pcap_lib_version());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,11 +57,10 @@ int main(int argc, char** argv) {
         std::fputs(common::scan_usage().c_str(), stdout);
         return 0;
     }
-    if (cmd == "--version" || cmd == "version") {
-        std::puts("nsefleet 0.1.0");
-        return 0;
-    }
+    if (cmd == "--version" || cmd == "version" || cmd == "-V") return print_version();
     std::vector<std::string> rest(argv + 2, argv + argc);
+    for (const auto& a : rest)
+        if (a == "-V" || a == "--version") return print_version();
     if (cmd == "coordinator") return coordinator::run_coordinator(rest);
     if (cmd == "worker") return worker::run_worker(rest);
     if (cmd == "status") return coordinator::run_status(rest);
@@ -73,6 +92,19 @@ int main(int argc, char** argv) {
             stderr,
             "nsefleet: --resume needs --state DIR (the directory of the interrupted scan)\n");
         return 2;
+    }
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a != "--script-help" && a.rfind("--script-help=", 0) != 0) continue;
+        std::string list = a.size() > 13 ? a.substr(14) : i + 1 < args.size() ? args[i + 1] : "";
+        std::string datadir;
+        for (std::size_t k = 0; k + 1 < args.size(); ++k)
+            if (args[k] == "--datadir") datadir = args[k + 1];
+        return coordinator::run_script_help(list, datadir);
+    }
+    if (state.resume && args.empty()) {  // nmap's --resume: the journal knows the command line
+        state.journal_options = true;
+        return coordinator::run_embedded(common::ScanOptions{}, state);
     }
     auto opts = common::parse_scan_args(args);
     if (!opts) {

@@ -98,6 +98,7 @@ public:
     bool has_scripts() const override { return !scripts_.empty(); }
     bool has_prerule() const override { return any_rule(&Script::prerule); }
     bool has_postrule() const override { return any_rule(&Script::postrule); }
+    std::string script_help() override;
     std::vector<std::string> script_ids() const override {
         std::vector<std::string> ids;
         for (const auto& s : scripts_)
@@ -498,6 +499,13 @@ common::Status EngineImpl::init() {
         scripts_.push_back(std::move(s));
     }
     return common::Status::ok();
+}
+
+std::string EngineImpl::script_help() {
+    if (call_driver(L_, "script_help", 0, 1)) return "";
+    std::string text = lua_isstring(L_, -1) ? lua_tostring(L_, -1) : "";
+    lua_pop(L_, 1);
+    return text;
 }
 
 std::vector<int> EngineImpl::runlevels() const {

@@ -47,6 +47,8 @@ public:
     virtual bool has_postrule() const = 0;
     // The ids of the selected scripts, in selection order.
     virtual std::vector<std::string> script_ids() const = 0;
+    // --script-help text for the selected scripts (nmap's layout).
+    virtual std::string script_help() = 0;
 
     // Runs the pre-scan / post-scan phase; results are appended to `out`.
     virtual common::Status run_prerule(std::vector<common::ScriptResult>& out) = 0;

@@ -194,8 +194,9 @@ std::string expected_body() {
            "Nmap scan report for localhost (127.0.0.1)\n"
            "Host is up (0.00042s latency).\n"
            "Not shown: 30 closed tcp ports (conn-refused)\n"
-           "PORT      STATE SERVICE VERSION\n"
-           "18081/tcp open  http    SimpleHTTPServer 0.6 (Python 3.11.7)\n" +
+           // The VERSION column belongs to -sV (not given here), whatever a script set.
+           "PORT      STATE SERVICE\n"
+           "18081/tcp open  http\n" +
            kBlockAll + "|_t-num: 42\n" + kBlockTxt +
            "\n"
            "Host script results:\n"
@@ -276,6 +277,31 @@ TEST_CASE("helpers: latency digits, port ranges, collapse rule") {
     REQUIRE(v.ignored.size() == 2);
     CHECK(v.ignored[0].state == "closed");
     CHECK(v.ignored[1].state == "filtered");
+}
+
+TEST_CASE("OutputSink: -sV's normal output (VERSION, name?, fingerprint, closing line)") {
+    use_utc();
+    const test_support::TempDir tmp("nsefleet-output-sv");
+    common::ScanOptions opts;
+    opts.version_scan = true;
+    HostResult h = small_host();
+    h.ports.push_back(port(7777, "open", "syn-ack", "cbt"));
+    h.ports.back().service.servicefp =
+        "SF-Port7777-TCP:V=7.93%I=7%D=12/"
+        "6%Time=6B15D946%P=x86_64-pc-linux-gnu%r(NULL,10,\"XYZZY-42\\x20hello\\r\\n\");";
+    const std::string terminal = run_sink(opts, run_info(), {h});
+    CHECK(
+        terminal.find("PORT     STATE  SERVICE VERSION\n"
+                      "22/tcp   closed ssh\n"
+                      "80/tcp   open   http?\n"
+                      "7777/tcp open   cbt?\n"
+                      "1 service unrecognized despite returning data. If you know the "
+                      "service/version, please submit the following fingerprint at "
+                      "https://nmap.org/cgi-bin/submit.cgi?new-service :\n"
+                      "SF-Port7777-TCP:V=7.93%I=7%D=12/6%Time=6B15D946%P=x86_64-pc-linux-gnu%r(NU\n"
+                      "SF:LL,10,\"XYZZY-42\\x20hello\\r\\n\");\n") != std::string::npos);
+    CHECK(terminal.find("Service detection performed. Please report any incorrect results at "
+                        "https://nmap.org/submit/ .\nNmap done") != std::string::npos);
 }
 
 TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
@@ -453,6 +479,7 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
         common::ScanOptions opts;
         opts.out_normal = "-";
         opts.reason = true;
+        opts.version_scan = true;  // the VERSION column
         HostResult closed_only = small_host();
         closed_only.address = "127.0.0.5";
         closed_only.ports.pop_back();

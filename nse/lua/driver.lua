@@ -274,6 +274,8 @@ local function load_script(entry)
   end
   local s = {id = id, path = path, chunk = chunk(), forced = entry.forced,
     by_name = entry.by_name, rules = {}}
+  local description = rawget(env, "description")
+  if type(description) == "string" then s.description = description end
   local action = rawget(env, "action")
   if type(action) ~= "function" then
     error(("%s is missing required field: 'action'"):format(path), 0)
@@ -396,6 +398,24 @@ function D.script_info(i)
   local s = D.scripts[i]
   return s.id, s.runlevel or 1, s.rules.prerule or false, s.rules.hostrule or false,
     s.rules.portrule or false, s.rules.postrule or false, s.by_name or false
+end
+
+-- --script-help: each selected script's id, categories, NSEDoc address and description
+-- (indented by two spaces, blank lines kept), sorted by id, as nmap prints them.
+function D.script_help()
+  local list = {}
+  for _, s in ipairs(D.scripts) do list[#list + 1] = s end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  local out = {}
+  for _, s in ipairs(list) do
+    out[#out + 1] = ("\n%s\nCategories: %s\nhttps://nmap.org/nsedoc/scripts/%s.html\n"):format(
+      s.id, table.concat(s.categories or {}, " "), s.id)
+    local d = (s.description or ""):gsub("^%s*\n", ""):gsub("%s+$", "")
+    for line in (d .. "\n"):gmatch("(.-)\n") do
+      out[#out + 1] = (line:match("^%s*$") and "" or "  " .. line) .. "\n"
+    end
+  end
+  return table.concat(out)
 end
 
 local function copy(t, seen)

@@ -97,6 +97,8 @@ SCRIPT_MASKS = {
         (r"(?m)^(\s*Salt:).*$", r"\1 <SALT>"),
     ],
     "ntp-info": [(r"(?m)^(\s*receive time stamp:).*$", r"\1 <DATETIME>")],
+    "snmp-info": [(r"(?m)^(\s*snmpEngine(Time|Boots):).*$", r"\1 <N>")],
+    "snmp-interfaces": [(r"(?m)^(\s*Traffic stats:).*$", r"\1 <N>")],
     "smb2-time": [(r"(?m)^(\s*(date|start_date):).*$", r"\1 <DATETIME>")],
 }
 

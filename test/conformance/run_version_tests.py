@@ -10,7 +10,8 @@ Usage: run_version_tests.py BINARY
   2. Three odd services at --version-intensity 0 (one silent, one with an unknown banner, one
      that closes at once): "http?", a service fingerprint (same probes answered) and
      tcpwrapped as nmap reports them.
-  3. -sU -sV on the lab's UDP services (dnsmasq 53, rpcbind 111): states and services equal.
+  3. -sU -sV on the lab's UDP services (dnsmasq 53, rpcbind 111, ntpd 123, snmpd 161): states
+     and services equal; then their scripts (UDP_SCRIPTS) with outputs equal to nmap's.
   4. -sV -sC: every script output equal to nmap's (compare.py), and the version phase's own
      script output is not reported.
   5. --version-trace lines; bad input: a malformed nmap-service-probes names its line, a bad
@@ -29,24 +30,20 @@ import time
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testkit  # noqa: E402
 from testkit import check, eq, info  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TCP_PORTS = "21,22,25,53,80,110,111,143,389,443,445,3306,6379,11211"
 BASIC_PORTS = "21,22,80,443,6379,11211"
+UDP_PORTS = "53,111,123,161"
+# The UDP scripts of -sC whose output the lab fixes (snmp-processes and snmp-win32-software
+# list the machine's processes and packages, snmp-netstat the scanners' own sockets).
+UDP_SCRIPTS = "snmp-info,snmp-sysdescr,snmp-interfaces,ntp-info,rpcinfo,dns-nsid"
 ODD_SILENT, ODD_GARBAGE, ODD_CLOSE = 8008, 7777, 4321
 SCAN_TIMEOUT = 300
-ATTRS = ("name", "product", "version", "extrainfo", "ostype", "hostname", "devicetype", "tunnel",
-         "method", "conf")
-# Values that differ between two runs against the same daemons.
-MASKS = [(re.compile(r"uptime \d+ seconds"), "uptime N seconds")]
-
-
-def mask(text):
-    for pat, rep in MASKS:
-        text = pat.sub(rep, text)
-    return text
+from compare_services import mask, services as all_services  # noqa: E402
 
 
 def odd_servers():
@@ -89,24 +86,10 @@ def scan(argv, work, name):
 
 def services(xml_path):
     """{"N/proto": {state, attrs..., cpe: [...], servicefp: bool}} of the first host."""
-    out = {}
     try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as e:
+        return {port: d for (_, port), d in all_services(xml_path).items()}
+    except (ET.ParseError, OSError, AttributeError) as e:
         return {"error": str(e)}
-    for port in root.iter("port"):
-        key = "%s/%s" % (port.get("portid"), port.get("protocol"))
-        st = port.find("state")
-        d = {"state": st.get("state") if st is not None else None}
-        svc = port.find("service")
-        if svc is not None:
-            for a in ATTRS:
-                if svc.get(a) is not None:
-                    d[a] = mask(svc.get(a))
-            d["cpe"] = [c.text for c in svc.findall("cpe")]
-            d["servicefp"] = svc.get("servicefp") is not None
-        out[key] = d
-    return out
 
 
 def port_table(normal_path):
@@ -183,12 +166,21 @@ def inner(binary):
                         r'"XYZZY-42\\x20hello\\r\\n"\)' % ODD_GARBAGE, fp),
               "odd: the unknown banner's fingerprint lists the NULL probe's answer", fp[:300])
 
-        # 3. UDP services (raw -sU: root)
+        # 3. UDP services (raw -sU: root): versions, then the UDP scripts on them
         if os.geteuid() == 0:
-            args = ["-sU"] + common + ["-p", "53,111", "127.0.0.1"]
+            args = ["-sU"] + common + ["-p", UDP_PORTS, "127.0.0.1"]
             n = scan(["nmap"] + args, work, "nmap-udp")
             o = scan(ours + args, work, "ours-udp")
-            compare_run("udp", n, o, ["53/udp", "111/udp"])
+            compare_run("udp", n, o, [p + "/udp" for p in UDP_PORTS.split(",")])
+            args = ["-sU"] + common + ["--script", UDP_SCRIPTS, "-p", UDP_PORTS, "127.0.0.1"]
+            n = scan(["nmap"] + args, work, "nmap-udpscripts")
+            o = scan(ours + args, work, "ours-udpscripts")
+            if check(n[0] == 0 and o[0] == 0, "udp scripts: both finished", (n[3] + o[3])[-2000:]):
+                r = subprocess.run([sys.executable, os.path.join(HERE, "compare.py"), "--per-script",
+                                    "--expect", UDP_SCRIPTS, "--label", "sU-sV ", n[1], o[1]],
+                                   capture_output=True, text=True)
+                check(r.returncode == 0, "udp scripts: every output equals nmap's (%s)" % UDP_SCRIPTS,
+                      r.stdout[-3000:] + r.stderr[-1000:])
         else:
             check(False, "udp: -sU needs root")
 

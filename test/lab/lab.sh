@@ -19,7 +19,9 @@
 #                          tools/bench use this mode, since a real network is not tuned.
 #        NSEFLEET_LAB_EXTRA=1 also start the extra TCP services used by the conformance
 #                          tests: exim4 smtp (25), dnsmasq (53), dovecot pop3/imap (110/143),
-#                          rpcbind (111), slapd ldap (389), samba smbd (445), mariadb (3306)
+#                          rpcbind (111), slapd ldap (389), samba smbd (445), mariadb (3306);
+#                          and UDP ones: dnsmasq (53), rpcbind (111), ntpsec's ntpd (123),
+#                          net-snmp's snmpd (161, community "public")
 # Needs root (ip netns). `stop` is idempotent.
 set -uo pipefail
 
@@ -31,7 +33,8 @@ PORTS="21 22 80 443 6379 11211"
 EXTRA=${NSEFLEET_LAB_EXTRA:-0}
 STOCK=${NSEFLEET_LAB_STOCK:-0}
 EXTRA_PORTS="25 53 110 111 143 389 445 3306"
-[ "$EXTRA" = 1 ] && PORTS="$PORTS $EXTRA_PORTS"
+UDP_PORTS=""
+[ "$EXTRA" = 1 ] && PORTS="$PORTS $EXTRA_PORTS" && UDP_PORTS="53 111 123 161"
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$NS"; }
@@ -42,7 +45,8 @@ raise_nofile() { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; }
 service_of() {
   case "$1" in 21) echo vsftpd;; 22) echo sshd;; 80|443) echo nginx;; 6379) echo redis-server;;
     11211) echo memcached;; 25) echo exim4;; 53) echo dnsmasq;; 110|143) echo dovecot;;
-    111) echo rpcbind;; 389) echo slapd;; 445) echo smbd;; 3306) echo mariadbd;; *) echo "port $1";; esac
+    111) echo rpcbind;; 389) echo slapd;; 445) echo smbd;; 3306) echo mariadbd;; 123) echo ntpd;;
+    161) echo snmpd;; *) echo "port $1";; esac
 }
 
 # True when a TCP connect to 127.0.0.1:$1 inside the namespace succeeds.
@@ -197,6 +201,14 @@ write_extra_files() {
   mkdir -p "$L/ldap" "$L/mysql" "$L/dovecot" "$L/dovecot-state" "$L/mail" \
     "$L/smb/private" "$L/smb/lock" "$L/smb/state" "$L/smb/cache" "$L/smb/ncalrpc" "$L/smb/share" ||
     die "cannot create $L"
+  cat > "$L/snmpd.conf" <<EOF
+agentAddress udp:0.0.0.0:161
+rocommunity public
+sysLocation Lab rack 1
+sysContact lab@example.test
+sysName labsnmp
+EOF
+  echo "driftfile $L/ntp.drift" > "$L/ntp.conf"
   cat > "$L/slapd.conf" <<EOF
 include /etc/ldap/schema/core.schema
 pidfile $L/run/slapd.pid
@@ -278,6 +290,12 @@ EOF
 # Echoes the names of the extra daemons that failed to launch.
 start_extra() {
   local fail=""
+  # UDP: snmpd with its own configuration only (-C), ntpd without upstream servers (it answers
+  # clients and mode 6 queries, unsynchronized).
+  mkdir -p "$L/snmp"
+  SNMP_PERSISTENT_DIR="$L/snmp" nsx snmpd -C -c "$L/snmpd.conf" -p "$L/run/snmpd.pid" \
+    -Lf "$L/snmpd.log" || fail="$fail snmpd"
+  nsx ntpd -c "$L/ntp.conf" -p "$L/run/ntpd.pid" -l "$L/ntpd.log" >/dev/null 2>&1 || fail="$fail ntpd"
   nsx slapd -h "ldap://0.0.0.0:389/" -f "$L/slapd.conf" || fail="$fail slapd"
   nsx dovecot -c "$L/dovecot.conf" || fail="$fail dovecot"
   # -oX picks the lab's listener, -oP its pid file.
@@ -309,7 +327,7 @@ do_start() {
 
   local b
   local bins="nginx /usr/sbin/sshd vsftpd redis-server memcached systemd-socket-activate openssl ssh-keygen"
-  [ "$EXTRA" = 1 ] && bins="$bins slapd dovecot exim4 smbd dnsmasq mariadbd mariadb-install-db rpcbind unshare"
+  [ "$EXTRA" = 1 ] && bins="$bins slapd dovecot exim4 smbd dnsmasq mariadbd mariadb-install-db rpcbind unshare snmpd ntpd"
   for b in $bins; do
     command -v "$b" >/dev/null || die "$b not found (run tools/setup)"
   done
@@ -343,10 +361,13 @@ do_start() {
   while :; do
     pending=""
     for p in $PORTS; do port_answers "$p" || pending="$pending $p"; done
+    for p in $UDP_PORTS; do
+      [ -n "$(nsx ss -lunH "sport = :$p" 2>/dev/null)" ] || pending="$pending $p/udp"
+    done
     [ -z "$pending" ] && break
     if [ $SECONDS -ge $deadline ]; then
       local names=""
-      for p in $pending; do names="$names $(service_of "$p"):$p"; done
+      for p in $pending; do names="$names $(service_of "${p%/udp}"):$p"; done
       do_stop keep
       die "service(s) did not come up within ${WAIT}s:$names (logs in $L)"
     fi
@@ -354,7 +375,7 @@ do_start() {
   done
   # The vsftpd listener (its own, or systemd-socket-activate) has no pid file option: record its pid.
   nsx ss -ltnpH 'sport = :21' 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 > "$L/run/vsftpd.pid"
-  echo "lab: up in namespace $NS (dir $L): ports $PORTS$([ "$STOCK" = 1 ] && echo ' (stock listen settings)')"
+  echo "lab: up in namespace $NS (dir $L): ports $PORTS${UDP_PORTS:+ udp $UDP_PORTS}$([ "$STOCK" = 1 ] && echo ' (stock listen settings)')"
 }
 
 cmd=${1:-}

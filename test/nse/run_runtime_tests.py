@@ -322,7 +322,7 @@ def case_hostport(binary, c):
         svc = services_name(p1)
         args = ["--script-args", f"rt_p1={p1},rt_p2={p2},rt_closed={closed}",
                 "--script", script("runtime_hostport") + "," + script("runtime_hostport_peer")]
-        r = run(binary, ["-Pn", "-n", "-p", f"{p1},{p2},{closed}"] + args + ["127.0.0.1"])
+        r = run(binary, ["-sT", "-Pn", "-n", "-p", f"{p1},{p2},{closed}"] + args + ["127.0.0.1"])
         c.ran(r)
         opened = ",".join(str(p) for p in sorted((p1, p2)))
         where = "runtime_hostport.nse"
