@@ -274,6 +274,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                 o.version_all_ports = true;
             else if (a == "--system-dns")
                 o.system_dns = true;
+            else if (a == "--script-trace")
+                o.script_trace = true;
             else
                 return Status::error("unknown option '" + a + "'");
             continue;
@@ -410,6 +412,7 @@ SCRIPT SCAN:
   --script-args=<n1=v1,[n2=v2,...]>: provide arguments to scripts
   --script-args-file=filename: provide NSE script args in a file
   --script-timeout <time>: Stop scripts that run longer than <time>
+  --script-trace: Show all data sent and received
   --script-help=<Lua scripts>: Show help about scripts (no scan).
 TIMING AND PERFORMANCE:
   Options which take <time> are in seconds, or append 'ms' (milliseconds),

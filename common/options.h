@@ -65,6 +65,7 @@ struct ScanOptions {
     bool default_scripts = false;      // -sC
     std::string script_args;           // --script-args (joined with ',' when repeated)
     std::string script_args_file;      // --script-args-file
+    bool script_trace = false;         // --script-trace: every script socket's traffic
     double script_timeout = 0;         // seconds, 0 = none
     double host_timeout = 0;           // seconds, 0 = none
     int max_parallelism =

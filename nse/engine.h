@@ -25,6 +25,7 @@ struct EngineConfig {
     double host_timeout = 0;           // seconds, 0 = none
     int verbosity = 0, debugging = 0, timing_level = 3;
     int version_intensity = 7;  // --version-intensity (nmap.version_intensity())
+    bool script_trace = false;  // --script-trace
     int max_threads = 0;        // concurrent script threads (0 = 4096)
     int socket_slots = 0;       // --max-parallelism: fixed script-socket slots (0 = adaptive)
     std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State

@@ -140,6 +140,7 @@ public:
     virtual const common::DataFiles& datafiles() const = 0;
     virtual int verbosity() const = 0;          // -v level (without the by-name boost)
     virtual int version_intensity() const = 0;  // --version-intensity (7 without -sV)
+    virtual bool script_trace() const = 0;      // --script-trace
     virtual int debugging() const = 0;
     virtual int timing_level() const = 0;
     virtual bool ipv6() const = 0;

@@ -21,7 +21,7 @@ namespace common::wire {
 
 // Trip-wire: a field added to these structs must be added to the codec (and the protocol
 // version bumped). Update the sizes below together with put()/get() of the struct.
-static_assert(sizeof(common::ScanOptions) == 688,
+static_assert(sizeof(common::ScanOptions) == 696,
               "ScanOptions changed: update common/wire/codec.cc and docs/protocol.md");
 static_assert(sizeof(common::HostResult) == 408,
               "HostResult changed: update common/wire/codec.cc and docs/protocol.md");
@@ -175,7 +175,7 @@ void put(Packer& pk, const common::ScanOptions& o) {
            o.out_grepable, o.out_json, o.open_only, o.reason, o.min_hostgroup, o.max_hostgroup,
            o.datadir, o.workers, o.engine_memory_mb, o.help, o.version_scan, o.version_intensity,
            o.version_trace, o.version_all_ports, o.aggressive, o.dns_all, o.system_dns,
-           o.dns_servers, o.default_scan);
+           o.dns_servers, o.default_scan, o.script_trace);
 }
 
 void put(Packer& pk, const LeaseHost& h) { fields(pk, h.index, h.address, h.ipv6, h.targetname); }
@@ -505,7 +505,7 @@ void get(const Obj& o, common::ScanOptions& s) {
                 s.open_only, s.reason, s.min_hostgroup, s.max_hostgroup, s.datadir, s.workers,
                 s.engine_memory_mb, s.help, s.version_scan, s.version_intensity, s.version_trace,
                 s.version_all_ports, s.aggressive, s.dns_all, s.system_dns, s.dns_servers,
-                s.default_scan);
+                s.default_scan, s.script_trace);
 }
 
 void get(const Obj& o, LeaseHost& h) {

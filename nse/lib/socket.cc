@@ -79,8 +79,60 @@ struct Conn {
     std::uint64_t bytes_in = 0;
     udp::endpoint peer;
     udp::endpoint from;  // receive_from scratch
+    // --script-trace: where the lines go (empty when off).
+    std::function<void(const std::string&)> tracer;
 
     bool is_open() const { return is_udp ? udp_sock.is_open() : tcp_sock.is_open(); }
+
+    // --script-trace line, as nmap prints them: "NSE: TCP 127.0.0.1:40000 > 127.0.0.1:80 | x"
+    // (`out`: from us; else to us). Data more than 5% unprintable is shown as a hex dump.
+    void trace(bool out, const std::string& what) const {
+        if (!tracer) return;
+        std::error_code ec;
+        auto text = [](const auto& ep) {
+            return ep.address().to_string() + ":" + std::to_string(ep.port());
+        };
+        std::string local, remote;
+        if (is_udp) {
+            local = text(udp_sock.local_endpoint(ec));
+            remote = text(has_peer ? peer : from);
+        } else {
+            local = text(tcp_sock.local_endpoint(ec));
+            remote = text(tcp_sock.remote_endpoint(ec));
+        }
+        tracer(std::string("NSE: ") +
+               (is_udp ? "UDP "
+                : ssl  ? "SSL "
+                       : "TCP ") +
+               local + (out ? " > " : " < ") + remote + " | " + what + "\n");
+    }
+    void trace_data(bool out, const char* p, std::size_t n) const {
+        if (!tracer || n == 0) return;
+        std::size_t odd = 0;
+        for (std::size_t i = 0; i < n; ++i)
+            if (!std::isprint(static_cast<unsigned char>(p[i]))) ++odd;
+        if (odd * 20 <= n) return trace(out, std::string(p, n));
+        std::string dump;
+        for (std::size_t row = 0; row < n; row += 16) {
+            char head[32];
+            std::snprintf(head, sizeof head, "%s%08zx: ", row ? "\n" : "", row);
+            dump += head;
+            std::string ascii;
+            for (std::size_t i = row; i < row + 16; ++i) {
+                if (i < n) {
+                    char hex[4];
+                    auto c = static_cast<unsigned char>(p[i]);
+                    std::snprintf(hex, sizeof hex, "%02x ", c);
+                    dump += hex;
+                    ascii += std::isprint(c) ? static_cast<char>(c) : ' ';
+                } else {
+                    dump += "   ";
+                }
+            }
+            dump += ascii;
+        }
+        trace(out, dump);
+    }
 
     // Aborts pending operations (their handlers see operation_aborted); the socket stays open.
     void cancel() {
@@ -112,6 +164,11 @@ struct Conn {
     // One read: whatever is available on TCP/TLS, exactly one datagram on UDP.
     // `self` keeps this object alive until the handler has run.
     void read_some(const std::shared_ptr<Conn>& self, asio::mutable_buffer b, Handler h) {
+        if (tracer)
+            h = [self, b, h = std::move(h)](std::error_code ec, std::size_t n) {
+                self->trace_data(false, static_cast<const char*>(b.data()), n);
+                h(ec, n);
+            };
         if (is_udp && connected) {
             udp_sock.async_receive(b, std::move(h));
         } else if (is_udp) {
@@ -141,6 +198,13 @@ struct Conn {
 
     // Writes all of `b` (one datagram on UDP).
     void write(asio::const_buffer b, Handler h) {
+        if (tracer) {
+            trace_data(true, static_cast<const char*>(b.data()), b.size());
+            h = [this, h = std::move(h)](std::error_code ec, std::size_t n) {
+                if (!ec) trace(true, "SEND");
+                h(ec, n);
+            };
+        }
         if (is_udp)
             udp_sock.async_send(b, std::move(h));
         else if (ssl)
@@ -333,8 +397,17 @@ bool sync_buf_charge(SockState& s) {
 }
 
 // Full close (close(), __close, __gc). Returns whether the socket was open. Idempotent.
+// --script-trace: a new connection's lines go to the terminal output.
+std::function<void(const std::string&)> tracer_for(SockState& s) {
+    if (!s.rt->script_trace()) return {};
+    Runtime* rt = s.rt;
+    return [rt](const std::string& line) { rt->embedder().write(false, line); };
+}
+
 bool close_socket(SockState& s) {
     bool was_open = s.open;
+    if (s.conn && s.conn->is_open() && (s.conn->connected || s.conn->has_peer))
+        s.conn->trace(true, "CLOSE");
     drop_conn(s);
     if (s.cleanup != 0) s.rt->remove_cleanup(std::exchange(s.cleanup, 0));
     s.buf.clear();
@@ -406,6 +479,7 @@ std::shared_ptr<Conn> io_conn(lua_State* L, const std::shared_ptr<SockState>& sp
     if (s.conn && !s.conn->is_udp && s.conn->connected) return s.conn;
     if (!receiving || !s.udp_proto || s.conn) return nullptr;
     auto c = std::make_shared<Conn>(s.rt->io());
+    c->tracer = tracer_for(s);
     c->is_udp = true;
     if (!open_and_bind(s, c->udp_sock, s.inet6 ? udp::v6() : udp::v4(), true))
         luaL_error(L, "Error in setup of iod with proto udp and af %s", s.inet6 ? "inet6" : "inet");
@@ -512,6 +586,7 @@ void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>&
         c->udp_sock.async_connect(ep, [c, ep, done](std::error_code ec) {
             if (ec) return done(push_status(status_of(ec)));
             c->connected = true;
+            c->trace(true, "CONNECT");
             c->has_peer = true;
             c->peer = ep;
             done(push_true());
@@ -570,6 +645,7 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
         if (how != How::ssl) {
             rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
             c->connected = true;
+            c->trace(true, "CONNECT");
             return done(push_true());
         }
         // The handshake is part of the connect for the governor: a server too busy to
@@ -595,6 +671,7 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
                 }
                 rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
                 c->connected = true;
+                c->trace(true, "CONNECT");
                 done(push_true());
             });
     });
@@ -629,6 +706,7 @@ int l_connect(lua_State* L) {
     sync_buf_charge(s);
     s.sni = sni;
     auto c = std::make_shared<Conn>(s.rt->io());
+    c->tracer = tracer_for(s);
     c->is_udp = how == How::udp;
     s.conn = c;
     s.open = true;
@@ -905,6 +983,7 @@ int l_sendto(lua_State* L) {
     }
     if (!s.conn) {
         auto c = std::make_shared<Conn>(s.rt->io());
+        c->tracer = tracer_for(s);
         c->is_udp = true;
         s.conn = c;
         s.open = true;

@@ -7,7 +7,8 @@ Each port of each host is keyed by (address, "N/proto"); its state, the <service
 name, product, version, extrainfo, ostype, hostname, devicetype, tunnel, method and conf, its
 <cpe> list and whether it has a service fingerprint are compared, after masking what differs
 between two runs against the same daemons (memcached's uptime). Prints each differing port
-(unless -q) and "services: N ports, M differ, K only in A, L only in B".
+(unless -q) and "services: N ports, M differ (S of them in port state: ...), K only in A, L
+only in B".
 Exit status: 0 when every port of A is in B with the same service and none differ, 1
 otherwise (also when A has no ports), 2 on unreadable input.
 """
@@ -67,8 +68,13 @@ def main(argv):
             print("DIFF %s %s\n  A %r\n  B %r" % (k[0], k[1], a[k], b[k]))
         for k in sorted(only_a):
             print("ONLY-A %s %s" % k)
-    print("services: %d ports, %d differ, %d only in A, %d only in B" %
-          (len(a), len(differ), len(only_a), len(only_b)))
+    # A port whose state differs (a port scan that lost it under load) is no -sV difference.
+    state = [k for k in differ if a[k].get("state") != b[k].get("state")]
+    print("services: %d ports, %d differ (%d of them in port state: %s), %d only in A, "
+          "%d only in B" % (len(a), len(differ), len(state),
+                            ", ".join(sorted({"A %s/B %s" % (a[k].get("state"), b[k].get("state"))
+                                              for k in state})) or "-",
+                            len(only_a), len(only_b)))
     return 0 if a and not differ and not only_a else 1
 
 

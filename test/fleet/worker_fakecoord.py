@@ -45,7 +45,7 @@ OPTION_DEFAULTS = dict(
     max_hostgroup=0, datadir="", workers=0, engine_memory_mb=1024, help=False,
     version_scan=False, version_intensity=7, version_trace=False, version_all_ports=False,
     aggressive=False, dns_all=False, system_dns=False, dns_servers="",
-    default_scan=False)
+    default_scan=False, script_trace=False)
 
 
 def option_fields():

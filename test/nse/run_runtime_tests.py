@@ -10,6 +10,7 @@ this runner starts itself are used. The expected values were cross-checked again
 stock nmap 7.93 binary (`nmap` in place of `nsefleet scan`) where nmap has the feature.
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -711,6 +712,54 @@ def case_lua53(binary, c):
         "unpack": "abc/5"})
 
 
+def case_script_trace(binary, c):
+    # --script-trace prints each script socket's connect, data (text, or a hex dump when
+    # more than 5% is unprintable) and close, in nmap's layout.
+    banner = b"HELLO-TRACE banner sent by the runtime test\n"
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                conn.sendall(banner)
+                time.sleep(0.5)
+            except OSError:
+                pass
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        r = run(binary, ["-sT", "-Pn", "-n", "-p", str(port), "--script", "banner",
+                         "--script-trace", "127.0.0.1"])
+        c.ran(r)
+        flow = r"NSE: TCP 127\.0\.0\.1:(\d+) %s 127\.0\.0\.1:" + str(port) + r" \| %s"
+        m = re.search(flow % (">", "CONNECT"), r.out)
+        c.true("trace: CONNECT line", m, r.out[-1500:])
+        if m:
+            local = m.group(1)
+            c.true("trace: the banner received, as text",
+                   re.search((flow % ("<", re.escape(banner.decode().strip()))).replace(
+                       r"(\d+)", local), r.out), r.out[-1500:])
+            c.true("trace: CLOSE line",
+                   re.search((flow % (">", "CLOSE")).replace(r"(\d+)", local), r.out),
+                   r.out[-1500:])
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        srv.close()
+
+
 CASES = [
     ("basics", case_basics),
     ("hostport", case_hostport),
@@ -728,6 +777,7 @@ CASES = [
     ("nselib_unittest", case_nselib_unittest),
     ("newtargets", case_newtargets),
     ("lua53", case_lua53),
+    ("script_trace", case_script_trace),
 ]
 
 
