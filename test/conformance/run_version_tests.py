@@ -166,6 +166,19 @@ def inner(binary):
                         r'"XYZZY-42\\x20hello\\r\\n"\)' % ODD_GARBAGE, fp),
               "odd: the unknown banner's fingerprint lists the NULL probe's answer", fp[:300])
 
+        # --host-timeout bounds version detection too: a silent port at intensity 7 would
+        # take minutes; both scanners give up on the host and say so.
+        args = ["-sT"] + common + ["--host-timeout", "4s", "-p", str(ODD_SILENT), "127.0.0.1"]
+        skip = "Skipping host 127.0.0.1 due to host timeout"
+        n = scan(["nmap"] + args, work, "nmap-hto")
+        t = time.time()
+        o = scan(ours + args, work, "ours-hto")
+        took = time.time() - t
+        check(o[0] == 0 and skip in o[3] and took < 60,
+              "--host-timeout 4s stops -sV on a silent port (%.1f s) and skips the host" % took,
+              o[3][-1500:])
+        check(skip in n[3], "nmap skips that host too", n[3][-800:])
+
         # 3. UDP services (raw -sU: root): versions, then the UDP scripts on them
         if os.geteuid() == 0:
             args = ["-sU"] + common + ["-p", UDP_PORTS, "127.0.0.1"]

@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <optional>
 
+#include "common/clock.h"
 #include "nse/governor.h"
 
 namespace worker {
@@ -128,7 +130,8 @@ struct ServiceScanner::Impl : std::enable_shared_from_this<Impl> {
         std::string response;
         char buf[4096];
         Clock::time_point connected_at;
-        bool over = false;  // the probe in flight has ended (timer vs. I/O)
+        bool over = false;      // the probe in flight has ended (timer vs. I/O)
+        bool finished = false;  // the port is done (or its host timed out)
         bool holds_slot = false;
 
         std::string where() const {
@@ -144,6 +147,7 @@ struct ServiceScanner::Impl : std::enable_shared_from_this<Impl> {
     asio::ssl::context tls;
     std::function<void()> done;
     std::size_t remaining = 0;
+    std::vector<std::unique_ptr<asio::steady_timer>> host_timers;
     std::uint64_t next_tid = 1;
 
     int intensity() const { return opts.version_intensity; }
@@ -172,8 +176,35 @@ struct ServiceScanner::Impl : std::enable_shared_from_this<Impl> {
             asio::post(io, [self = shared_from_this()] { self->done(); });
             return;
         }
+        if (opts.host_timeout > 0) watch_host_timeouts(jobs);
         for (auto& j : jobs)
-            begin(j);
+            if (!j->finished) begin(j);
+    }
+
+    // --host-timeout covers version detection too: a host whose time (counted from the start
+    // of its scan) runs out stops probing and is reported timed out, as nmap skips it.
+    void watch_host_timeouts(const std::vector<std::shared_ptr<Job>>& jobs) {
+        std::map<common::HostResult*, std::vector<std::shared_ptr<Job>>> by_host;
+        for (const auto& j : jobs)
+            by_host[&j->host].push_back(j);
+        for (auto& [host, list] : by_host) {
+            double left = host->start_time + opts.host_timeout - common::epoch_now();
+            auto expire = [this, host, list] {
+                host->timed_out = true;
+                for (const auto& j : list)
+                    end_job(j);
+            };
+            if (left <= 0) {
+                expire();
+                continue;
+            }
+            auto& t = host_timers.emplace_back(std::make_unique<asio::steady_timer>(io));
+            t->expires_after(
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(left)));
+            t->async_wait([expire](const asio::error_code& ec) {
+                if (!ec) expire();
+            });
+        }
     }
 
     void begin(const std::shared_ptr<Job>& j) {
@@ -212,6 +243,10 @@ struct ServiceScanner::Impl : std::enable_shared_from_this<Impl> {
     }
 
     void send_probe(const std::shared_ptr<Job>& j) {
+        if (j->finished) {  // a slot granted after the host timed out goes straight back
+            governor.abandon(j->tid, now_seconds());
+            return;
+        }
         j->holds_slot = true;
         const auto& p = probes->probes()[j->probe];
         trace("Service scan sending probe " + p.name + " to " + j->where());
@@ -419,6 +454,8 @@ struct ServiceScanner::Impl : std::enable_shared_from_this<Impl> {
     }
 
     void end_job(const std::shared_ptr<Job>& j) {
+        if (j->finished) return;
+        j->finished = true;
         close(j);
         governor.abandon(j->tid, now_seconds());
         auto& s = j->port.service;
@@ -447,7 +484,11 @@ struct ServiceScanner::Impl : std::enable_shared_from_this<Impl> {
             j->port.state = "open";
             j->port.reason = "udp-response";
         }
-        if (--remaining == 0) asio::post(io, [self = shared_from_this()] { self->done(); });
+        if (--remaining == 0) {
+            for (auto& t : host_timers)
+                t->cancel();
+            asio::post(io, [self = shared_from_this()] { self->done(); });
+        }
     }
 };
 
