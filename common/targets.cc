@@ -73,8 +73,21 @@ bool valid_hostname(const std::string& s) {
     return s.find("..") == std::string::npos;
 }
 
+}  // namespace
+
+bool never_resolves(const std::string& name) {
+    std::string n = name;
+    for (auto& c : n)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!n.empty() && n.back() == '.') n.pop_back();
+    return n == "invalid" || (n.size() > 8 && n.compare(n.size() - 8, 8, ".invalid") == 0);
+}
+
+namespace {
+
 // Resolves a host name to its first address of the wanted family.
 Result<std::string> resolve(const std::string& name, bool ipv6) {
+    if (never_resolves(name)) return Status::error("failed to resolve '" + name + "'");
     addrinfo hints{};
     hints.ai_family = ipv6 ? AF_INET6 : AF_INET;
     hints.ai_socktype = SOCK_STREAM;

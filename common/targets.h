@@ -66,6 +66,9 @@ Status read_spec_file(const std::string& path, const std::string& what,
                       std::vector<std::string>& out);
 
 // Numeric address text, as nmap prints it.
+// RFC 6761: a name under .invalid never resolves, so no query is sent for it.
+bool never_resolves(const std::string& name);
+
 std::string format_v4(std::uint32_t a);
 std::string format_v6(const std::array<std::uint8_t, 16>& a);
 

@@ -24,6 +24,7 @@
 
 #include "common/packet/capture.h"
 #include "common/packet/link_layer.h"
+#include "common/targets.h"
 #include "nse/lib/certificate.h"
 #include "nse/lib/luax.h"
 #include "nse/runtime.h"
@@ -345,6 +346,12 @@ void resolve_then(const std::shared_ptr<Op>& op, asio::io_context& io, const std
     if (!ec) {
         asio::post(io, [op, a, next = std::move(next)] {
             if (!op->done) next(a);
+        });
+        return;
+    }
+    if (common::never_resolves(host)) {  // as the resolver would answer, without a query
+        asio::post(io, [op] {
+            if (!op->done) finish(*op, push_false(gai_text(asio::error::host_not_found)));
         });
         return;
     }
