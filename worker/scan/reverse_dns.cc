@@ -73,29 +73,26 @@ struct ReverseDns::Impl : std::enable_shared_from_this<Impl> {
     }
 
     void arm(const std::shared_ptr<Watch>& w, int fd) {
-        auto self = shared_from_this();
-        if (w->want_read && !w->reading) {
-            w->reading = true;
-            w->sd.async_wait(asio::posix::descriptor_base::wait_read,
-                             [self, w, fd](const asio::error_code& ec) {
-                                 w->reading = false;
-                                 if (ec || w->closed || self->finished) return;
-                                 ares_process_fd(self->channel, fd, ARES_SOCKET_BAD);
-                                 if (!w->closed) self->arm(w, fd);
-                                 self->reschedule();
-                             });
-        }
-        if (w->want_write && !w->writing) {
-            w->writing = true;
-            w->sd.async_wait(asio::posix::descriptor_base::wait_write,
-                             [self, w, fd](const asio::error_code& ec) {
-                                 w->writing = false;
-                                 if (ec || w->closed || self->finished) return;
-                                 ares_process_fd(self->channel, ARES_SOCKET_BAD, fd);
-                                 if (!w->closed) self->arm(w, fd);
-                                 self->reschedule();
-                             });
-        }
+        if (w->want_read && !w->reading) wait(w, fd, false);
+        if (w->want_write && !w->writing) wait(w, fd, true);
+    }
+
+    // One readiness wait on `fd`; when it fires, c-ares does its I/O and the watch is re-armed
+    // for what c-ares still wants.
+    void wait(const std::shared_ptr<Watch>& w, int fd, bool write) {
+        bool Watch::*busy = write ? &Watch::writing : &Watch::reading;
+        (*w).*busy = true;
+        auto kind = write ? asio::posix::descriptor_base::wait_write
+                          : asio::posix::descriptor_base::wait_read;
+        w->sd.async_wait(
+            kind, [self = shared_from_this(), w, fd, write, busy](const asio::error_code& ec) {
+                (*w).*busy = false;
+                if (ec || w->closed || self->finished) return;
+                ares_process_fd(self->channel, write ? ARES_SOCKET_BAD : fd,
+                                write ? fd : ARES_SOCKET_BAD);
+                if (!w->closed) self->arm(w, fd);
+                self->reschedule();
+            });
     }
 
     void reschedule() {
