@@ -70,4 +70,11 @@ std::optional<std::string> DataFiles::find_dir(const std::string& rel) const {
     return std::nullopt;
 }
 
+std::optional<std::string> DataFiles::find_db(const std::string& rel,
+                                              const std::string& override_path) const {
+    if (override_path.empty()) return find_file(rel);
+    if (access(override_path.c_str(), R_OK) != 0) return std::nullopt;
+    return override_path;
+}
+
 }  // namespace common

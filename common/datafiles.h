@@ -17,6 +17,10 @@ public:
     std::optional<std::string> find_file(const std::string& rel) const;
     // Full path of a directory `rel` (absolute: nullopt; "" = the first directory), or nullopt.
     std::optional<std::string> find_dir(const std::string& rel) const;
+    // nmap-services / nmap-service-probes, or the file --servicedb / --versiondb named
+    // (`override_path`, when not empty and readable).
+    std::optional<std::string> find_db(const std::string& rel,
+                                       const std::string& override_path) const;
     // Directories searched, first wins.
     const std::vector<std::string>& dirs() const { return dirs_; }
 

@@ -1,8 +1,10 @@
 #include "common/options.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -39,6 +41,33 @@ bool parse_int(const std::string& s, int& out) {
     int v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || p != s.data() + s.size() || v < 0) return false;
+    out = v;
+    return true;
+}
+
+// "22,80,1000-1010" (-PS and friends) into `out`; false when malformed.
+bool parse_probe_ports(const std::string& spec, std::vector<int>& out) {
+    for (const auto& item : split_commas(spec)) {
+        auto dash = item.find('-');
+        int lo, hi;
+        if (dash == std::string::npos) {
+            if (!parse_int(item, lo)) return false;
+            hi = lo;
+        } else if (!parse_int(item.substr(0, dash), lo) || !parse_int(item.substr(dash + 1), hi)) {
+            return false;
+        }
+        if (lo > hi || hi > 65535) return false;
+        for (int p = lo; p <= hi; ++p)
+            if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+    }
+    return !out.empty();
+}
+
+// A positive decimal number (rates), the whole string.
+bool parse_positive(const std::string& s, double& out) {
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !std::isfinite(v) || v <= 0) return false;
     out = v;
     return true;
 }
@@ -86,6 +115,13 @@ bool parse_level(const std::string& arg, char c, int& out) {
     return true;
 }
 
+// "5", "0.5": a rate as nmap prints it in its messages.
+std::string number_text(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
 }  // namespace
 
 Result<double> parse_time_spec(const std::string& s) {
@@ -124,6 +160,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         o.command_line += " " + a;
 
     bool script_timeout_set = false, host_timeout_set = false;
+    bool max_rtt_set = false, initial_rtt_set = false, max_scan_delay_set = false;
+    int port_selections = 0;  // -p, -F, --top-ports: nmap allows one
 
     // Long options that take a value; the handler stores it or reports the bad value.
     using Handler = std::function<Status(const std::string& flag, const std::string& v)>;
@@ -159,6 +197,36 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             return Status::ok();
         };
     };
+    auto rate_opt = [](double& dst) -> Handler {
+        return [&dst](const std::string& flag, const std::string& v) {
+            if (!parse_positive(v, dst))
+                return Status::error("Argument to " + flag +
+                                     " must be a positive floating-point number");
+            return Status::ok();
+        };
+    };
+    Handler source_port = [&](const std::string&, const std::string& v) {
+        int n;
+        if (!parse_int(v, n) || n > 65535)
+            return Status::error("-g/--source-port must be a port number between 0 and 65535");
+        o.packet.source_port = n;
+        return Status::ok();
+    };
+    // Options of nmap for machinery nsefleet does not have: a one-line warning, the scan
+    // goes on without them (nothing else changes meaning).
+    auto unsupported_value = [&](const std::string& flag, const std::string& what) -> Handler {
+        return [&o, flag, what](const std::string&, const std::string&) {
+            o.warnings.push_back("WARNING: " + flag + " ignored: " + what +
+                                 " is not supported by nsefleet.");
+            return Status::ok();
+        };
+    };
+    // ... and options whose absence would change what the scan means: refused.
+    auto refused_value = [](const std::string& flag, const std::string& what) -> Handler {
+        return [flag, what](const std::string&, const std::string&) {
+            return Status::error(flag + ": " + what + " are not supported by nsefleet");
+        };
+    };
     std::map<std::string, Handler> with_value = {
         {"--exclude", list_opt(o.excludes)},
         {"--excludefile",
@@ -167,7 +235,11 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
              o.exclude_files.push_back(v);
              return Status::ok();
          }},
-        {"--top-ports", int_opt(o.top_ports, 1)},
+        {"--top-ports",
+         [&](const std::string& f, const std::string& v) {
+             ++port_selections;
+             return int_opt(o.top_ports, 1)(f, v);
+         }},
         {"--script", list_opt(o.scripts)},
         {"--script-args",
          [&](const std::string&, const std::string& v) {
@@ -186,6 +258,66 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         {"--workers", int_opt(o.workers, 0)},
         {"--engine-memory", int_opt(o.engine_memory_mb, 1)},
         {"--dns-servers", str_opt(o.dns_servers)},
+        {"--max-retries", int_opt(o.timing.max_retries, 0)},
+        {"--min-parallelism", int_opt(o.timing.min_parallelism, 1)},
+        {"--min-rtt-timeout", time_opt(o.timing.min_rtt_timeout, nullptr)},
+        {"--max-rtt-timeout", time_opt(o.timing.max_rtt_timeout, &max_rtt_set)},
+        {"--initial-rtt-timeout", time_opt(o.timing.connect_timeout, &initial_rtt_set)},
+        {"--scan-delay", time_opt(o.timing.scan_delay, nullptr)},
+        {"--max-scan-delay", time_opt(o.timing.max_scan_delay, &max_scan_delay_set)},
+        {"--min-rate", rate_opt(o.timing.min_rate)},
+        {"--max-rate", rate_opt(o.timing.max_rate)},
+        {"--ttl",
+         [&](const std::string&, const std::string& v) {
+             int n;
+             if (!parse_int(v, n) || n > 255)
+                 return Status::error("ttl option must be a number between 0 and 255 (inclusive)");
+             o.packet.ttl = n;
+             return Status::ok();
+         }},
+        {"--source-port", source_port},
+        {"--data-length",
+         [&](const std::string&, const std::string& v) {
+             int n;
+             if (!parse_int(v, n) || n > 65400)
+                 return Status::error("data-length must be between 0 and 65400");
+             o.packet.data_length = n;
+             return Status::ok();
+         }},
+        {"--mtu",
+         [&](const std::string&, const std::string& v) {
+             int n;
+             if (!parse_int(v, n) || n <= 0 || n % 8 != 0)
+                 return Status::error("Data payload MTU must be >0 and multiple of 8");
+             o.packet.mtu = n;
+             return Status::ok();
+         }},
+        {"--spoof-mac", str_opt(o.packet.spoof_mac)},
+        {"--stylesheet", str_opt(o.stylesheet)},
+        {"--exclude-ports", str_opt(o.exclude_ports)},
+        {"--port-ratio",
+         [&](const std::string& f, const std::string& v) {
+             double r;
+             if (!parse_positive(v, r) && v != "0") return bad_value(f, v);
+             o.warnings.push_back("WARNING: --port-ratio is not supported; use --top-ports.");
+             return Status::ok();
+         }},
+        {"--nsock-engine",
+         [&](const std::string& f, const std::string& v) {
+             if (v != "epoll" && v != "poll" && v != "select")
+                 return Status::error("Invalid nsock engine " + v + ".");
+             (void)f;  // nsefleet's I/O is Asio's epoll reactor whatever is asked
+             return Status::ok();
+         }},
+        {"--max-os-tries", unsupported_value("--max-os-tries", "OS detection")},
+        {"--scanflags", refused_value("--scanflags", "custom TCP flag scans")},
+        {"--proxies", refused_value("--proxies", "proxy chains")},
+        {"--proxy", refused_value("--proxy", "proxy chains")},
+        {"--data", refused_value("--data", "custom probe payloads")},
+        {"--data-string", refused_value("--data-string", "custom probe payloads")},
+        {"--ip-options", refused_value("--ip-options", "IP options")},
+        {"--servicedb", str_opt(o.servicedb)},
+        {"--versiondb", str_opt(o.versiondb)},
         {"--version-intensity",
          [&](const std::string& f, const std::string& v) {
              int n;
@@ -217,12 +349,24 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
              o.out_grepable = v + ".gnmap";
              return Status::ok();
          }},
+        {"-oS", str_opt(o.out_skid)},
+        {"-oM", str_opt(o.out_grepable)},
+        {"-g", source_port},
+        {"-D", str_opt(o.packet.decoys)},
+        {"-iR",
+         [&](const std::string& f, const std::string& v) {
+             int n;
+             if (!parse_int(v, n)) return bad_value(f, v);
+             o.random_targets = n;
+             return Status::ok();
+         }},
         {"-e", str_opt(o.iface)},
         {"-S", str_opt(o.source)},
         {"-p",
          [&](const std::string& f, const std::string& v) {
              if (trim(v).empty()) return bad_value(f, v);
              o.port_spec = v;
+             ++port_selections;
              return Status::ok();
          }},
     };
@@ -276,6 +420,36 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                 o.system_dns = true;
             else if (a == "--script-trace")
                 o.script_trace = true;
+            else if (a == "--packet-trace")
+                o.packet_trace = true;
+            else if (a == "--resolve-all")
+                o.resolve_all = true;
+            else if (a == "--append-output")
+                o.append_output = true;
+            else if (a == "--no-stylesheet")
+                o.stylesheet.clear();
+            else if (a == "--webxml")
+                o.stylesheet = "https://svn.nmap.org/nmap/docs/nmap.xsl";
+            else if (a == "--badsum")
+                o.packet.badsum = true;
+            else if (a == "--privileged")
+                o.privileged = true;
+            else if (a == "--unprivileged")
+                o.unprivileged = true;
+            else if (a == "--iflist")
+                o.iflist = true;
+            else if (a == "--traceroute" || a == "--osscan-limit" || a == "--osscan-guess" ||
+                     a == "--fuzzy")
+                o.warnings.push_back("WARNING: " + a + " ignored: " +
+                                     (a == "--traceroute" ? "traceroute" : "OS detection") +
+                                     " is not supported by nsefleet.");
+            else if (a == "--noninteractive" || a == "--release-memory" || a == "--log-errors" ||
+                     a == "--send-eth" || a == "--send-ip" || a == "--disable-arp-ping" ||
+                     a == "--discovery-ignore-rst" || a == "--defeat-rst-ratelimit" ||
+                     a == "--defeat-icmp-ratelimit" || a == "--adler32" ||
+                     a == "--randomize-hosts" || a == "--rH" || a == "--unique" ||
+                     a == "--deprecated-xml-osclass" || a == "--script-updatedb")
+                o.accepted.push_back(a);  // nmap's meaning holds or has nothing to act on
             else
                 return Status::error("unknown option '" + a + "'");
             continue;
@@ -300,9 +474,63 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             }
         }
         if (a.rfind("-T", 0) == 0) {
-            int lvl = timing_level(a.substr(2));
-            if (lvl < 0) return Status::error("invalid timing template: '" + a + "'");
+            std::string v = a.substr(2);
+            if (v.empty())  // "-T 4"
+                if (auto st = next_value("-T", v); !st) return st;
+            int lvl = timing_level(v);
+            if (lvl < 0)
+                return Status::error(
+                    "Unknown timing mode (-T argument '" + v +
+                    "').  Use either \"Paranoid\", \"Sneaky\", \"Polite\", \"Normal\", "
+                    "\"Aggressive\", \"Insane\" or a number from 0 (Paranoid) to 5 (Insane)");
             apply_timing(o.timing, lvl);
+            continue;
+        }
+        if (a.rfind("-P", 0) == 0 && a.size() >= 3) {
+            char kind = a[2];
+            std::string ports = a.substr(3);
+            auto probe_ports = [&](std::vector<int>& dst, const char* dflt) -> Status {
+                if (!parse_probe_ports(ports.empty() ? dflt : ports, dst))
+                    return Status::error("Bad port list for " + a.substr(0, 3) + ": '" + ports +
+                                         "'");
+                return Status::ok();
+            };
+            Status st = Status::ok();
+            if (a == "-Pn" || a == "-PN" || a == "-P0")
+                o.skip_discovery = true;
+            else if (kind == 'S')
+                st = probe_ports(o.discovery.syn, "80");
+            else if (kind == 'A')
+                st = probe_ports(o.discovery.ack, "80");
+            else if (kind == 'U')
+                st = probe_ports(o.discovery.udp, "40125");
+            else if (a == "-PE" || a == "-PI")
+                o.discovery.echo = true;
+            else if (a == "-PP")
+                o.discovery.timestamp = true;
+            else if (a == "-PM")
+                o.discovery.netmask = true;
+            else if (a == "-PR")
+                o.discovery.arp = true;
+            else if (kind == 'Y' || kind == 'O')
+                o.warnings.push_back("WARNING: " + a.substr(0, 3) +
+                                     " ignored: " + (kind == 'Y' ? "SCTP" : "IP protocol") +
+                                     " ping is not supported by nsefleet.");
+            else
+                return Status::error("unknown option '" + a + "'");
+            if (!st) return st;
+            continue;
+        }
+        if (a == "-f" || a == "-ff" || a == "-fff") {
+            o.packet.mtu += 8 * static_cast<int>(a.size() - 1);  // nmap: each -f adds 8
+            continue;
+        }
+        if (a == "-O") {
+            o.warnings.push_back("WARNING: -O ignored: OS detection is not supported by nsefleet.");
+            continue;
+        }
+        if (a == "-r") {
+            o.accepted.push_back(a);  // nsefleet already scans ports in numeric order
             continue;
         }
         if (a.rfind("-v", 0) == 0) {
@@ -328,8 +556,14 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                     o.default_scripts = true;
                 else if (c == 'V')
                     o.version_scan = true;
-                else if (c == 'n')
+                else if (c == 'n' || c == 'P')
                     o.ping_only = true;
+                else if (c == 'L')
+                    o.list_scan = true;
+                else if (std::string("AWMNFXIYZO").find(c) != std::string::npos)
+                    return Status::error(std::string("-s") + c +
+                                         ": scan type not supported by nsefleet (it has -sT, "
+                                         "-sS, -sU, -sL, -sn, -sV and -sC)");
                 else
                     return Status::error("unknown option '" + a + "'");
             }
@@ -346,17 +580,60 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         else if (a == "-6")
             o.ipv6 = true;
         else if (a == "-F")
-            o.fast = true;
+            o.fast = true, ++port_selections;
+        else if (a == "-b")
+            return Status::error("-b: FTP bounce scans are not supported by nsefleet");
         else if (a == "-h")
             o.help = true;
         else
             return Status::error("unknown option '" + a + "'");
     }
 
-    if (o.help) return o;
-    // Like nmap: -sS or -sU replaces the default connect scan; -sT with -sS is a conflict.
+    if (o.help || o.iflist) return o;
+    // Conflicts, refused with nmap's words.
+    if (port_selections > 1)
+        return Status::error("Only 1 -p option allowed, separate multiple ranges with commas.");
     if (o.syn_scan && connect_given)
-        return Status::error("you specified more than one type of TCP scan (-sT and -sS)");
+        return Status::error(
+            "You specified more than one type of TCP scan.  Please choose only one of -sA, -b, "
+            "-sT, -sF, -sI, -sM, -sN, -sS, -sW, and -sX");
+    if ((o.ping_only || o.list_scan) && (o.syn_scan || connect_given || o.udp_scan))
+        return Status::error(
+            "-sL and -sn (skip port scan) are not valid with any other scan types");
+    if ((o.ping_only || o.list_scan) && port_selections > 0)
+        return Status::error(
+            "You cannot use -F (fast scan) or -p (explicit port selection) when not doing a port "
+            "scan");
+    if (o.timing.min_rate > 0 && o.timing.max_rate > 0 && o.timing.min_rate > o.timing.max_rate)
+        return Status::error(
+            "--min-rate=" + number_text(o.timing.min_rate) +
+            " must be less than or equal to --max-rate=" + number_text(o.timing.max_rate));
+    if (o.privileged && o.unprivileged)
+        return Status::error("--privileged and --unprivileged are mutually exclusive");
+    if (o.list_scan) {  // nmap: a list scan sends nothing, whatever else was asked
+        o.ping_only = false;
+        o.version_scan = o.default_scripts = o.aggressive = false;
+        o.scripts.clear();
+    }
+    // The fine timing options bound the template's values.
+    if (max_rtt_set && !initial_rtt_set)
+        o.timing.connect_timeout = std::min(o.timing.connect_timeout, o.timing.max_rtt_timeout);
+    o.timing.min_rtt_timeout = std::min(o.timing.min_rtt_timeout, o.timing.max_rtt_timeout);
+    o.timing.connect_timeout =
+        std::clamp(o.timing.connect_timeout, o.timing.min_rtt_timeout,
+                   std::max(o.timing.min_rtt_timeout, o.timing.max_rtt_timeout));
+    if (max_scan_delay_set)  // else, as nmap, the ceiling rises to a larger --scan-delay
+        o.timing.scan_delay = std::min(o.timing.scan_delay, o.timing.max_scan_delay);
+    if (o.timing.min_parallelism > o.timing.max_parallel_connects)
+        o.timing.max_parallel_connects = o.timing.min_parallelism;
+    if (!o.packet.decoys.empty())
+        o.warnings.push_back("WARNING: -D ignored: decoy scans are not supported by nsefleet.");
+    if (!o.packet.spoof_mac.empty())
+        o.warnings.push_back(
+            "WARNING: --spoof-mac ignored: nsefleet sends IP packets, not Ethernet frames.");
+    if (!o.out_skid.empty())
+        o.warnings.push_back("WARNING: -oS written as normal output (no script-kiddie letters).");
+    // Like nmap: -sS or -sU replaces the default connect scan.
     if (o.syn_scan || o.udp_scan) o.connect_scan = connect_given;
     o.default_scan = !o.syn_scan && !o.udp_scan && !connect_given;
     if (o.no_dns && o.dns_all) o.dns_all = false;  // nmap: the later wins; -n is the safe one
@@ -371,7 +648,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     if (o.workers > 1024)  // each is a thread with its own Lua state
         return Status::error("invalid value for --workers: '" + std::to_string(o.workers) +
                              "' (at most 1024)");
-    if (o.targets.empty() && o.input_files.empty()) return Status::error("no targets specified");
+    if (o.targets.empty() && o.input_files.empty() && o.random_targets < 0)
+        return Status::error("no targets specified");
     return o;
 }
 

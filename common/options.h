@@ -21,6 +21,34 @@ struct TimingProfile {
     int max_retries = 2;              // retries for a filtered (silent) port
     int max_parallel_connects = 512;  // per engine, connect probes in flight
     double scan_delay = 0.0;          // seconds between probes (T0/T1)
+    // nmap's fine-grained timing options (--min-rtt-timeout ... --min-parallelism).
+    double min_rtt_timeout = 0.1;   // floor of an adaptive probe time-out (raw scans)
+    double max_rtt_timeout = 10.0;  // ceiling of any probe time-out
+    double max_scan_delay = 1.0;    // ceiling of --scan-delay
+    double min_rate = 0;            // probes per second to keep up (0 = none)
+    double max_rate = 0;            // probes per second never to exceed (0 = no limit)
+    int min_parallelism = 0;        // probes in flight kept at least (0 = adaptive)
+};
+
+// Host discovery probes (-PS/-PA/-PU/-PE/-PP/-PM/-PR). Empty: nmap's default set.
+struct DiscoveryProbes {
+    std::vector<int> syn, ack, udp;  // ports of TCP SYN, TCP ACK and UDP probes
+    bool echo = false, timestamp = false, netmask = false, arp = false;
+    bool given() const {
+        return !syn.empty() || !ack.empty() || !udp.empty() || echo || timestamp || netmask || arp;
+    }
+};
+
+// Packet options nmap applies to raw probes (-f/--mtu, -D, -g, --ttl, --data-length,
+// --badsum, --spoof-mac).
+struct PacketOptions {
+    int ttl = -1;           // --ttl (-1: the stack's default)
+    int source_port = -1;   // -g/--source-port (-1: random)
+    int data_length = 0;    // --data-length: random payload bytes appended
+    bool badsum = false;    // --badsum: wrong TCP/UDP/ICMP checksums
+    int mtu = 0;            // -f (8 per -f) / --mtu: fragment IP payloads (0 = whole)
+    std::string decoys;     // -D as given
+    std::string spoof_mac;  // --spoof-mac as given
 };
 
 struct ScanOptions {
@@ -43,15 +71,23 @@ struct ScanOptions {
     bool syn_scan = false;        // -sS (raw; falls back to -sT without privileges)
     bool default_scan = false;    // no -sT/-sS/-sU given: -sS when raw I/O is allowed, as nmap
     bool udp_scan = false;        // -sU (raw)
-    bool skip_discovery = false;  // -Pn
-    bool ping_only = false;       // -sn
-    bool no_dns = false;          // -n
-    bool dns_all = false;         // -R: reverse DNS for every target, also hosts down
-    bool system_dns = false;      // --system-dns: getnameinfo instead of c-ares
-    std::string dns_servers;      // --dns-servers a,b (replaces resolv.conf's servers)
-    bool ipv6 = false;            // -6
-    std::string iface;            // -e: interface for raw scans ("" = by route)
-    std::string source;           // -S: source address for raw scans ("" = by route)
+    bool skip_discovery = false;  // -Pn (also -PN, -P0)
+    DiscoveryProbes discovery;    // -PS/-PA/-PU/-PE/-PP/-PM/-PR
+    bool list_scan = false;       // -sL: list the targets, send nothing to them
+    int random_targets = -1;      // -iR N (0 = without end; -1 = not given)
+    bool resolve_all = false;     // --resolve-all: every address of a name, not the first
+    bool packet_trace = false;    // --packet-trace
+    bool privileged = false;      // --privileged: assume raw sockets work
+    bool unprivileged = false;    // --unprivileged: no raw sockets (connect scan, no pcap)
+    PacketOptions packet;
+    bool ping_only = false;   // -sn
+    bool no_dns = false;      // -n
+    bool dns_all = false;     // -R: reverse DNS for every target, also hosts down
+    bool system_dns = false;  // --system-dns: getnameinfo instead of c-ares
+    std::string dns_servers;  // --dns-servers a,b (replaces resolv.conf's servers)
+    bool ipv6 = false;        // -6
+    std::string iface;        // -e: interface for raw scans ("" = by route)
+    std::string source;       // -S: source address for raw scans ("" = by route)
 
     // Service and version detection
     bool version_scan = false;       // -sV (also -A)
@@ -77,9 +113,17 @@ struct ScanOptions {
     double stats_every = 0;  // --stats-every seconds, 0 = off
 
     // Output
-    std::string out_normal, out_xml, out_grepable, out_json;  // "-" = stdout
-    bool open_only = false;                                   // --open
-    bool reason = false;                                      // --reason
+    std::string out_normal, out_xml, out_grepable, out_json;     // "-" = stdout
+    bool open_only = false;                                      // --open
+    bool reason = false;                                         // --reason
+    std::string out_skid;                                        // -oS
+    bool append_output = false;                                  // --append-output
+    std::string stylesheet = "file:///usr/share/nmap/nmap.xsl";  // "" = --no-stylesheet
+    std::vector<std::string> warnings;  // nmap-style one-line warnings for the terminal
+    std::vector<std::string> accepted;  // nmap flags taken whose meaning already holds here
+    bool iflist = false;                // --iflist: print interfaces and routes, no scan
+    std::string exclude_ports;          // --exclude-ports
+    std::string servicedb, versiondb;   // --servicedb / --versiondb (files, "" = datadir's)
 
     int min_hostgroup = 0, max_hostgroup = 0;  // 0 = automatic
     std::string datadir;                       // --datadir

@@ -176,13 +176,20 @@ Status resolve_ports(ScanOptions& opts, const Services& services) {
                 return Status::error("UDP ports given in '" + opts.port_spec +
                                      "' but no UDP scan type (-sU) selected");
         opts.ports = std::move(*r);
-        return Status::ok();
+    } else {
+        if (opts.ping_only) return Status::ok();  // -sn: no port scan
+        int n = opts.top_ports > 0 ? opts.top_ports : opts.fast ? 100 : 1000;
+        opts.ports = services.top(n, 't');
+        std::sort(opts.ports.begin(), opts.ports.end(),
+                  [](const PortSpec& a, const PortSpec& b) { return a.number < b.number; });
     }
-    if (opts.ping_only) return Status::ok();  // -sn: no port scan
-    int n = opts.top_ports > 0 ? opts.top_ports : opts.fast ? 100 : 1000;
-    opts.ports = services.top(n, 't');
-    std::sort(opts.ports.begin(), opts.ports.end(),
-              [](const PortSpec& a, const PortSpec& b) { return a.number < b.number; });
+    if (!opts.exclude_ports.empty()) {  // --exclude-ports: same syntax as -p
+        auto ex = parse_port_list(opts.exclude_ports, &services);
+        if (!ex) return ex.status();
+        std::erase_if(opts.ports, [&](const PortSpec& p) {
+            return std::find(ex->begin(), ex->end(), p) != ex->end();
+        });
+    }
     return Status::ok();
 }
 

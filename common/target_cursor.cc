@@ -209,6 +209,10 @@ struct TargetCursor::Impl {
             if (!got) return got.status();
             if (!*got) return false;
             auto r = parse_target_spec(tok, src.ipv6, false, resolved ? *resolved : "");
+            if (!r && src.on_unresolved && unresolved_name(r.status())) {
+                src.on_unresolved("Failed to resolve \"" + tok + "\".");
+                r = TargetSpec::none();
+            }
             if (!r || r->count() > src.spec_limit) {
                 unread_token();
                 return r ? too_many(src.spec_limit, tok) : r.status();
@@ -342,6 +346,10 @@ Result<TargetCursor> TargetCursor::open(TargetSources sources) {
     }
     for (const auto& tok : src.specs) {
         auto s = parse_target_spec(tok, src.ipv6, false);
+        if (!s && src.on_unresolved && unresolved_name(s.status())) {
+            src.on_unresolved("Failed to resolve \"" + tok + "\".");
+            s = TargetSpec::none();  // keeps the token numbering of journaled positions
+        }
         if (!s) return s.status();
         if (s->count() > src.spec_limit) return too_many(src.spec_limit, tok);
         impl->cli.push_back(std::move(*s));

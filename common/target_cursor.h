@@ -3,6 +3,7 @@
 // materialising them, so a coordinator can plan 127.0.0.0/8 (or 0.0.0.0/0) in constant
 // memory and resume from a journaled position after a restart.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,6 +27,9 @@ struct TargetSources {
     // Duplicate suppression (see TargetCursor): the first `dedup_window` distinct hosts
     // emitted are remembered; a later host equal to one of them is dropped. 0 disables it.
     std::size_t dedup_window = std::size_t(1) << 16;
+    // As nmap: a host name that does not resolve is a warning ("Failed to resolve "x".")
+    // given to this callback, and the walk goes on without it. Unset: an error.
+    std::function<void(const std::string&)> on_unresolved;
 };
 
 // Where a walk stands. Small and serialisable so the coordinator can journal it.

@@ -42,6 +42,12 @@ struct TargetSpec {
     std::string targetname;  // the host name when the user typed one naming a single host
     std::string resolved;    // the address a host name resolved to; empty for literals
 
+    // A spec of no host (a name that did not resolve, skipped with a warning).
+    static TargetSpec none() {
+        TargetSpec s;
+        s.kind = V4Octets;
+        return s;
+    }
     // Host count, saturated at 2^63.
     std::uint64_t count() const;
     bool contains_v4(std::uint32_t a) const;
@@ -68,6 +74,13 @@ Status read_spec_file(const std::string& path, const std::string& what,
 // Numeric address text, as nmap prints it.
 // RFC 6761: a name under .invalid never resolves, so no query is sent for it.
 bool never_resolves(const std::string& name);
+
+// True for parse_target_spec's "failed to resolve" error (a name, not a syntax error).
+bool unresolved_name(const Status& st);
+
+// `n` random IPv4 addresses outside the special-purpose blocks (private, loopback,
+// link-local, documentation, multicast, reserved), as nmap's -iR picks them.
+std::vector<std::string> random_public_ipv4(int n);
 
 std::string format_v4(std::uint32_t a);
 std::string format_v6(const std::array<std::uint8_t, 16>& a);

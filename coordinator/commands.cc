@@ -1,10 +1,17 @@
 // `nsefleet coordinator`, `status` and `keygen`: argument parsing and the small clients.
 #include "coordinator/commands.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -251,6 +258,108 @@ int run_script_help(const std::string& scripts, const std::string& datadir) {
     std::strftime(when, sizeof when, "%Y-%m-%d %H:%M %Z", std::localtime(&t));
     std::printf("Starting nsefleet 0.1.0 ( nmap-compatible NSE fleet ) at %s\n", when);
     std::fputs((*engine)->script_help().c_str(), stdout);
+    return 0;
+}
+
+namespace {
+
+// Rows printed under a header, each column as wide as its widest cell plus one space.
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+    std::vector<std::size_t> w;
+    for (const auto& r : rows)
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            if (w.size() <= i) w.push_back(0);
+            w[i] = std::max(w[i], r[i].size());
+        }
+    std::string out;
+    for (const auto& r : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < r.size(); ++i)
+            line += i + 1 < r.size() ? r[i] + std::string(w[i] - r[i].size() + 1, ' ') : r[i];
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out += line + "\n";
+    }
+    return out;
+}
+
+std::string sys_net(const std::string& dev, const char* what) {
+    std::ifstream f("/sys/class/net/" + dev + "/" + what);
+    std::string v;
+    std::getline(f, v);
+    return v;
+}
+
+int prefix_len(const sockaddr* mask) {
+    if (!mask) return 0;
+    const auto* b = mask->sa_family == AF_INET6
+                        ? reinterpret_cast<const unsigned char*>(
+                              &reinterpret_cast<const sockaddr_in6*>(mask)->sin6_addr)
+                        : reinterpret_cast<const unsigned char*>(
+                              &reinterpret_cast<const sockaddr_in*>(mask)->sin_addr);
+    int n = 0, len = mask->sa_family == AF_INET6 ? 16 : 4;
+    for (int i = 0; i < len; ++i)
+        n += __builtin_popcount(b[i]);
+    return n;
+}
+
+}  // namespace
+
+int run_iflist() {
+    ifaddrs* ifs = nullptr;
+    if (getifaddrs(&ifs) != 0) {
+        std::perror("nsefleet: getifaddrs");
+        return 1;
+    }
+    std::vector<std::vector<std::string>> rows = {
+        {"DEV", "(SHORT)", "IP/MASK", "TYPE", "UP", "MTU", "MAC"}};
+    for (ifaddrs* i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr ||
+            (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+            continue;
+        char a[INET6_ADDRSTRLEN] = "";
+        const void* src =
+            i->ifa_addr->sa_family == AF_INET6
+                ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr)
+                : &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr;
+        inet_ntop(i->ifa_addr->sa_family, src, a, sizeof a);
+        std::string dev = i->ifa_name;
+        bool loop = i->ifa_flags & IFF_LOOPBACK;
+        std::string mac = loop ? "" : sys_net(dev, "address");
+        for (auto& c : mac)
+            c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        rows.push_back({dev, "(" + dev + ")",
+                        std::string(a) + "/" + std::to_string(prefix_len(i->ifa_netmask)),
+                        loop ? "loopback" : "ethernet", (i->ifa_flags & IFF_UP) ? "up" : "down",
+                        sys_net(dev, "mtu"), mac});
+    }
+    freeifaddrs(ifs);
+    std::vector<std::vector<std::string>> routes = {{"DST/MASK", "DEV", "METRIC", "GATEWAY"}};
+    std::ifstream rt("/proc/net/route");
+    std::string line;
+    std::getline(rt, line);  // header
+    while (std::getline(rt, line)) {
+        std::istringstream f(line);
+        std::string dev, dst, gw, flags, refcnt, use, metric, mask;
+        if (!(f >> dev >> dst >> gw >> flags >> refcnt >> use >> metric >> mask)) continue;
+        auto addr = [](const std::string& hex) {
+            in_addr x{};
+            x.s_addr = static_cast<in_addr_t>(std::stoul(hex, nullptr, 16));
+            char b[INET_ADDRSTRLEN] = "";
+            inet_ntop(AF_INET, &x, b, sizeof b);
+            return std::string(b);
+        };
+        in_addr m{};
+        m.s_addr = static_cast<in_addr_t>(std::stoul(mask, nullptr, 16));
+        int bits = __builtin_popcount(m.s_addr);
+        std::string g = addr(gw);
+        routes.push_back(
+            {addr(dst) + "/" + std::to_string(bits), dev, metric, g == "0.0.0.0" ? "" : g});
+    }
+    std::printf("************************INTERFACES************************\n%s\n",
+                table(rows).c_str());
+    std::printf("**************************ROUTES**************************\n%s",
+                table(routes).c_str());
     return 0;
 }
 

@@ -22,4 +22,7 @@ int run_keygen(const std::vector<std::string>& args);
 // NSEDoc address and description, as nmap prints them; no scan.
 int run_script_help(const std::string& scripts, const std::string& datadir);
 
+// `nsefleet scan --iflist`: interfaces and routes as nmap's --iflist lays them out; no scan.
+int run_iflist();
+
 }  // namespace coordinator

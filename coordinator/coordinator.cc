@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "common/service_probes.h"
 #include "common/services.h"
 #include "common/target_cursor.h"
+#include "common/targets.h"
 #include "common/transport/keys.h"
 #include "common/transport/transport.h"
 #include "common/wire/codec.h"
@@ -192,13 +194,15 @@ common::Status Coordinator::load_or_init_options() {
         opts_ = std::move(*o);
     }
     common::DataFiles files(opts_.datadir);
-    auto svc_path = files.find_file("nmap-services");
+    auto svc_path = files.find_db("nmap-services", opts_.servicedb);
     if (!svc_path)
-        return common::Status::error("cannot find nmap-services in the data directories");
+        return common::Status::error(opts_.servicedb.empty()
+                                         ? "cannot find nmap-services in the data directories"
+                                         : "cannot read --servicedb '" + opts_.servicedb + "'");
     auto services = common::Services::load(*svc_path);
     if (!services) return services.status();
     if (opts_.version_scan) {  // a bad probe file stops the scan before it starts
-        auto probes_path = files.find_file("nmap-service-probes");
+        auto probes_path = files.find_db("nmap-service-probes", opts_.versiondb);
         if (!probes_path)
             return common::Status::error(
                 "-sV needs nmap-service-probes (nmap-common), not found in the data directories");
@@ -207,7 +211,19 @@ common::Status Coordinator::load_or_init_options() {
     }
     // As nmap: with raw I/O allowed and no scan type given, the scan is -sS (a worker without
     // the privilege falls back to -sT and says so). Decided once, where the scan starts.
-    if (opts_.default_scan && !opts_.ipv6 && !opts_.ping_only && packet::raw_privileged()) {
+    if (opts_.unprivileged && (opts_.syn_scan || opts_.udp_scan))
+        return common::Status::error("You requested a scan type which requires root privileges.");
+    if (opts_.random_targets == 0)
+        return common::Status::error(
+            "-iR 0 (random targets without end) is not supported; give a count");
+    if (opts_.random_targets > 0) {  // -iR: drawn once; a resumed scan reads them back
+        auto picked = common::random_public_ipv4(opts_.random_targets);
+        opts_.targets.insert(opts_.targets.end(), picked.begin(), picked.end());
+    }
+    for (const auto& w : opts_.warnings)
+        std::fprintf(stderr, "%s\n", w.c_str());
+    if (opts_.default_scan && !opts_.ipv6 && !opts_.ping_only && !opts_.list_scan &&
+        !opts_.unprivileged && (opts_.privileged || packet::raw_privileged())) {
         opts_.syn_scan = true;
         opts_.connect_scan = false;
     }
@@ -215,10 +231,9 @@ common::Status Coordinator::load_or_init_options() {
         std::fprintf(stderr,
                      "NOTE: -A runs -sV -sC here; OS detection (-O) and traceroute are "
                      "not supported yet.\n");
-    if (!opts_.ping_only || !opts_.port_spec.empty()) {
+    if (!opts_.ping_only && !opts_.list_scan) {
         auto st = common::resolve_ports(opts_, *services);
         if (!st) return st;
-        if (opts_.ping_only) opts_.ports.clear();
     }
     std::random_device rd;
     char id[40];
@@ -842,6 +857,10 @@ common::TargetSources target_sources(const common::ScanOptions& o) {
     src.excludes = o.excludes;
     src.exclude_files = o.exclude_files;
     src.ipv6 = o.ipv6;
+    src.on_unresolved = [](const std::string& warning) {
+        static std::set<std::string> said;  // the cursor is reopened on restore: say it once
+        if (said.insert(warning).second) std::fprintf(stderr, "%s\n", warning.c_str());
+    };
     return src;
 }
 

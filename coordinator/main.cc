@@ -109,11 +109,13 @@ int main(int argc, char** argv) {
     auto opts = common::parse_scan_args(args);
     if (!opts) {
         std::fprintf(stderr, "nsefleet: %s\n", opts.message().c_str());
-        return 2;
+        // nmap's exit statuses: 255 for an option it does not know, 1 for a refused value.
+        return opts.message().rfind("unknown option", 0) == 0 ? 255 : 1;
     }
     if (opts->help) {
         std::fputs(common::scan_usage().c_str(), stdout);
         return 0;
     }
+    if (opts->iflist) return coordinator::run_iflist();
     return coordinator::run_embedded(std::move(*opts), state);
 }

@@ -52,6 +52,11 @@ GovernorConfig governor_config(const EngineConfig& cfg) {
     g.initial = initial[t];
     g.min = floor[t];
     g.max = t <= 2 ? g.initial : 1024;  // -T0..-T2 stay polite: no growth
+    if (cfg.socket_min > 0) {           // --min-parallelism: congestion never cuts below it
+        g.min = std::min<double>(cfg.socket_min, 1024);
+        g.initial = std::max(g.initial, g.min);
+        g.max = std::max(g.max, g.min);
+    }
     return g;
 }
 

@@ -28,6 +28,7 @@ struct EngineConfig {
     bool script_trace = false;  // --script-trace
     int max_threads = 0;        // concurrent script threads (0 = 4096)
     int socket_slots = 0;       // --max-parallelism: fixed script-socket slots (0 = adaptive)
+    int socket_min = 0;         // --min-parallelism: the adaptive window's floor (0 = by -T)
     std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State
     std::string datadir;                     // --datadir
     bool ipv6 = false;

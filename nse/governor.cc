@@ -8,6 +8,8 @@ namespace {
 // A connect slower than this (and much slower than usual) needed a SYN retransmission: the
 // kernel's first retransmission comes after one second.
 constexpr double kSlowConnect = 0.75;
+// A greeting this late (and 4 times the usual) means a loaded server.
+constexpr double kSlowGreeting = 1.0;
 }  // namespace
 
 Governor::Governor(GovernorConfig cfg) : cfg_(cfg) {
@@ -75,8 +77,11 @@ void Governor::pump(double) {
 
 void Governor::feedback(Signal s, double rtt, double now) {
     if (cfg_.fixed) return;
-    bool congestion = s != Signal::connected;
-    if (s == Signal::connected) {
+    bool congestion = s != Signal::connected && s != Signal::greeting;
+    if (s == Signal::greeting) {
+        congestion = rtt >= std::max(kSlowGreeting, 4 * sgreet_);
+        sgreet_ = sgreet_ == 0 ? rtt : 0.875 * sgreet_ + 0.125 * rtt;
+    } else if (s == Signal::connected) {
         if (rtt >= std::max(kSlowConnect, 4 * srtt_)) {
             congestion = true;
         } else {

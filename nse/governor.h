@@ -38,6 +38,9 @@ enum class Signal {
                  // full) count as congestion
     timeout,     // the connect timed out
     early_drop,  // reset/closed by the peer before any byte arrived, right after connect
+    greeting,    // the server's unprompted first bytes came `rtt` seconds after the connect;
+                 // far slower than usual counts as congestion (a server starved of CPU or
+                 // workers accepts at once but greets late)
 };
 
 struct GovernorStats {
@@ -74,8 +77,8 @@ public:
     void abandon(std::uint64_t tid, double now);
 
     // Feedback from a connect or its first exchange; `rtt` is the connect time in seconds
-    // (for early_drop: the time since the connect started). Signals from connects that
-    // started before the last cut belong to that congestion event and cut nothing more.
+    // (for early_drop and greeting: the time since the connect completed). Signals from connects
+    // that started before the last cut belong to that congestion event and cut nothing more.
     void feedback(Signal s, double rtt, double now);
     // True when the window was cut within kCongestionMemory seconds.
     bool congested(double now) const;
@@ -106,6 +109,8 @@ private:
     double last_free_ = 0;     // when a slot last came free (stall detection)
     double last_cut_ = -1e18;  // when the window was last cut
     double srtt_ = 0;          // smoothed connect time of fast connects
+    double sgreet_ = 0;        // smoothed greeting delay (all of them: a service that always
+                               // greets late, as SMTP greet pauses, sets its own baseline)
     GovernorStats stats_;
 };
 

@@ -47,13 +47,14 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
     cfg.debugging = opts.debugging;
     cfg.timing_level = opts.timing.level;
     cfg.socket_slots = opts.max_parallelism;  // nmap's meaning: NSE's socket slots
+    cfg.socket_min = opts.timing.min_parallelism;
     cfg.datadir = opts.datadir;
     cfg.ipv6 = opts.ipv6;
     cfg.iface = opts.iface;
     cfg.memory_limit = static_cast<std::size_t>(opts.engine_memory_mb) << 20;
     std::unique_ptr<EngineHost> w(new EngineHost(opts, services, embedder, shared));
     if (opts.version_scan) {
-        auto path = common::DataFiles(opts.datadir).find_file("nmap-service-probes");
+        auto path = common::DataFiles(opts.datadir).find_db("nmap-service-probes", opts.versiondb);
         if (!path)
             return common::Status::error(
                 "-sV needs nmap-service-probes (nmap-common), not found in the data directories");
@@ -146,10 +147,29 @@ void EngineHost::version_phase(std::vector<common::HostResult>& hosts) {
 
 common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
     asio::io_context& io = engine_->io();
+    if (opts_.list_scan) {  // -sL: names only; nothing is sent to the targets
+        for (auto& h : hosts) {
+            h.status = "unknown";
+            h.reason = "user-set";
+        }
+        if (!opts_.no_dns) {
+            ReverseDns names(io, opts_);
+            run_to_end(io, [&](auto done) {
+                names.start(hosts, done,
+                            [this](const std::string& w) { embedder_.write(true, w + "\n"); });
+            });
+        }
+        if (on_host)
+            for (const auto& h : hosts)
+                on_host(h);
+        return common::Status::ok();
+    }
     bool raw = use_raw_scan();
     common::Status scan_status = common::Status::ok();
     if (raw) {
-        RawScanner scanner(io, opts_, services_, make_raw_plan(opts_, services_));
+        RawScanner scanner(
+            io, opts_, services_, make_raw_plan(opts_, services_),
+            [this](const std::string& line) { embedder_.write(false, line + "\n"); });
         bool done = false;
         scan_status = scanner.start(hosts, [&done]() { done = true; });
         io.restart();
@@ -161,7 +181,9 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
                 h.source_mac = interface_mac(h.interface);
         }
     } else {
-        ConnectScanner scanner(io, opts_, services_);
+        ConnectScanner scanner(io, opts_, services_, [this](const std::string& line) {
+            embedder_.write(false, line + "\n");
+        });
         run_to_end(io, [&](auto done) { scanner.start(hosts, done); });
     }
     io.restart();

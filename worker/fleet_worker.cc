@@ -163,7 +163,7 @@ void FleetWorker::on_welcome(wire::Welcome w) {
     if (args_.sink) return;  // no engines: handle() acknowledges the leases
     if (!args_.datadir.empty()) opts_.datadir = args_.datadir;
     common::DataFiles files(opts_.datadir);
-    auto svc_path = files.find_file("nmap-services");
+    auto svc_path = files.find_db("nmap-services", opts_.servicedb);
     if (!svc_path) {
         std::lock_guard lk(board_.mu);
         board_.fatal = "cannot find nmap-services in the data directories";

@@ -111,7 +111,8 @@ TEST_CASE("scan kinds and simple switches") {
     auto both = ok({"-sCT", "t"});
     CHECK(both.default_scripts);
     CHECK(both.connect_scan);
-    err({"t", "-sX"}, "'-sX'");
+    err({"t", "-sX"}, "-sX");
+    err({"t", "-sQ"}, "'-sQ'");
     err({"t", "--bogus"}, "unknown option '--bogus'");
     err({"t", "--bogus=1"}, "'--bogus=1'");
     err({"t", "-Z"}, "'-Z'");
@@ -166,9 +167,9 @@ TEST_CASE("timing templates") {
     CHECK(e5.script_timeout == doctest::Approx(10));
     CHECK(e5.host_timeout == doctest::Approx(20));
     CHECK(ok({"-T4", "t"}).script_timeout == 0);
-    err({"t", "-T9"}, "'-T9'");
-    err({"t", "-Tfast"}, "'-Tfast'");
-    err({"t", "-T"}, "'-T'");
+    err({"t", "-T9"}, "'9'");
+    err({"t", "-Tfast"}, "'fast'");
+    err({"t", "-T"}, "-T");
 }
 
 TEST_CASE("verbosity and debugging") {
@@ -285,4 +286,105 @@ TEST_CASE("service and version detection flags") {
     err({"-sV", "--version-intensity", "10", "t"}, "--version-intensity must be between 0 and 9");
     err({"-sV", "--version-intensity", "x", "t"}, "'x'");
     err({"-sV", "--version-intensity=-1", "t"}, "'-1'");
+}
+
+TEST_CASE("nmap's fine timing options and -T with a space") {
+    auto o = ok({"-T",
+                 "4",
+                 "--max-retries",
+                 "5",
+                 "--min-rtt-timeout",
+                 "200ms",
+                 "--max-rtt-timeout",
+                 "2s",
+                 "--initial-rtt-timeout",
+                 "300ms",
+                 "--scan-delay",
+                 "3s",
+                 "--max-scan-delay",
+                 "1s",
+                 "--min-rate",
+                 "100",
+                 "--max-rate",
+                 "500.5",
+                 "--min-parallelism",
+                 "20",
+                 "x"});
+    CHECK(o.timing.level == 4);
+    CHECK(o.timing.max_retries == 5);
+    CHECK(o.timing.min_rtt_timeout == doctest::Approx(0.2));
+    CHECK(o.timing.max_rtt_timeout == doctest::Approx(2));
+    CHECK(o.timing.connect_timeout == doctest::Approx(0.3));
+    CHECK(o.timing.scan_delay == doctest::Approx(1));  // capped by --max-scan-delay
+    CHECK(o.timing.min_rate == doctest::Approx(100));
+    CHECK(o.timing.max_rate == doctest::Approx(500.5));
+    CHECK(o.timing.min_parallelism == 20);
+    // --max-rtt-timeout below the template's initial time-out lowers it.
+    CHECK(ok({"--max-rtt-timeout", "250ms", "x"}).timing.connect_timeout == doctest::Approx(0.25));
+    err({"--min-rate", "0", "x"}, "--min-rate");
+    err({"--max-rate", "-3", "x"}, "--max-rate");
+    err({"--min-rate", "5", "--max-rate", "1", "x"}, "--min-rate=5 must be less than");
+    err({"-T", "9", "x"}, "Unknown timing mode");
+    err({"-T"}, "-T");
+}
+
+TEST_CASE("host discovery probes and aliases") {
+    auto o = ok({"-PS22,80,1000-1002", "-PA", "-PU53", "-PE", "-PP", "-PM", "x"});
+    CHECK(o.discovery.syn == std::vector<int>{22, 80, 1000, 1001, 1002});
+    CHECK(o.discovery.ack == std::vector<int>{80});
+    CHECK(o.discovery.udp == std::vector<int>{53});
+    CHECK((o.discovery.echo && o.discovery.timestamp && o.discovery.netmask));
+    CHECK(ok({"-PN", "x"}).skip_discovery);
+    CHECK(ok({"-P0", "x"}).skip_discovery);
+    CHECK(ok({"-sP", "x"}).ping_only);
+    CHECK_FALSE(ok({"x"}).discovery.given());
+    err({"-PS1-x", "x"}, "-PS");
+    err({"-PS70000", "x"}, "-PS");
+}
+
+TEST_CASE("nmap's conflicts are refused in nmap's words") {
+    err({"-p", "22", "-p", "80", "x"}, "Only 1 -p option allowed");
+    err({"-F", "-p", "80", "x"}, "Only 1 -p option allowed");
+    err({"--top-ports", "10", "-p22", "x"}, "Only 1 -p option allowed");
+    err({"-sn", "-p", "22", "x"}, "You cannot use -F (fast scan) or -p");
+    err({"-sL", "-F", "x"}, "You cannot use -F (fast scan) or -p");
+    err({"-sn", "-sS", "x"}, "-sL and -sn (skip port scan) are not valid");
+    err({"-sT", "-sS", "x"}, "more than one type of TCP scan");
+    err({"--privileged", "--unprivileged", "x"}, "--privileged");
+    err({"-sA", "x"}, "-sA");
+    err({"-b", "ftp.invalid", "x"}, "-b");
+}
+
+TEST_CASE("list scan, random targets, output and packet options") {
+    auto l = ok({"-sL", "-sV", "--script", "banner", "x"});
+    CHECK(l.list_scan);
+    CHECK_FALSE(l.version_scan);
+    CHECK(l.scripts.empty());
+    CHECK(ok({"-iR", "3", "-sL"}).random_targets == 3);
+    auto o = ok({"--append-output", "-oS", "s.txt", "--no-stylesheet", "--resolve-all",
+                 "--packet-trace", "x"});
+    CHECK((o.append_output && o.resolve_all && o.packet_trace));
+    CHECK(o.out_skid == "s.txt");
+    CHECK(o.stylesheet.empty());
+    CHECK(ok({"--webxml", "x"}).stylesheet == "https://svn.nmap.org/nmap/docs/nmap.xsl");
+    CHECK(ok({"--stylesheet", "my.xsl", "x"}).stylesheet == "my.xsl");
+    auto p = ok({"--ttl", "12", "-g", "53", "--data-length", "20", "--badsum", "-f", "-f", "x"});
+    CHECK(p.packet.ttl == 12);
+    CHECK(p.packet.source_port == 53);
+    CHECK(p.packet.data_length == 20);
+    CHECK(p.packet.badsum);
+    CHECK(p.packet.mtu == 16);
+    CHECK(ok({"--mtu", "24", "x"}).packet.mtu == 24);
+    err({"--ttl", "300", "x"}, "ttl option must be a number between 0 and 255");
+    err({"--mtu", "7", "x"}, "multiple of 8");
+    err({"--data-length", "70000", "x"}, "data-length");
+    err({"--source-port", "65536", "x"}, "source-port");
+    // Options without machinery here warn, never silently.
+    auto w = ok({"-O", "--traceroute", "-D", "RND:3", "--spoof-mac", "0", "x"});
+    CHECK(w.warnings.size() == 4);
+    for (const auto& m : w.warnings)
+        CHECK(m.rfind("WARNING: ", 0) == 0);
+    auto a = ok({"--noninteractive", "--privileged", "-r", "x"});
+    CHECK(a.privileged);
+    CHECK(a.warnings.empty());
 }

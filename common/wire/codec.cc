@@ -21,7 +21,7 @@ namespace common::wire {
 
 // Trip-wire: a field added to these structs must be added to the codec (and the protocol
 // version bumped). Update the sizes below together with put()/get() of the struct.
-static_assert(sizeof(common::ScanOptions) == 696,
+static_assert(sizeof(common::ScanOptions) == 1152,
               "ScanOptions changed: update common/wire/codec.cc and docs/protocol.md");
 static_assert(sizeof(common::HostResult) == 408,
               "HostResult changed: update common/wire/codec.cc and docs/protocol.md");
@@ -78,6 +78,8 @@ void put(Packer& pk, const common::PortResult& p);
 void put(Packer& pk, const common::HostResult& h);
 void put(Packer& pk, const common::PortSpec& p);
 void put(Packer& pk, const common::TimingProfile& t);
+void put(Packer& pk, const common::DiscoveryProbes& d);
+void put(Packer& pk, const common::PacketOptions& p);
 void put(Packer& pk, const common::ScanOptions& o);
 void put(Packer& pk, const LeaseHost& h);
 void put(Packer& pk, const Owner& o);
@@ -163,7 +165,17 @@ void put(Packer& pk, const common::PortSpec& p) {
 }
 
 void put(Packer& pk, const common::TimingProfile& t) {
-    fields(pk, t.level, t.connect_timeout, t.max_retries, t.max_parallel_connects, t.scan_delay);
+    fields(pk, t.level, t.connect_timeout, t.max_retries, t.max_parallel_connects, t.scan_delay,
+           t.min_rtt_timeout, t.max_rtt_timeout, t.max_scan_delay, t.min_rate, t.max_rate,
+           t.min_parallelism);
+}
+
+void put(Packer& pk, const common::DiscoveryProbes& d) {
+    fields(pk, d.syn, d.ack, d.udp, d.echo, d.timestamp, d.netmask, d.arp);
+}
+
+void put(Packer& pk, const common::PacketOptions& p) {
+    fields(pk, p.ttl, p.source_port, p.data_length, p.badsum, p.mtu, p.decoys, p.spoof_mac);
 }
 
 void put(Packer& pk, const common::ScanOptions& o) {
@@ -175,7 +187,10 @@ void put(Packer& pk, const common::ScanOptions& o) {
            o.out_grepable, o.out_json, o.open_only, o.reason, o.min_hostgroup, o.max_hostgroup,
            o.datadir, o.workers, o.engine_memory_mb, o.help, o.version_scan, o.version_intensity,
            o.version_trace, o.version_all_ports, o.aggressive, o.dns_all, o.system_dns,
-           o.dns_servers, o.default_scan, o.script_trace);
+           o.dns_servers, o.default_scan, o.script_trace, o.discovery, o.list_scan,
+           o.random_targets, o.resolve_all, o.packet_trace, o.privileged, o.unprivileged, o.packet,
+           o.out_skid, o.append_output, o.stylesheet, o.warnings, o.accepted, o.iflist,
+           o.exclude_ports, o.servicedb, o.versiondb);
 }
 
 void put(Packer& pk, const LeaseHost& h) { fields(pk, h.index, h.address, h.ipv6, h.targetname); }
@@ -383,6 +398,8 @@ void get(const Obj& o, common::PortResult& p);
 void get(const Obj& o, common::HostResult& h);
 void get(const Obj& o, common::PortSpec& p);
 void get(const Obj& o, common::TimingProfile& t);
+void get(const Obj& o, common::DiscoveryProbes& d);
+void get(const Obj& o, common::PacketOptions& p);
 void get(const Obj& o, common::ScanOptions& s);
 void get(const Obj& o, LeaseHost& h);
 void get(const Obj& o, Owner& w);
@@ -492,7 +509,17 @@ void get(const Obj& o, common::PortSpec& p) {
 
 void get(const Obj& o, common::TimingProfile& t) {
     read_fields(o, "timing", t.level, t.connect_timeout, t.max_retries, t.max_parallel_connects,
-                t.scan_delay);
+                t.scan_delay, t.min_rtt_timeout, t.max_rtt_timeout, t.max_scan_delay, t.min_rate,
+                t.max_rate, t.min_parallelism);
+}
+
+void get(const Obj& o, common::DiscoveryProbes& d) {
+    read_fields(o, "discovery probes", d.syn, d.ack, d.udp, d.echo, d.timestamp, d.netmask, d.arp);
+}
+
+void get(const Obj& o, common::PacketOptions& p) {
+    read_fields(o, "packet options", p.ttl, p.source_port, p.data_length, p.badsum, p.mtu, p.decoys,
+                p.spoof_mac);
 }
 
 void get(const Obj& o, common::ScanOptions& s) {
@@ -505,7 +532,10 @@ void get(const Obj& o, common::ScanOptions& s) {
                 s.open_only, s.reason, s.min_hostgroup, s.max_hostgroup, s.datadir, s.workers,
                 s.engine_memory_mb, s.help, s.version_scan, s.version_intensity, s.version_trace,
                 s.version_all_ports, s.aggressive, s.dns_all, s.system_dns, s.dns_servers,
-                s.default_scan, s.script_trace);
+                s.default_scan, s.script_trace, s.discovery, s.list_scan, s.random_targets,
+                s.resolve_all, s.packet_trace, s.privileged, s.unprivileged, s.packet, s.out_skid,
+                s.append_output, s.stylesheet, s.warnings, s.accepted, s.iflist, s.exclude_ports,
+                s.servicedb, s.versiondb);
 }
 
 void get(const Obj& o, LeaseHost& h) {

@@ -15,7 +15,7 @@
 namespace common::wire {
 
 // Bumped on any change to the envelope or to the field layout of any message.
-inline constexpr std::uint32_t kProtocolVersion = 5;
+inline constexpr std::uint32_t kProtocolVersion = 6;
 
 // Engine ids are worker_id * 2^12 + n (n = 1..engines): fleet-unique because worker ids
 // are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 + counter).

@@ -35,7 +35,7 @@ public:
         if (!host_reported(h, run_.open_only, run_.verbose)) return;
         const std::string who = "Host: " + h.address + " (" + field(grep_name(h)) + ")\t";
         if (h.status != "up") {
-            out_.write(who + "Status: Down\n");
+            out_.write(who + (h.status == "unknown" ? "Status: Unknown\n" : "Status: Down\n"));
             out_.flush();
             return;
         }

@@ -165,6 +165,11 @@ public:
         if (!host_reported(h, run_.open_only, run_.verbose)) return;
         const std::string name = screen_safe(display_name(h));
         std::string out = "Nmap scan report for " + name;
+        if (h.status == "unknown") {  // -sL
+            out_.write(out + "\n");
+            out_.flush();
+            return;
+        }
         if (h.status != "up") {
             out += " [host down";
             if (opt_.reason) out += ", received " + reason_text(h.reason, h.reason_ttl);

@@ -17,9 +17,10 @@ namespace output {
 
 // ---- OutFile
 
-common::Result<OutFile> OutFile::create(const std::string& path) {
+common::Result<OutFile> OutFile::create(const std::string& path, bool append) {
     OutFile f;
     f.label_ = path;
+    f.append_ = append;
     f.part_ = path + ".part";
     f.file_ = std::fopen(f.part_.c_str(), "w");
     if (!f.file_)
@@ -45,6 +46,7 @@ OutFile& OutFile::operator=(OutFile&& o) noexcept {
         label_ = std::move(o.label_);
         part_ = std::move(o.part_);
         failed_ = o.failed_;
+        append_ = o.append_;
     }
     return *this;
 }
@@ -93,9 +95,29 @@ common::Status OutFile::commit() {
     if (write_err || close_err)
         return common::Status::error("error writing output file '" + label_ +
                                      "' (partial data left in '" + part_ + "')");
+    if (append_) return append_part();
     if (std::rename(part_.c_str(), label_.c_str()) != 0)
         return common::Status::error("cannot rename '" + part_ + "' to '" + label_ +
                                      "': " + std::strerror(errno));
+    return common::Status::ok();
+}
+
+// --append-output: the finished report goes after what the file already holds.
+common::Status OutFile::append_part() {
+    FILE* in = std::fopen(part_.c_str(), "rb");
+    FILE* out = in ? std::fopen(label_.c_str(), "ab") : nullptr;
+    bool ok = in && out;
+    char buf[65536];
+    std::size_t n;
+    while (ok && (n = std::fread(buf, 1, sizeof buf, in)) > 0)
+        ok = std::fwrite(buf, 1, n, out) == n;
+    ok = ok && !std::ferror(in);
+    if (in) std::fclose(in);
+    if (out && std::fclose(out) != 0) ok = false;
+    if (!ok)
+        return common::Status::error("cannot append to output file '" + label_ +
+                                     "' (report left in '" + part_ + "')");
+    std::remove(part_.c_str());
     return common::Status::ok();
 }
 
@@ -169,6 +191,7 @@ PortView split_ports(const std::vector<common::PortResult>& ports, bool open_onl
 }
 
 bool host_reported(const common::HostResult& h, bool open_only, int verbose) {
+    if (h.status == "unknown") return true;  // -sL: every target is listed
     if (h.status != "up") return verbose > 0;
     if (open_only && !h.timed_out && !h.ports.empty()) {
         return std::any_of(h.ports.begin(), h.ports.end(),
@@ -302,7 +325,8 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
     const Req reqs[] = {{&opts.out_normal, "-oN"},
                         {&opts.out_xml, "-oX"},
                         {&opts.out_grepable, "-oG"},
-                        {&opts.out_json, "-oJ"}};
+                        {&opts.out_json, "-oJ"},
+                        {&opts.out_skid, "-oS"}};
     int to_stdout = 0;
     std::set<std::string> seen;
     for (const auto& r : reqs) {
@@ -319,20 +343,21 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
     WriterOptions wo;
     wo.reason = opts.reason;
     wo.version_scan = opts.version_scan;
+    wo.stylesheet = opts.stylesheet;
     std::vector<std::unique_ptr<Writer>> writers;
     if (to_stdout == 0)
         writers.push_back(make_normal_writer(OutFile::stream(std::cout, "stdout"), true, wo));
 
     // Create every file before any writer, so a failure can remove what was created.
     std::vector<std::pair<std::size_t, OutFile>> files;
-    for (std::size_t i = 0; i < 4; ++i) {
+    for (std::size_t i = 0; i < std::size(reqs); ++i) {
         const std::string& path = *reqs[i].path;
         if (path.empty()) continue;
         if (path == "-") {
             files.emplace_back(i, OutFile::stream(std::cout, "stdout"));
             continue;
         }
-        auto r = OutFile::create(path);
+        auto r = OutFile::create(path, opts.append_output);
         if (!r) {
             for (auto& f : files)
                 f.second.discard();
@@ -343,7 +368,8 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
     for (auto& [i, f] : files) {
         switch (i) {
         case 0: writers.push_back(make_normal_writer(std::move(f), false, wo)); break;
-        case 1: writers.push_back(make_xml_writer(std::move(f))); break;
+        case 1: writers.push_back(make_xml_writer(std::move(f), wo)); break;
+        case 4: writers.push_back(make_normal_writer(std::move(f), false, wo)); break;
         case 2: writers.push_back(make_grepable_writer(std::move(f))); break;
         default: writers.push_back(make_ndjson_writer(std::move(f))); break;
         }

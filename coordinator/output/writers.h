@@ -20,7 +20,7 @@ namespace coordinator::output {
 class OutFile {
 public:
     // Creates "<path>.part". Errors name <path>.
-    static common::Result<OutFile> create(const std::string& path);
+    static common::Result<OutFile> create(const std::string& path, bool append = false);
     // Writes to `os`, which must outlive the OutFile; commit() only flushes.
     static OutFile stream(std::ostream& os, std::string label);
 
@@ -47,6 +47,8 @@ private:
     std::string label_;  // final path, or "stdout"
     std::string part_;   // temporary path when file_ is set
     bool failed_ = false;
+    bool append_ = false;  // --append-output: commit appends instead of replacing
+    common::Status append_part();
 };
 
 // One output format. Same calls, same order as coordinator::OutputSink.
@@ -65,12 +67,13 @@ public:
 struct WriterOptions {
     bool reason = false;        // --reason: REASON column, "received ..." wording
     bool version_scan = false;  // -sV: VERSION column, "name?" for unidentified services
+    std::string stylesheet = "file:///usr/share/nmap/nmap.xsl";  // XML; "" = none
 };
 
 // terminal=true: the interactive form ("Starting ...", "Nmap done: ..."); false: the -oN file
 // form ("# ... scan initiated ...", "# Nmap done at ...").
 std::unique_ptr<Writer> make_normal_writer(OutFile out, bool terminal, WriterOptions o);
-std::unique_ptr<Writer> make_xml_writer(OutFile out);
+std::unique_ptr<Writer> make_xml_writer(OutFile out, WriterOptions o = {});
 std::unique_ptr<Writer> make_grepable_writer(OutFile out);
 std::unique_ptr<Writer> make_ndjson_writer(OutFile out);
 

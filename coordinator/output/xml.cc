@@ -92,18 +92,19 @@ std::string or_unknown(const std::string& s) { return s.empty() ? "unknown" : s;
 
 class XmlWriter final : public Writer {
 public:
-    explicit XmlWriter(OutFile out) : out_(std::move(out)) {}
+    XmlWriter(OutFile out, WriterOptions o) : out_(std::move(out)), opt_(std::move(o)) {}
 
     void begin(const common::RunInfo& run) override {
         run_ = run;
         const std::string args = xml_escape_args(run.args);
         std::string out =
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<!DOCTYPE nmaprun>\n"
-            "<?xml-stylesheet href=\"file:///usr/share/nmap/nmap.xsl\" type=\"text/xsl\"?>\n"
-            "<!-- nsefleet " +
-            xml_escape_args(run.version) + " scan initiated " + ctime_string(run.start) +
-            " as: " + args +
+            "<!DOCTYPE nmaprun>\n" +
+            (opt_.stylesheet.empty() ? std::string()
+                                     : "<?xml-stylesheet href=\"" + xml_escape(opt_.stylesheet) +
+                                           "\" type=\"text/xsl\"?>\n") +
+            "<!-- nsefleet " + xml_escape_args(run.version) + " scan initiated " +
+            ctime_string(run.start) + " as: " + args +
             " -->\n"
             "<nmaprun scanner=\"nmap\" args=\"" +
             args + "\"" + attr("start", epoch_str(run.start)) +
@@ -234,13 +235,14 @@ private:
     }
 
     OutFile out_;
+    WriterOptions opt_;
     common::RunInfo run_;
 };
 
 }  // namespace
 
-std::unique_ptr<Writer> make_xml_writer(OutFile out) {
-    return std::make_unique<XmlWriter>(std::move(out));
+std::unique_ptr<Writer> make_xml_writer(OutFile out, WriterOptions o) {
+    return std::make_unique<XmlWriter>(std::move(out), std::move(o));
 }
 
 }  // namespace coordinator::output

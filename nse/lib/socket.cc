@@ -78,6 +78,7 @@ struct Conn {
     std::function<void()> after_handshake;
     double tcp_up = 0;  // TCP: when the handshake completed (steady seconds), 0 = not yet
     std::uint64_t bytes_in = 0;
+    bool wrote = false;  // anything sent: later answers measure the service, not its load
     udp::endpoint peer;
     udp::endpoint from;  // receive_from scratch
     // --script-trace: where the lines go (empty when off).
@@ -199,6 +200,7 @@ struct Conn {
 
     // Writes all of `b` (one datagram on UDP).
     void write(asio::const_buffer b, Handler h) {
+        wrote = true;
         if (tracer) {
             trace_data(true, static_cast<const char*>(b.data()), b.size());
             h = [this, h = std::move(h)](std::error_code ec, std::size_t n) {
@@ -249,7 +251,7 @@ struct Udata {
 
 // One asynchronous operation: its Waker, its timeout timer and its buffers. Exactly one
 // delivery happens (`done`), whichever of completion and timeout comes first.
-struct Op {
+struct Op : std::enable_shared_from_this<Op> {
     explicit Op(asio::io_context& io) : timer(io) {}
     Waker waker;
     asio::steady_timer timer;
@@ -263,6 +265,7 @@ struct Op {
     // start another one after a time-out under congestion.
     int attempt = 0;
     double attempt_started = 0;
+    bool extended = false;  // a greeting wait given a second time-out under congestion
     std::function<void()> retry;
     // Whose operation it is, for counting results lost to the memory budget.
     std::string script;
@@ -647,6 +650,12 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
     c->tcp_sock.async_connect(ep, [op, c, how, ctx, sni, done, rt, attempt](std::error_code ec) {
         if (attempt != op->attempt || op->done) return;  // replaced by a retry, or timed out
         double now = rt->steady_now();
+        if (!ec) {
+            // Loopback simultaneous open onto its own port: nothing listens there.
+            std::error_code a, b;
+            if (c->tcp_sock.local_endpoint(a) == c->tcp_sock.remote_endpoint(b) && !a && !b)
+                ec = asio::error::connection_refused;
+        }
         if (ec) return done(push_status(status_of(ec)));
         c->tcp_up = now;
         if (how != How::ssl) {
@@ -804,6 +813,13 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
             }
             op->data.reserve(cap);
             op->data.append(op->chunk.data(), len);
+            if (len > 0 && c->bytes_in == 0 && !c->is_udp && !c->ssl && !c->wrote &&
+                c->tcp_up > 0) {
+                // A greeting (banner) the server sent by itself: how long a fork-per-connection
+                // daemon takes to greet is how loaded it is.
+                double now = rt->steady_now();
+                rt->governor().feedback(Signal::greeting, now - c->tcp_up, now);
+            }
             c->bytes_in += len;
             if (ec && !c->is_udp && c->bytes_in == 0 && c->tcp_up > 0 &&
                 ec != asio::error::operation_aborted) {
@@ -841,7 +857,20 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
     auto op = new_op(L, *s.rt);
     op->charge = MemCharge(s.rt->memory());
     op->chunk.resize(kChunk);
-    op->on_timeout = [c, mode](Op& o) {
+    Runtime* rt = s.rt;
+    long long ms = s.timeout_ms;
+    op->on_timeout = [c, mode, rt, ms](Op& o) {
+        // Waiting for a greeting on a fresh connection while servers are congested: the
+        // server accepted but is too loaded to greet yet. One more time-out on the same
+        // connection (nothing is resent) rather than a lost result.
+        if (!o.extended && !c->is_udp && !c->wrote && c->bytes_in == 0 && o.data.empty() &&
+            rt->governor().congested(rt->steady_now())) {
+            o.extended = true;
+            rt->governor().note_retry();
+            auto self = o.shared_from_this();
+            arm(self, ms);
+            return;
+        }
         c->cancel();
         if (mode != ReadMode::some && !o.data.empty())
             finish(o, push_data(std::move(o.data)));

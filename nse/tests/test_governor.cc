@@ -81,6 +81,27 @@ TEST_CASE("window: slow start on fast connects, one cut per congestion event") {
     CHECK_FALSE(g.congested(5.0 + Governor::kCongestionMemory + 1));
 }
 
+TEST_CASE("window: a late greeting is congestion; a service that always greets late is not") {
+    Governor g(window(16, 64));
+    for (int i = 0; i < 8; ++i)
+        g.feedback(Signal::greeting, 0.01, 1.0);  // banners in 10 ms
+    CHECK(g.stats().decreases == 0);
+    g.feedback(Signal::greeting, 4.0, 6.0);  // accepted at once, greeted 4 s later
+    CHECK(g.stats().decreases == 1);
+    CHECK(g.stats().window == doctest::Approx(8));
+    CHECK(g.congested(6.5));
+    // Greetings that stay late set the baseline: after a few, they cut nothing more.
+    Governor h(window(16, 64));
+    double now = 10;
+    for (int i = 0; i < 40; ++i, now += 10)
+        h.feedback(Signal::greeting, 6.0, now);  // an SMTP greet pause on every server
+    std::uint64_t cuts = h.stats().decreases;
+    CHECK(cuts >= 1);
+    for (int i = 0; i < 20; ++i, now += 10)
+        h.feedback(Signal::greeting, 6.0, now);
+    CHECK(h.stats().decreases == cuts);
+}
+
 TEST_CASE("window: --max-parallelism is fixed") {
     GovernorConfig c;
     c.initial = c.min = c.max = 3;

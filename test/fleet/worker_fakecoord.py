@@ -40,12 +40,16 @@ OPTION_DEFAULTS = dict(
     syn_scan=False, udp_scan=False, skip_discovery=True, ping_only=False, no_dns=True,
     ipv6=False, iface="", source="", scripts=[], default_scripts=False, script_args="",
     script_args_file="", script_timeout=0.0, host_timeout=0.0, max_parallelism=0,
-    timing=[3, 1.0, 2, 512, 0.0], verbosity=0, debugging=0, stats_every=0.0, out_normal="",
+    timing=[3, 1.0, 2, 512, 0.0, 0.1, 10.0, 1.0, 0.0, 0.0, 0], verbosity=0, debugging=0, stats_every=0.0, out_normal="",
     out_xml="", out_grepable="", out_json="", open_only=False, reason=False, min_hostgroup=0,
     max_hostgroup=0, datadir="", workers=0, engine_memory_mb=1024, help=False,
     version_scan=False, version_intensity=7, version_trace=False, version_all_ports=False,
     aggressive=False, dns_all=False, system_dns=False, dns_servers="",
-    default_scan=False, script_trace=False)
+    default_scan=False, script_trace=False, discovery=[[], [], [], False, False, False, False],
+    list_scan=False, random_targets=-1, resolve_all=False, packet_trace=False, privileged=False,
+    unprivileged=False, packet=[-1, -1, 0, False, 0, "", ""], out_skid="", append_output=False,
+    stylesheet="file:///usr/share/nmap/nmap.xsl", warnings=[], accepted=[], iflist=False,
+    exclude_ports="", servicedb="", versiondb="")
 
 
 def option_fields():

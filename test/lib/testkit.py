@@ -27,7 +27,7 @@ import tempfile
 import time
 
 # The fleet protocol version the fake peers speak (common/wire/messages.h kProtocolVersion).
-PROTOCOL = 5
+PROTOCOL = 6
 
 TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(TEST_DIR)

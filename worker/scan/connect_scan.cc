@@ -4,6 +4,8 @@
 #include <asio.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <string>
@@ -74,6 +76,16 @@ Verdict classify(const std::error_code& ec) {
     }
     // ETIMEDOUT from the kernel and anything unexpected: treat as silence.
     return {Outcome::timeout, "filtered", "no-response"};
+}
+
+// A loopback connect whose destination port is the kernel's pick for its own source port
+// joins the socket to itself (TCP simultaneous open): nothing listens there, so the port is
+// closed, as nmap reports it.
+bool connected_to_itself(const asio::ip::tcp::socket& s) {
+    std::error_code a, b;
+    auto local = s.local_endpoint(a);
+    auto remote = s.remote_endpoint(b);
+    return !a && !b && local == remote;
 }
 
 struct HostState;
@@ -156,14 +168,40 @@ struct State : std::enable_shared_from_this<State> {
     int ssthresh = 0;
     Clock::time_point last_cut{};
     bool congested = false;
-    int answered = 0;    // probes answered (open or closed): a time-out among answers is a drop
+    int answered = 0;  // probes answered (open or closed): a time-out among answers is a drop
+    std::function<void(const std::string&)> trace;  // --packet-trace
+    Clock::time_point born = Clock::now();
     int best_retry = 0;  // highest attempt number that was answered
+
+    // --min-parallelism and --min-rate keep this many probes in flight whatever congestion
+    // says (a probe lasts at most the connect time-out, so N/s needs N * timeout in flight).
+    int floor_cap() const {
+        double by_rate = opts.timing.min_rate * std::max(0.001, opts.timing.connect_timeout);
+        int f = std::max(opts.timing.min_parallelism, static_cast<int>(std::ceil(by_rate)));
+        return std::min(f, std::max(1, opts.timing.max_parallel_connects));
+    }
+    // --scan-delay and --max-rate: the least time between two probes.
+    double pace() const {
+        double by_rate = opts.timing.max_rate > 0 ? 1.0 / opts.timing.max_rate : 0.0;
+        return std::max(opts.timing.scan_delay, by_rate);
+    }
+    // The TCP ports connect() discovery tries (-PS/-PA ports; else nmap's 80 and 443).
+    std::vector<std::uint16_t> discovery_ports() const {
+        std::vector<std::uint16_t> out;
+        for (const auto* v : {&opts.discovery.syn, &opts.discovery.ack})
+            for (int p : *v)
+                if (std::find(out.begin(), out.end(), p) == out.end())
+                    out.push_back(static_cast<std::uint16_t>(p));
+        if (out.empty()) out.assign(std::begin(kDiscoveryPorts), std::end(kDiscoveryPorts));
+        return out;
+    }
 
     void congestion(Clock::time_point sent) {
         if (answered == 0 || sent < last_cut) return;  // nothing answers yet, or same event
         last_cut = Clock::now();
         congested = true;
-        cap = std::max(std::min(kMinWindow, opts.timing.max_parallel_connects), cap / 2);
+        cap = std::max(
+            {std::min(kMinWindow, opts.timing.max_parallel_connects), floor_cap(), cap / 2});
         ssthresh = cap;
         grow_credit = 0;
     }
@@ -237,8 +275,9 @@ void State::add_hosts(std::vector<common::HostResult>& results, std::function<vo
                 begin_port_scan(*h);
             continue;
         }
-        h->discovery_pending = static_cast<int>(std::size(kDiscoveryPorts));
-        for (std::uint16_t port : kDiscoveryPorts)
+        auto ports = discovery_ports();
+        h->discovery_pending = static_cast<int>(ports.size());
+        for (std::uint16_t port : ports)
             queue.push_back(Task{h, port, -1, 0});
     }
     pump();
@@ -254,7 +293,7 @@ void State::pump() {
             queue.pop_front();
             continue;
         }
-        if (opts.timing.scan_delay > 0) {
+        if (pace() > 0) {
             auto now = Clock::now();
             if (now < next_launch) {
                 if (!pace_armed) {
@@ -267,7 +306,7 @@ void State::pump() {
                 }
                 return;
             }
-            next_launch = now + seconds(opts.timing.scan_delay);
+            next_launch = now + seconds(pace());
         }
         queue.pop_front();
         launch(t);
@@ -339,6 +378,17 @@ void State::retire(const std::shared_ptr<Probe>& p) {
 void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec) {
     if (stopped || p->finished) return;
     Verdict v = classify(ec);
+    if (v.outcome == Outcome::open && connected_to_itself(p->socket))
+        v = {Outcome::closed, "closed", "conn-refused"};
+    if (trace && v.outcome != Outcome::timeout) {
+        char head[48];
+        std::snprintf(head, sizeof head, "CONN (%.4fs) TCP localhost > ",
+                      std::chrono::duration<double>(Clock::now() - born).count());
+        trace(head + p->task.host->result->address + ":" + std::to_string(p->task.port) + " => " +
+              (v.outcome == Outcome::open     ? std::string("Connected")
+               : v.outcome == Outcome::closed ? std::string("Connection refused")
+                                              : ec.message()));
+    }
     if (v.outcome == Outcome::cancelled) return;
     HostState& h = *p->task.host;
     Task t = p->task;
@@ -512,8 +562,11 @@ struct ConnectScanner::Impl {
 };
 
 ConnectScanner::ConnectScanner(asio::io_context& io, const common::ScanOptions& opts,
-                               const common::Services& services)
-    : impl_(std::make_unique<Impl>(Impl{std::make_shared<State>(io, opts, services)})) {}
+                               const common::Services& services,
+                               std::function<void(const std::string&)> trace)
+    : impl_(std::make_unique<Impl>(Impl{std::make_shared<State>(io, opts, services)})) {
+    if (opts.packet_trace) impl_->state->trace = std::move(trace);
+}
 
 ConnectScanner::~ConnectScanner() {
     if (impl_) impl_->state->shutdown();

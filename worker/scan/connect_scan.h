@@ -2,6 +2,7 @@
 // Asynchronous TCP connect scan and unprivileged host discovery on Asio.
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/options.h"
@@ -17,8 +18,10 @@ namespace worker {
 class ConnectScanner {
 public:
     // `opts` supplies ports, timing, -Pn/-sn, --host-timeout; `services` names ports.
+    // `trace` gets nmap's --packet-trace lines ("CONN (0.0012s) TCP localhost > ...").
     ConnectScanner(asio::io_context& io, const common::ScanOptions& opts,
-                   const common::Services& services);
+                   const common::Services& services,
+                   std::function<void(const std::string&)> trace = nullptr);
     ~ConnectScanner();
 
     // Discovers (unless -Pn) and scans (unless -sn) `hosts`, which arrive with index,

@@ -1,6 +1,9 @@
 #include "worker/scan/packet_builder.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "common/packet/link_layer.h"
@@ -95,6 +98,92 @@ std::vector<std::uint8_t> icmp_timestamp(std::uint16_t id) {
     m[0] = 13;
     wr16(&m[4], id);
     return m;
+}
+
+std::vector<std::uint8_t> icmp_netmask(std::uint16_t id) {
+    std::vector<std::uint8_t> m(12, 0);
+    m[0] = 17;
+    wr16(&m[4], id);
+    return m;
+}
+
+void rewrite_ipv4(std::vector<std::uint8_t>& pkt, int ttl, bool badsum) {
+    if (pkt.size() < 20) return;
+    if (ttl >= 0) pkt[8] = static_cast<std::uint8_t>(ttl);
+    wr16(&pkt[10], 0);
+    wr16(&pkt[10], checksum_fold(checksum_add(pkt.data(), 20)));
+    if (!badsum) return;
+    std::size_t off = pkt[9] == IPPROTO_TCP ? 36 : pkt[9] == IPPROTO_UDP ? 26 : 22;
+    if (pkt.size() >= off + 2) {
+        // A checksum that is wrong whatever it was: its complement plus one.
+        std::uint16_t c = static_cast<std::uint16_t>((pkt[off] << 8) | pkt[off + 1]);
+        wr16(&pkt[off], static_cast<std::uint16_t>(c + 0x1234));
+    }
+}
+
+std::vector<std::vector<std::uint8_t>> fragment_ipv4(const std::vector<std::uint8_t>& pkt,
+                                                     int mtu) {
+    std::vector<std::vector<std::uint8_t>> out;
+    if (mtu <= 0 || pkt.size() <= 20 + static_cast<std::size_t>(mtu)) {
+        out.push_back(pkt);
+        return out;
+    }
+    std::size_t step = static_cast<std::size_t>(mtu) & ~std::size_t(7);
+    for (std::size_t off = 20; off < pkt.size(); off += step) {
+        std::size_t n = std::min(step, pkt.size() - off);
+        std::vector<std::uint8_t> f(pkt.begin(), pkt.begin() + 20);
+        f.insert(f.end(), pkt.begin() + static_cast<std::ptrdiff_t>(off),
+                 pkt.begin() + static_cast<std::ptrdiff_t>(off + n));
+        bool more = off + n < pkt.size();
+        wr16(&f[2], static_cast<std::uint16_t>(f.size()));
+        wr16(&f[6], static_cast<std::uint16_t>(((off - 20) / 8) | (more ? 0x2000 : 0)));
+        wr16(&f[10], 0);
+        wr16(&f[10], checksum_fold(checksum_add(f.data(), 20)));
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
+std::string describe_ipv4(const std::uint8_t* p, std::size_t n) {
+    if (n < 20 || (p[0] >> 4) != 4) return "unknown packet";
+    std::size_t ihl = (p[0] & 15) * 4u;
+    if (n < ihl) return "truncated IPv4 packet";
+    auto rd = [](const std::uint8_t* b) { return static_cast<unsigned>((b[0] << 8) | b[1]); };
+    char src[INET_ADDRSTRLEN] = "", dst[INET_ADDRSTRLEN] = "";
+    inet_ntop(AF_INET, p + 12, src, sizeof src);
+    inet_ntop(AF_INET, p + 16, dst, sizeof dst);
+    char ip[64];
+    std::snprintf(ip, sizeof ip, "ttl=%u id=%u iplen=%u", p[8], rd(p + 4), rd(p + 2));
+    const std::uint8_t* l4 = p + ihl;
+    std::size_t l4n = n - ihl;
+    bool first_fragment = (rd(p + 6) & 0x1fff) == 0;
+    char out[256];
+    if (p[9] == IPPROTO_TCP && l4n >= 20 && first_fragment) {
+        std::string flags;
+        static const char names[] = "FSRPAUEC";
+        for (int i = 0; i < 8; ++i)
+            if (l4[13] & (1 << i)) flags += names[i];
+        unsigned long seq = (static_cast<unsigned long>(rd(l4 + 4)) << 16) | rd(l4 + 6);
+        std::snprintf(out, sizeof out, "TCP %s:%u > %s:%u %s %s  seq=%lu win=%u", src, rd(l4), dst,
+                      rd(l4 + 2), flags.c_str(), ip, seq, rd(l4 + 14));
+    } else if (p[9] == IPPROTO_UDP && l4n >= 8 && first_fragment) {
+        std::snprintf(out, sizeof out, "UDP %s:%u > %s:%u %s", src, rd(l4), dst, rd(l4 + 2), ip);
+    } else if (p[9] == IPPROTO_ICMP && l4n >= 8 && first_fragment) {
+        const char* what = l4[0] == 8    ? "Echo request"
+                           : l4[0] == 0  ? "Echo reply"
+                           : l4[0] == 13 ? "Timestamp request"
+                           : l4[0] == 14 ? "Timestamp reply"
+                           : l4[0] == 17 ? "Address mask request"
+                           : l4[0] == 18 ? "Address mask reply"
+                           : l4[0] == 3  ? "Destination unreachable"
+                                         : "ICMP";
+        std::snprintf(out, sizeof out, "ICMP [%s > %s %s (type=%u/code=%u) id=%u seq=%u] IP [%s ]",
+                      src, dst, what, l4[0], l4[1], rd(l4 + 4), rd(l4 + 6), ip);
+    } else {
+        std::snprintf(out, sizeof out, "IP [%s > %s proto=%u %s frag=%u]", src, dst, p[9], ip,
+                      (rd(p + 6) & 0x1fff) * 8);
+    }
+    return out;
 }
 
 std::array<std::uint8_t, 42> arp_request(const packet::Mac& src_mac, in_addr src, in_addr target) {

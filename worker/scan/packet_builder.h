@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -41,6 +42,22 @@ std::vector<std::uint8_t> udp_datagram(std::uint16_t sport, std::uint16_t dport,
 // zero for ipv4_packet.
 std::vector<std::uint8_t> icmp_echo(std::uint16_t id, std::uint16_t seq);
 std::vector<std::uint8_t> icmp_timestamp(std::uint16_t id);
+
+// ICMP address mask request (type 17), checksum left zero for ipv4_packet.
+std::vector<std::uint8_t> icmp_netmask(std::uint16_t id);
+
+// --ttl and --badsum on a finished IPv4 packet: sets the TTL (ttl >= 0), refreshes the header
+// checksum, and with `badsum` makes the TCP/UDP/ICMP checksum wrong.
+void rewrite_ipv4(std::vector<std::uint8_t>& pkt, int ttl, bool badsum);
+
+// -f/--mtu: the packet as IPv4 fragments carrying at most `mtu` bytes of payload each (a
+// multiple of 8); unchanged when it fits or mtu is 0.
+std::vector<std::vector<std::uint8_t>> fragment_ipv4(const std::vector<std::uint8_t>& pkt, int mtu);
+
+// One IPv4 packet as nmap's --packet-trace shows it, e.g. "TCP 10.0.0.1:40000 > 10.0.0.2:22 S
+// ttl=64 id=7 iplen=44  seq=1 win=1024" or "ICMP [10.0.0.1 > 10.0.0.2 Echo request
+// (type=8/code=0) id=5 seq=1] IP [ttl=64 id=9 iplen=28 ]".
+std::string describe_ipv4(const std::uint8_t* p, std::size_t n);
 
 // A broadcast Ethernet frame asking who has `target`, to be answered to `src_mac`/`src`.
 std::array<std::uint8_t, 42> arp_request(const packet::Mac& src_mac, in_addr src, in_addr target);

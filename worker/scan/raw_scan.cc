@@ -9,6 +9,7 @@
 #include <asio.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <random>
@@ -122,6 +123,16 @@ struct RawScanner::Impl {
     std::uint16_t sport = 0;
     std::uint32_t seq_base = 0;
     std::uint16_t ip_id = 0;
+    std::mt19937 data_rng{std::random_device{}()};  // --data-length bytes
+    Clock::time_point next_send{};                  // pacing
+    Clock::time_point born = Clock::now();
+    std::function<void(const std::string&)> trace;  // --packet-trace
+
+    std::string elapsed() const {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.4f", secs(Clock::now() - born));
+        return b;
+    }
     std::unordered_map<std::uint64_t, Probe> inflight;
     std::deque<std::pair<std::uint64_t, Clock::time_point>> sent_order;  // for timeouts
     std::deque<Probe> queue;  // not yet sent (retries go to the front)
@@ -136,7 +147,8 @@ struct RawScanner::Impl {
     Impl(asio::io_context& io, const common::ScanOptions& o, const common::Services& s, RawPlan p)
         : io(io), opts(o), services(s), plan(std::move(p)), tick(io) {
         std::random_device rd;
-        sport = static_cast<std::uint16_t>(40000 + rd() % 20000);
+        sport = opts.packet.source_port >= 0 ? static_cast<std::uint16_t>(opts.packet.source_port)
+                                             : static_cast<std::uint16_t>(40000 + rd() % 20000);
         seq_base = rd();
         ip_id = static_cast<std::uint16_t>(rd());
         // In-flight probes: nmap's group congestion window tops out near these values.
@@ -144,6 +156,7 @@ struct RawScanner::Impl {
                  : opts.timing.level == 3
                      ? 2048
                      : static_cast<std::size_t>(std::max(1, opts.timing.max_parallel_connects));
+        window = std::max(window, static_cast<std::size_t>(opts.timing.min_parallelism));
     }
     ~Impl() {
         tick.cancel();
@@ -154,8 +167,10 @@ struct RawScanner::Impl {
     // Round-trip timeout: nmap's srtt + 4*rttvar, clamped to [100 ms, initial timeout].
     Clock::duration timeout() const {
         double hi = opts.timing.level >= 4 ? 1.25 : std::max(1.0, opts.timing.connect_timeout);
+        hi = std::min(hi, opts.timing.max_rtt_timeout);
+        double lo = std::min(opts.timing.min_rtt_timeout, hi);
         double t = g_rtt_n ? g_srtt + 4 * g_rttvar : std::min(hi, opts.timing.connect_timeout);
-        t = std::clamp(t, 0.1, hi);
+        t = std::clamp(t, lo, hi);
         return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
     }
 
@@ -227,6 +242,7 @@ struct RawScanner::Impl {
 
     void on_ip(const std::uint8_t* p, std::size_t n) {
         if (n < 20 || (p[0] >> 4) != 4) return;
+        if (trace) trace("RCVD (" + elapsed() + "s) " + describe_ipv4(p, n));
         std::size_t ihl = (p[0] & 15) * 4u;
         if (n < ihl + 8) return;
         int ttl = p[8];
@@ -247,7 +263,7 @@ struct RawScanner::Impl {
             bool synack = (flags & 0x12) == 0x12, rst = flags & 0x04;
             if (!synack && !rst) return;
             if (auto it = inflight.find(key_of(hi, kPing, 0)); it != inflight.end()) {
-                if (from == 443 || from == 80) {
+                if (discovery_tcp_port(from)) {
                     rtt_sample(*h, it->second);
                     inflight.erase(it);
                     mark_up(*h, synack ? "syn-ack" : "reset", ttl);
@@ -256,6 +272,12 @@ struct RawScanner::Impl {
             }
             resolve(hi, kTcp, from, synack ? "open" : "closed", synack ? "syn-ack" : "reset", ttl);
         } else if (proto == IPPROTO_UDP) {
+            if (auto it = inflight.find(key_of(hi, kPing, 0)); it != inflight.end()) {
+                rtt_sample(*h, it->second);  // an answer to a -PU probe
+                inflight.erase(it);
+                mark_up(*h, "udp-response", ttl);
+                return;
+            }
             resolve(hi, kUdp, from, "open", "udp-response", ttl);
         }
     }
@@ -263,7 +285,7 @@ struct RawScanner::Impl {
     void on_icmp(const in_addr& src, const std::uint8_t* m, std::size_t n, int ttl) {
         if (n < 8) return;
         int type = m[0], code = m[1];
-        if (type == 0 || type == 14) {  // echo / timestamp reply to our discovery probe
+        if (type == 0 || type == 14 || type == 18) {  // echo/timestamp/mask reply: discovery
             if (rd16(m + 4) != sport) return;
             Host* h = host_by_addr(src);
             if (!h) return;
@@ -271,7 +293,11 @@ struct RawScanner::Impl {
             if (it == inflight.end()) return;
             rtt_sample(*h, it->second);
             inflight.erase(it);
-            mark_up(*h, type == 0 ? "echo-reply" : "timestamp-reply", ttl);
+            mark_up(*h,
+                    type == 0    ? "echo-reply"
+                    : type == 14 ? "timestamp-reply"
+                                 : "addressmask-reply",
+                    ttl);
             return;
         }
         if (type != 3 || n < 8 + 20 + 8) return;
@@ -365,40 +391,105 @@ struct RawScanner::Impl {
         r.end_time = epoch_now();
     }
 
+    // --data-length: random bytes after the TCP header or ICMP message (UDP probes carry
+    // them in their payload, see udp_probe).
+    std::string random_data() {
+        std::string d(static_cast<std::size_t>(opts.packet.data_length), '\0');
+        for (auto& c : d)
+            c = static_cast<char>(data_rng());
+        return d;
+    }
+
     bool send_ip(const Host& h, std::uint8_t proto, std::vector<std::uint8_t> l4) {
+        if (opts.packet.data_length > 0 && proto != IPPROTO_UDP) {
+            auto d = random_data();
+            l4.insert(l4.end(), d.begin(), d.end());
+        }
         auto pkt = ipv4_packet(h.src, h.addr, proto, std::move(l4), ip_id++);
+        if (opts.packet.ttl >= 0 || opts.packet.badsum)
+            rewrite_ipv4(pkt, opts.packet.ttl, opts.packet.badsum);
+        if (trace) trace("SENT (" + elapsed() + "s) " + describe_ipv4(pkt.data(), pkt.size()));
         sockaddr_in to{};
         to.sin_family = AF_INET;
         to.sin_addr = h.addr;
-        return sendto(raw_fd, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to),
-                      sizeof to) == static_cast<ssize_t>(pkt.size());
+        for (const auto& f : fragment_ipv4(pkt, opts.packet.mtu))
+            if (sendto(raw_fd, f.data(), f.size(), 0, reinterpret_cast<sockaddr*>(&to),
+                       sizeof to) != static_cast<ssize_t>(f.size()))
+                return false;
+        return true;
+    }
+
+    std::vector<std::uint8_t> udp_probe(std::uint16_t port, bool with_payload) {
+        std::string data;
+        if (with_payload)
+            if (auto it = payloads.find(port); it != payloads.end()) data = it->second;
+        if (opts.packet.data_length > 0) data += random_data();
+        return udp_datagram(sport, port, data);
+    }
+
+    bool discovery_tcp_port(std::uint16_t port) const {
+        if (!opts.discovery.given()) return port == 443 || port == 80;
+        auto has = [port](const std::vector<int>& v) {
+            return std::find(v.begin(), v.end(), port) != v.end();
+        };
+        return has(opts.discovery.syn) || has(opts.discovery.ack);
+    }
+
+    bool send_discovery(Host& h, const Probe& p) {
+        const auto& d = opts.discovery;
+        auto tries = static_cast<std::uint16_t>(p.tries);
+        if (!d.given()) {  // nmap's default root discovery: echo, SYN to 443, ACK to 80, timestamp
+            bool ok = send_ip(h, IPPROTO_ICMP, icmp_echo(sport, tries));
+            ok = send_ip(h, IPPROTO_TCP, tcp_segment(sport, 443, seq_base, 0, 0x02)) && ok;
+            ok = send_ip(h, IPPROTO_TCP, tcp_segment(sport, 80, seq_base, seq_base, 0x10)) && ok;
+            return send_ip(h, IPPROTO_ICMP, icmp_timestamp(sport)) && ok;
+        }
+        bool ok = true;
+        if (d.echo) ok = send_ip(h, IPPROTO_ICMP, icmp_echo(sport, tries)) && ok;
+        if (d.timestamp) ok = send_ip(h, IPPROTO_ICMP, icmp_timestamp(sport)) && ok;
+        if (d.netmask) ok = send_ip(h, IPPROTO_ICMP, icmp_netmask(sport)) && ok;
+        for (int port : d.syn)
+            ok = send_ip(h, IPPROTO_TCP,
+                         tcp_segment(sport, static_cast<std::uint16_t>(port), seq_base, 0, 0x02)) &&
+                 ok;
+        for (int port : d.ack)
+            ok = send_ip(h, IPPROTO_TCP,
+                         tcp_segment(sport, static_cast<std::uint16_t>(port), seq_base, seq_base,
+                                     0x10)) &&
+                 ok;
+        for (int port : d.udp)
+            ok = send_ip(h, IPPROTO_UDP, udp_probe(static_cast<std::uint16_t>(port), false)) && ok;
+        return ok;
     }
 
     bool send_probe(Probe& p) {
         Host& h = hosts[p.host];
         if (p.kind == kTcp)
             return send_ip(h, IPPROTO_TCP, tcp_segment(sport, p.port, seq_base + p.port, 0, 0x02));
-        if (p.kind == kUdp) {
-            auto it = payloads.find(p.port);
-            std::string_view data = it == payloads.end() ? std::string_view() : it->second;
-            return send_ip(h, IPPROTO_UDP, udp_datagram(sport, p.port, data));
-        }
+        if (p.kind == kUdp) return send_ip(h, IPPROTO_UDP, udp_probe(p.port, true));
         if (h.arp) {  // who-has target tell us
             auto f = arp_request(h.cap->mac, h.src, h.addr);
             return h.cap->pcap->inject(f.data(), f.size()).is_ok();
         }
-        // nmap's default root discovery: echo, SYN to 443, ACK to 80, timestamp.
-        bool ok = send_ip(h, IPPROTO_ICMP, icmp_echo(sport, static_cast<std::uint16_t>(p.tries)));
-        ok = send_ip(h, IPPROTO_TCP, tcp_segment(sport, 443, seq_base, 0, 0x02)) && ok;
-        ok = send_ip(h, IPPROTO_TCP, tcp_segment(sport, 80, seq_base, seq_base, 0x10)) && ok;
-        ok = send_ip(h, IPPROTO_ICMP, icmp_timestamp(sport)) && ok;
-        return ok;
+        return send_discovery(h, p);
+    }
+
+    // --scan-delay / --max-rate: the least time between two probes (the 5 ms tick paces
+    // them; below that, a probe per tick at most).
+    double pace() const {
+        double by_rate = opts.timing.max_rate > 0 ? 1.0 / opts.timing.max_rate : 0.0;
+        return std::max(opts.timing.scan_delay, by_rate);
     }
 
     void pump() {
         if (finished) return;
         auto now = Clock::now();
         while (!queue.empty() && inflight.size() < window) {
+            if (pace() > 0) {
+                if (now < next_send) return;
+                next_send = now + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(pace()));
+            }
             Probe p = queue.front();
             Host& h = hosts[p.host];
             if (h.finished) {
@@ -580,8 +671,11 @@ struct RawScanner::Impl {
 };
 
 RawScanner::RawScanner(asio::io_context& io, const common::ScanOptions& opts,
-                       const common::Services& services, RawPlan plan)
-    : impl_(std::make_unique<Impl>(io, opts, services, std::move(plan))) {}
+                       const common::Services& services, RawPlan plan,
+                       std::function<void(const std::string&)> trace)
+    : impl_(std::make_unique<Impl>(io, opts, services, std::move(plan))) {
+    if (opts.packet_trace) impl_->trace = std::move(trace);
+}
 
 RawScanner::~RawScanner() = default;
 

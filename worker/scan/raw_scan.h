@@ -36,8 +36,10 @@ RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& s
 class RawScanner {
 public:
     // `opts` supplies timing, -Pn/-sn, -e/-S, --host-timeout and the data directory.
+    // `trace` gets nmap's --packet-trace SENT/RCVD lines.
     RawScanner(asio::io_context& io, const common::ScanOptions& opts,
-               const common::Services& services, RawPlan plan);
+               const common::Services& services, RawPlan plan,
+               std::function<void(const std::string&)> trace = nullptr);
     ~RawScanner();
 
     // Discovers (unless -Pn) and scans (unless -sn) `hosts`, IPv4 only. Fills status, reason,

@@ -133,7 +133,7 @@ struct ReverseDns::Impl : std::enable_shared_from_this<Impl> {
     }
 
     static bool wanted(const common::ScanOptions& o, const common::HostResult& h) {
-        return !o.no_dns && (o.dns_all || h.status == "up");
+        return !o.no_dns && (o.dns_all || o.list_scan || h.status == "up");
     }
 
     void start(std::vector<common::HostResult>& hosts, std::function<void()> on_done,
