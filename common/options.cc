@@ -258,7 +258,11 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         {"--workers", int_opt(o.workers, 0)},
         {"--engine-memory", int_opt(o.engine_memory_mb, 1)},
         {"--dns-servers", str_opt(o.dns_servers)},
-        {"--max-retries", int_opt(o.timing.max_retries, 0)},
+        {"--max-retries",
+         [&](const std::string& f, const std::string& v) {
+             o.timing.max_retries_set = true;
+             return int_opt(o.timing.max_retries, 0)(f, v);
+         }},
         {"--min-parallelism", int_opt(o.timing.min_parallelism, 1)},
         {"--min-rtt-timeout", time_opt(o.timing.min_rtt_timeout, nullptr)},
         {"--max-rtt-timeout", time_opt(o.timing.max_rtt_timeout, &max_rtt_set)},
@@ -423,7 +427,10 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             else if (a == "--packet-trace")
                 o.packet_trace = true;
             else if (a == "--resolve-all")
-                o.resolve_all = true;
+                o.resolve_all = true,
+                o.warnings.push_back(
+                    "WARNING: --resolve-all ignored: nsefleet scans the first "
+                    "address of each target name.");
             else if (a == "--append-output")
                 o.append_output = true;
             else if (a == "--no-stylesheet")
@@ -590,6 +597,7 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     }
 
     if (o.help || o.iflist) return o;
+    o.verbosity = std::max(o.verbosity, o.debugging);  // as nmap: -d implies -v
     // Conflicts, refused with nmap's words.
     if (port_selections > 1)
         return Status::error("Only 1 -p option allowed, separate multiple ranges with commas.");
@@ -661,12 +669,19 @@ TARGET SPECIFICATION:
   -iL <inputfilename>: Input from list of hosts/networks ('-' = stdin)
   --exclude <host1[,host2][,host3],...>: Exclude hosts/networks
   --excludefile <exclude_file>: Exclude list from file
+  -iR <num hosts>: Choose random public IPv4 targets (a count; 0 is refused)
+  --exclude-ports <ports>: Ports never scanned (same syntax as -p)
 HOST DISCOVERY:
-  -sn: Ping Scan - disable port scan
-  -Pn: Treat all hosts as online -- skip host discovery
+  -sL: List Scan - simply list targets to scan (names by reverse DNS unless -n)
+  -sn (also -sP): Ping Scan - disable port scan
+  -Pn (also -PN, -P0): Treat all hosts as online -- skip host discovery
+  -PS/PA/PU[portlist]: TCP SYN/ACK or UDP discovery to given ports (raw; -PS/-PA
+      ports are also what connect() discovery tries without root)
+  -PE/PP/PM: ICMP echo, timestamp, and netmask request discovery probes (raw)
   -n/-R: Never do DNS resolution/Always resolve [default: sometimes]
   --dns-servers <serv1[,serv2],...>: Specify custom DNS servers
   --system-dns: Use OS's DNS resolver
+  --resolve-all: accepted with a warning (a target name scans its first address)
 SCAN TECHNIQUES:
   -sS: TCP SYN scan (the default as root; falls back to -sT without raw privileges)
   -sT: TCP connect scan (the default without raw privileges)
@@ -698,22 +713,40 @@ TIMING AND PERFORMANCE:
   -T<0-5>: Set timing template (higher is faster); also -T<name>:
            paranoid, sneaky, polite, normal, aggressive, insane
   --min-hostgroup/max-hostgroup <size>: Parallel host scan group sizes
+  --min-parallelism <numprobes>: Probes (and script sockets) kept in flight at least
   --max-parallelism <numprobes>: Script socket slots per engine (default: adaptive)
+  --min-rtt-timeout/max-rtt-timeout/initial-rtt-timeout <time>: Probe round trip time
+  --max-retries <tries>: Caps number of port scan probe retransmissions
+  --scan-delay/--max-scan-delay <time>: Adjust delay between probes
+  --min-rate <number>: Keep enough probes in flight for <number> per second
+  --max-rate <number>: Send probes no faster than <number> per second
   --host-timeout <time>: Give up on target after this long
   --stats-every <time>: Print progress at this interval
   --workers <number>: Number of scan engines (default: one per core)
   --engine-memory <MiB>: Memory cap of each engine's Lua state (default 1024)
   --state <dir>: Keep the scan journal in <dir> (default: a temporary directory)
   --resume: With --state, continue the scan journaled there (nothing else needed)
+FIREWALL/IDS EVASION AND SPOOFING (raw scans):
+  -f; --mtu <val>: fragment packets (-f: 8 data bytes per fragment, -ff: 16)
+  -g/--source-port <portnum>: Use given port number
+  --data-length <num>: Append random data to sent packets
+  --ttl <val>: Set IP time-to-live field
+  --badsum: Send packets with a bogus TCP/UDP/ICMP checksum
+  -D, --spoof-mac: accepted with a warning; not supported (nothing is sent differently)
 OUTPUT:
-  -oN/-oX/-oG/-oJ <file>: Output scan in normal, XML, grepable or JSON
-     format to the given filename ('-' = stdout)
+  -oN/-oX/-oG/-oJ/-oS <file>: Output scan in normal, XML, grepable, JSON or
+     "script kiddie" (written as normal) format to the given filename ('-' = stdout)
   -oA <basename>: Output in the three major formats at once
      (<basename>.nmap, <basename>.xml, <basename>.gnmap)
   -v: Increase verbosity level (use -vv, or -v<level>, for more effect)
   -d: Increase debugging level (use -dd, or -d<level>, for more effect)
   --reason: Display the reason a port is in a particular state
   --open: Only show open (or possibly open) ports
+  --packet-trace: Show all packets sent and received (CONN lines for -sT)
+  --iflist: Print host interfaces and routes
+  --append-output: Append to rather than clobber specified output files
+  --stylesheet <path/URL>, --webxml, --no-stylesheet: the XML's stylesheet
+  --fleet-debug: also the embedded coordinator's and workers' own log lines
 MISC:
   -6: Enable IPv6 scanning
   -A: Enable version detection and script scanning (-sV -sC; OS detection and
@@ -721,6 +754,11 @@ MISC:
   -e <iface>: Use specified interface (raw scans)
   -S <IP_Address>: Spoof source address (raw scans)
   --datadir <dirname>: Specify custom Nmap data file location
+  --servicedb/--versiondb <file>: Use this nmap-services / nmap-service-probes
+  --privileged/--unprivileged: Assume raw sockets work / never use them
+  -O, --traceroute, --osscan-*: accepted with a warning (not supported)
+  -sA/-sW/-sM/-sN/-sF/-sX/-sI/-sY/-sZ/-sO/-b, --scanflags, --proxies, --data*,
+  --ip-options: refused (not supported; they would change what the scan means)
   -h, --help: Print this help summary page.
 EXAMPLES:
   nsefleet scan -v -sC localhost

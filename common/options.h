@@ -28,6 +28,7 @@ struct TimingProfile {
     double min_rate = 0;            // probes per second to keep up (0 = none)
     double max_rate = 0;            // probes per second never to exceed (0 = no limit)
     int min_parallelism = 0;        // probes in flight kept at least (0 = adaptive)
+    bool max_retries_set = false;   // --max-retries given: hitting the cap is worth a warning
 };
 
 // Host discovery probes (-PS/-PA/-PU/-PE/-PP/-PM/-PR). Empty: nmap's default set.

@@ -10,6 +10,18 @@ namespace common {
 
 namespace {
 
+// nmap's words for a target that does not resolve (the scan goes on without it).
+void warn_unresolved(const TargetSources& src, const std::string& tok, const Status& why) {
+    if (why.message().find("under -6") != std::string::npos)
+        src.on_unresolved("Warning: Hostname " + tok +
+                          " resolves, but not to any IPv6 address. Try scanning without -6");
+    src.on_unresolved("Failed to resolve \"" + tok + "\".");
+}
+
+}  // namespace
+
+namespace {
+
 constexpr std::uint64_t kNoSpec = std::numeric_limits<std::uint64_t>::max();
 
 Status too_many(std::uint64_t limit, const std::string& tok) {
@@ -210,7 +222,7 @@ struct TargetCursor::Impl {
             if (!*got) return false;
             auto r = parse_target_spec(tok, src.ipv6, false, resolved ? *resolved : "");
             if (!r && src.on_unresolved && unresolved_name(r.status())) {
-                src.on_unresolved("Failed to resolve \"" + tok + "\".");
+                warn_unresolved(src, tok, r.status());
                 r = TargetSpec::none();
             }
             if (!r || r->count() > src.spec_limit) {
@@ -347,7 +359,7 @@ Result<TargetCursor> TargetCursor::open(TargetSources sources) {
     for (const auto& tok : src.specs) {
         auto s = parse_target_spec(tok, src.ipv6, false);
         if (!s && src.on_unresolved && unresolved_name(s.status())) {
-            src.on_unresolved("Failed to resolve \"" + tok + "\".");
+            warn_unresolved(src, tok, s.status());
             s = TargetSpec::none();  // keeps the token numbering of journaled positions
         }
         if (!s) return s.status();

@@ -164,7 +164,7 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
         for (int i = 0; i < 4; ++i)
             if (!parse_octet(fields[i], s.octets[i])) return invalid(tok);
         if (ipv6 && !any_family)
-            return Status::error("IPv4 target '" + tok + "' cannot be scanned with -6");
+            return Status::error("failed to resolve '" + tok + "': an IPv4 address under -6");
         bool plain = true;
         for (const auto& o : s.octets)
             plain = plain && o.count() == 1;

@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <optional>
@@ -93,6 +95,7 @@ private:
     void on_host_result(WorkerRec& w, const wire::HostResult& m, std::uint64_t seq);
     void on_group_done(WorkerRec& w, const wire::GroupDone& m);
     void on_phase_result(WorkerRec& w, const wire::PhaseResult& m);
+    void phase_line(wire::Phase p);
     void on_add_targets(WorkerRec& w, const wire::AddTargets& m);
     void write_ordered(bool everything);
     void lose_worker(WorkerRec& w, const char* why);
@@ -136,13 +139,14 @@ private:
 
     std::uint64_t seq_ = 0;
     std::uint64_t bad_frames_ = 0;
-    double start_ = 0, last_tick_ = 0, last_stats_ = 0;
+    double start_ = 0, last_tick_ = 0, last_stats_ = 0, phase_started_ = 0;
     std::string fatal_;
     bool done_ = false;
 };
 
 void Coordinator::log(const std::string& text) {
-    if (cfg_.quiet && opts_.debugging == 0) return;
+    // `nsefleet scan` keeps nmap's terminal: fleet internals only with --fleet-debug.
+    if (cfg_.quiet && !cfg_.fleet_debug) return;
     warn(text);
 }
 
@@ -390,8 +394,27 @@ void Coordinator::write_ordered(bool everything) {
     if (!bad) fatal(bad.message());
 }
 
+// nmap's -v lines around the pre- and post-scan script phases.
+void Coordinator::phase_line(wire::Phase p) {
+    if (!cfg_.quiet || (opts_.verbosity == 0 && opts_.debugging == 0)) return;
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char hm[16];
+    std::strftime(hm, sizeof hm, "%H:%M", &tm);
+    // Both lines once the phase is done: the worker's "NSE: Loaded" line comes first.
+    std::printf(
+        "NSE: Script %s-scanning.\nInitiating NSE at %s\nCompleted NSE at %s, %.2fs "
+        "elapsed\n",
+        p == wire::Phase::Prerule ? "Pre" : "Post", hm, hm, epoch_now() - phase_started_);
+    std::fflush(stdout);
+}
+
 void Coordinator::start_phase(wire::Phase p) {
-    if (!phase_ || phase_->phase != p) phase_ = PhaseRun{p, next_phase_id_++, 0};
+    if (!phase_ || phase_->phase != p) {
+        phase_ = PhaseRun{p, next_phase_id_++, 0};
+        phase_started_ = epoch_now();
+    }
     if (phase_->worker != 0) return;
     // The least busy live worker runs it.
     WorkerRec* best = nullptr;
@@ -538,7 +561,10 @@ void Coordinator::on_request_work(WorkerRec& w, const wire::RequestWork& m) {
         ++given;
     }
     if (given == 0) {
-        if (scanning_done()) start_phase(wire::Phase::Postrule);
+        if (scanning_done()) {
+            write_ordered(false);  // the last reports before the post-scan phase's lines
+            start_phase(wire::Phase::Postrule);
+        }
         send(w.peer, wire::NoWork{retry_ms(500), false});
     }
 }
@@ -604,6 +630,7 @@ void Coordinator::on_phase_result(WorkerRec& w, const wire::PhaseResult& m) {
     if (auto s = shared_->merge(m.registry); !s) fatal(s.message());
     auto key = std::string(kPhaseKeyPrefix) + std::to_string(static_cast<int>(m.phase));
     if (auto s = store_->put_record(key, wire::encode(m)); !s) fatal(s.message());
+    phase_line(m.phase);
     if (m.phase == wire::Phase::Prerule) {
         if (auto s = store_->set_flag(store::JournalFlag::prerule_done, true); !s)
             fatal(s.message());
@@ -703,6 +730,32 @@ void Coordinator::progress(double now) {
     double frac = total ? static_cast<double>(done) / static_cast<double>(total) : 0;
     char buf[256];
     std::string line;
+    if (cfg_.quiet && !cfg_.fleet_debug) {
+        // nmap's --stats-every lines, on stdout.
+        long s = std::lround(elapsed);
+        std::snprintf(buf, sizeof buf,
+                      "Stats: %ld:%02ld:%02ld elapsed; %llu hosts completed (%zu up), %llu "
+                      "undergoing Script Scan\n",
+                      s / 3600, s / 60 % 60, s % 60, static_cast<unsigned long long>(done),
+                      run_.hosts_up, static_cast<unsigned long long>(total - done));
+        line = buf;
+        if (frac > 0 && targets_done) {
+            std::time_t etc = static_cast<std::time_t>(start_ + elapsed / frac);
+            std::tm tm{};
+            localtime_r(&etc, &tm);
+            char when[32];
+            std::strftime(when, sizeof when, "%H:%M", &tm);
+            std::snprintf(buf, sizeof buf,
+                          "NSE Timing: About %.2f%% done; ETC: %s (%ld:%02ld:%02ld remaining)\n",
+                          frac * 100, when, std::lround(elapsed / frac - elapsed) / 3600,
+                          std::lround(elapsed / frac - elapsed) / 60 % 60,
+                          std::lround(elapsed / frac - elapsed) % 60);
+            line += buf;
+        }
+        std::fputs(line.c_str(), stdout);
+        std::fflush(stdout);
+        return;
+    }
     std::snprintf(buf, sizeof buf, "Stats: %.0fs elapsed; %llu/%llu%s hosts completed (%.1f%%)",
                   elapsed, static_cast<unsigned long long>(done),
                   static_cast<unsigned long long>(total), targets_done ? "" : "+", frac * 100);
@@ -738,12 +791,15 @@ void Coordinator::tick() {
             log("lease of group " + std::to_string(gid) + " expired; requeued");
             shared_->drop_lease(gid);  // its threads' locks go to the next waiters
         }
+    write_ordered(false);  // reports of finished hosts before the post-scan phase's lines
     if (!prerule_done_)
         start_phase(wire::Phase::Prerule);
     else if (scanning_done() && !postrule_done_)
         start_phase(wire::Phase::Postrule);
-    write_ordered(false);
-    double every = opts_.stats_every > 0 ? opts_.stats_every : (opts_.verbosity > 0 ? 5.0 : 0);
+    // As nmap, -v alone prints no periodic lines in a scan; `nsefleet coordinator` does.
+    double every = opts_.stats_every > 0                ? opts_.stats_every
+                   : opts_.verbosity > 0 && !cfg_.quiet ? 5.0
+                                                        : 0;
     if (every > 0 && now - last_stats_ >= every) {
         last_stats_ = now;
         progress(now);
@@ -781,6 +837,8 @@ common::Status Coordinator::finish() {
     if (!fatal_.empty()) return common::Status::error(fatal_);
     run_.hosts_total = book_->hosts_total();
     run_.end = epoch_now();
+    if (run_.hosts_total == 0)  // every target failed to resolve or was excluded
+        std::fprintf(stderr, "WARNING: No targets were specified, so 0 hosts scanned.\n");
     return sink_->finish(run_);
 }
 
@@ -826,7 +884,7 @@ int Coordinator::run() {
     } else {
         done_ = true;
         if (auto s = finish(); !s) rc = fail(s.message());
-        if (opts_.verbosity > 0 || opts_.stats_every > 0) progress(epoch_now());
+        if (!cfg_.quiet && (opts_.verbosity > 0 || opts_.stats_every > 0)) progress(epoch_now());
     }
     for (auto& [id, w] : workers_)
         if (!w.lost) send(w.peer, wire::Bye{rc == 0 ? "scan done" : "coordinator stopping"});

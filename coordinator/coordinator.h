@@ -29,6 +29,7 @@ struct CoordinatorConfig {
     std::optional<common::transport::Context> context;  // shared with the workers (inproc://)
     std::size_t group_size = 0;        // hosts per group; 0: 16 (both within --min/--max-hostgroup)
     bool quiet = false;                // no informational log lines on stderr
+    bool fleet_debug = false;          // with quiet: the log lines after all (--fleet-debug)
     bool finish_on_interrupt = false;  // SIGINT/SIGTERM: write what is done (exit 130), no resume
     // Polled by the main loop: a non-empty answer ends the scan with that error (the
     // in-process workers failed to start, e.g. a bad --script).

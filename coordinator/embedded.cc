@@ -69,6 +69,7 @@ int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
     cfg.context = *ctx;
     cfg.group_size = group_size(opts, engines);
     cfg.quiet = true;
+    cfg.fleet_debug = state.fleet_debug;
     cfg.finish_on_interrupt = temporary;
 
     // One single-engine worker per engine, as a fleet of one-core machines would be.
@@ -77,8 +78,8 @@ int run_embedded(common::ScanOptions opts, const EmbeddedState& state) {
     std::vector<std::string> errors(engines);
     std::vector<worker::LocalWorker> locals;
     for (unsigned i = 0; i < engines; ++i)
-        locals.push_back({*ctx, endpoint, "local" + std::to_string(i + 1), 1, opts.debugging, &stop,
-                          &errors[i]});
+        locals.push_back({*ctx, endpoint, "local" + std::to_string(i + 1), 1,
+                          state.fleet_debug ? 1 : 0, &stop, &errors[i]});
     if (!state.journal_options) cfg.options = std::move(opts);
     std::vector<std::thread> threads;
     for (unsigned i = 0; i < engines; ++i)

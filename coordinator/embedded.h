@@ -11,6 +11,7 @@ struct EmbeddedState {
     bool resume = false;  // --resume (with --state): continue the scan journaled there
     // --resume with nothing else: the options come from the journal alone.
     bool journal_options = false;
+    bool fleet_debug = false;  // --fleet-debug: the coordinator's and workers' own log lines
 };
 
 // Runs the whole scan and writes every requested output. Returns the process exit code;

@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
         std::string a = argv[i];
         if (a == "--resume") {
             state.resume = true;
+        } else if (a == "--fleet-debug") {
+            state.fleet_debug = true;
         } else if (a == "--state" || a.rfind("--state=", 0) == 0) {
             if (a == "--state" && i + 1 >= argc) {
                 std::fprintf(stderr, "nsefleet: --state needs a directory\n");

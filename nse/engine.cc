@@ -469,6 +469,8 @@ common::Status EngineImpl::init() {
     lua_setfield(L_, -2, "debugging");
     lua_pushinteger(L_, cfg_.verbosity);
     lua_setfield(L_, -2, "verbosity");
+    lua_pushboolean(L_, cfg_.announce);
+    lua_setfield(L_, -2, "announce");
     lua_setfield(L_, -2, "config");
 
     const LuaSource* drv = nullptr;
@@ -1042,7 +1044,7 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
     for (int ref : host_registry_)
         luaL_unref(L_, LUA_REGISTRYINDEX, ref);
     host_registry_.clear();
-    if (cfg_.debugging > 0) {
+    if (cfg_.debugging > 1) {  // nsefleet's own: not in nmap's -d output
         auto g = governor_.stats();
         char line[256];
         std::snprintf(line, sizeof line,

@@ -29,6 +29,7 @@ struct EngineConfig {
     int max_threads = 0;        // concurrent script threads (0 = 4096)
     int socket_slots = 0;       // --max-parallelism: fixed script-socket slots (0 = adaptive)
     int socket_min = 0;         // --min-parallelism: the adaptive window's floor (0 = by -T)
+    bool announce = false;      // prints "NSE: Loaded N scripts for scanning." (-v, -d)
     std::size_t memory_limit = 1024u << 20;  // bytes for the whole lua_State
     std::string datadir;                     // --datadir
     bool ipv6 = false;

@@ -2,6 +2,10 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <functional>
 #include <set>
 
 #include "common/datafiles.h"
@@ -24,6 +28,56 @@ void run_to_end(asio::io_context& io, Start start) {
     io.restart();
     while (!done)
         io.run_one();
+}
+
+std::string clock_hm() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char b[16];
+    std::strftime(b, sizeof b, "%H:%M", &tm);
+    return b;
+}
+
+// nmap's -v phase lines: "Initiating Connect Scan at 10:02" ... "Completed Connect Scan at
+// 10:02, 0.05s elapsed (3 total ports)".
+class PhaseLog {
+public:
+    PhaseLog(bool on, std::function<void(const std::string&)> out)
+        : on_(on), out_(std::move(out)) {}
+    void begin(const std::string& what) {
+        what_ = what;
+        t0_ = std::chrono::steady_clock::now();
+        say("Initiating " + what + " at " + clock_hm());
+    }
+    void end(const std::string& tail = "") {
+        char b[32];
+        std::snprintf(
+            b, sizeof b, "%.2fs",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+        say("Completed " + what_ + " at " + clock_hm() + ", " + b + " elapsed" + tail);
+    }
+    void say(const std::string& line) const {
+        if (on_) out_(line + "\n");
+    }
+    bool on() const { return on_; }
+
+private:
+    bool on_;
+    std::function<void(const std::string&)> out_;
+    std::string what_;
+    std::chrono::steady_clock::time_point t0_;
+};
+
+// "127.0.0.1", "localhost (127.0.0.1)" or "3 hosts": the targets of a phase line.
+std::string targets_text(const std::vector<common::HostResult>& hosts, bool only_up) {
+    std::vector<const common::HostResult*> in;
+    for (const auto& h : hosts)
+        if (!only_up || h.status == "up") in.push_back(&h);
+    if (in.size() != 1) return std::to_string(in.size()) + " hosts";
+    const auto& h = *in[0];
+    std::string name = !h.hostname.empty() ? h.hostname : h.targetname;
+    return name.empty() ? h.address : name + " (" + h.address + ")";
 }
 
 }  // namespace
@@ -62,6 +116,8 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
         if (!probes) return probes.status();
         w->probes_ = std::move(*probes);
     }
+    static std::atomic<bool> announced{false};  // one "NSE: Loaded" line per process
+    cfg.announce = opts.scripts_requested() && !announced.exchange(true);
     auto engine = nse::Engine::create(cfg, w->embedder_, shared);
     if (!engine) return engine.status();
     w->engine_ = std::move(*engine);
@@ -73,6 +129,7 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
         nse::EngineConfig vcfg = cfg;
         vcfg.scripts = {"version"};
         vcfg.default_scripts = false;
+        vcfg.announce = false;
         auto version_engine = nse::Engine::create(vcfg, w->embedder_, shared);
         if (!version_engine) return version_engine.status();
         w->version_engine_ = std::move(*version_engine);
@@ -166,6 +223,23 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
     }
     bool raw = use_raw_scan();
     common::Status scan_status = common::Status::ok();
+    PhaseLog phase(opts_.verbosity > 0,
+                   [this](const std::string& line) { embedder_.write(false, line); });
+    std::size_t nports = opts_.ports.size();
+    std::string scan_name = opts_.ping_only  ? "Ping Scan"
+                            : !raw           ? "Connect Scan"
+                            : opts_.syn_scan ? "SYN Stealth Scan"
+                                             : "UDP Scan";
+    bool port_phase = !(opts_.ping_only && opts_.skip_discovery);
+    if (port_phase) {
+        phase.begin(scan_name);
+        phase.say("Scanning " + targets_text(hosts, false) + " [" +
+                  (opts_.ping_only ? std::string("2 ports")
+                                   : std::to_string(nports) + (hosts.size() > 1 ? " ports/host"
+                                                               : nports == 1    ? " port"
+                                                                                : " ports")) +
+                  "]");
+    }
     if (raw) {
         RawScanner scanner(
             io, opts_, services_, make_raw_plan(opts_, services_),
@@ -189,6 +263,15 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
     if (!scan_status) return scan_status;
+    if (port_phase && phase.on()) {
+        for (const auto& h : hosts)
+            for (const auto& p : h.ports)
+                if (p.state == "open")
+                    phase.say("Discovered open port " + std::to_string(p.number) + "/" +
+                              p.protocol + " on " + h.address);
+        phase.end(opts_.ping_only ? ""
+                                  : " (" + std::to_string(nports * hosts.size()) + " total ports)");
+    }
     // Like nmap: the route (interface, source) is known when discovery ran, not with -Pn.
     // The raw scanner fills it itself (it needs it to send).
     if (!raw && !opts_.skip_discovery)
@@ -202,11 +285,20 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         });
     }
     if (probes_) {
+        std::size_t services = 0;
+        for (const auto& h : hosts)
+            for (const auto& p : h.ports)
+                services += p.state == "open" || p.state == "open|filtered";
+        phase.begin("Service scan");
+        phase.say("Scanning " + std::to_string(services) + " service" + (services == 1 ? "" : "s") +
+                  " on " + targets_text(hosts, true));
         ServiceScanner versions(io, opts_, probes_,
                                 [this](const std::string& line) { embedder_.write(false, line); });
         run_to_end(io, [&](auto done) { versions.start(hosts, done); });
         io.restart();
         io.poll();
+        phase.end(" (" + std::to_string(services) + " service" + (services == 1 ? "" : "s") +
+                  " on " + targets_text(hosts, true) + ")");
         if (version_engine_ && version_engine_->has_scripts()) version_phase(hosts);
     }
     if (!engine_->has_scripts()) {
@@ -219,7 +311,15 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
     io.restart();
     embedder_.on_host = std::move(on_host);
     embedder_.hosts = &hosts;
+    std::size_t up = 0;
+    for (const auto& h : hosts)
+        up += h.status == "up";
+    std::string who = up == 1 ? targets_text(hosts, true) : std::to_string(up) + " IP addresses";
+    phase.say("NSE: Script scanning " + who +
+              (up == 1 ? "." : " (" + std::to_string(up) + " hosts up)."));
+    phase.begin("NSE");
     auto st = engine_->run_scan(hosts);
+    phase.end();
     embedder_.on_host = nullptr;
     embedder_.hosts = nullptr;
     push_registry();

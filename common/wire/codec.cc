@@ -167,7 +167,7 @@ void put(Packer& pk, const common::PortSpec& p) {
 void put(Packer& pk, const common::TimingProfile& t) {
     fields(pk, t.level, t.connect_timeout, t.max_retries, t.max_parallel_connects, t.scan_delay,
            t.min_rtt_timeout, t.max_rtt_timeout, t.max_scan_delay, t.min_rate, t.max_rate,
-           t.min_parallelism);
+           t.min_parallelism, t.max_retries_set);
 }
 
 void put(Packer& pk, const common::DiscoveryProbes& d) {
@@ -510,7 +510,7 @@ void get(const Obj& o, common::PortSpec& p) {
 void get(const Obj& o, common::TimingProfile& t) {
     read_fields(o, "timing", t.level, t.connect_timeout, t.max_retries, t.max_parallel_connects,
                 t.scan_delay, t.min_rtt_timeout, t.max_rtt_timeout, t.max_scan_delay, t.min_rate,
-                t.max_rate, t.min_parallelism);
+                t.max_rate, t.min_parallelism, t.max_retries_set);
 }
 
 void get(const Obj& o, common::DiscoveryProbes& d) {

@@ -1,5 +1,6 @@
 // Normal output (the terminal and -oN), laid out the way nmap 7.93 prints it.
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 
 #include "coordinator/output/escape.h"
@@ -181,6 +182,15 @@ public:
         if (opt_.reason) out += ", received " + reason_text(h.reason, h.reason_ttl);
         if (h.srtt > 0) out += " (" + two_sig_digits(h.srtt) + "s latency)";
         out += ".\n";
+        if (opt_.scanned_at && h.start_time > 0) {
+            std::time_t t = static_cast<std::time_t>(h.start_time);
+            std::tm tm{};
+            localtime_r(&t, &tm);
+            char when[64];
+            std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", &tm);
+            out += "Scanned at " + std::string(when) + " for " +
+                   std::to_string(std::lround(std::max(0.0, h.end_time - h.start_time))) + "s\n";
+        }
         if (h.timed_out) {
             out_.write(out + "Skipping host " + name + " due to host timeout\n");
             out_.flush();

@@ -341,7 +341,9 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
         return common::Status::error("only one output format can be written to stdout ('-')");
 
     WriterOptions wo;
-    wo.reason = opts.reason;
+    // nmap: -vv and -d show reasons and when each host was scanned.
+    wo.reason = opts.reason || opts.verbosity >= 2 || opts.debugging > 0;
+    wo.scanned_at = opts.verbosity >= 2 || opts.debugging > 0;
     wo.version_scan = opts.version_scan;
     wo.stylesheet = opts.stylesheet;
     std::vector<std::unique_ptr<Writer>> writers;

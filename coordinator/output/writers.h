@@ -67,6 +67,7 @@ public:
 struct WriterOptions {
     bool reason = false;        // --reason: REASON column, "received ..." wording
     bool version_scan = false;  // -sV: VERSION column, "name?" for unidentified services
+    bool scanned_at = false;    // -vv/-d: "Scanned at 2026-12-07 10:02:03 UTC for 1s"
     std::string stylesheet = "file:///usr/share/nmap/nmap.xsl";  // XML; "" = none
 };
 

@@ -385,8 +385,8 @@ function D.init()
     local ok, rerr = selection.runlevels(D.scripts)
     if not ok then error(rerr, 0) end
   end
-  if cfg.debugging >= 2 then
-    E.write("stderr", ("NSE: Loaded %d scripts for scanning.\n"):format(#D.scripts))
+  if cfg.announce and (cfg.verbosity > 0 or cfg.debugging > 0) then
+    E.write("stdout", ("NSE: Loaded %d scripts for scanning.\n"):format(#D.scripts))
   end
   -- Reading an undeclared global is an error from here on, as nselib expects.
   require("strict")(_G)
@@ -453,7 +453,16 @@ function D.run_instance(i, rtype, host, port)
     end
     if not verdict then return nil end
   end
-  return format.result(rawget(env, "action")(h, p))
+  -- nmap's -d lines around each script instance.
+  local target = host and (host.ip .. (port and (":" .. tostring(port.number)) or "")) or nil
+  if E.config.debugging > 0 then
+    E.write("stdout", ("NSE: Starting %s%s.\n"):format(s.id, target and (" against " .. target) or ""))
+  end
+  local text, tree = format.result(rawget(env, "action")(h, p))
+  if E.config.debugging > 0 then
+    E.write("stdout", ("NSE: Finished %s%s.\n"):format(s.id, target and (" against " .. target) or ""))
+  end
+  return text, tree
 end
 
 function D.worker_failed(co, msg)

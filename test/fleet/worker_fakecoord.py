@@ -40,7 +40,7 @@ OPTION_DEFAULTS = dict(
     syn_scan=False, udp_scan=False, skip_discovery=True, ping_only=False, no_dns=True,
     ipv6=False, iface="", source="", scripts=[], default_scripts=False, script_args="",
     script_args_file="", script_timeout=0.0, host_timeout=0.0, max_parallelism=0,
-    timing=[3, 1.0, 2, 512, 0.0, 0.1, 10.0, 1.0, 0.0, 0.0, 0], verbosity=0, debugging=0, stats_every=0.0, out_normal="",
+    timing=[3, 1.0, 2, 512, 0.0, 0.1, 10.0, 1.0, 0.0, 0.0, 0, False], verbosity=0, debugging=0, stats_every=0.0, out_normal="",
     out_xml="", out_grepable="", out_json="", open_only=False, reason=False, min_hostgroup=0,
     max_hostgroup=0, datadir="", workers=0, engine_memory_mb=1024, help=False,
     version_scan=False, version_intensity=7, version_trace=False, version_all_ports=False,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`nsefleet scan` as a process: NDJSON lines appear as hosts finish and normal output in
 target order as soon as the hosts before are done (both before the scan ends);
---stats-every prints hosts done/total with an estimate on stderr; --state DIR survives
+--stats-every prints nmap's Stats/NSE Timing lines (done, pending, estimate) on stdout; --state DIR survives
 kill -9 and --resume finishes with the same report; SIGINT without --state exits 130 with a
 complete, valid XML report of what was done."""
 import difflib
@@ -59,10 +59,18 @@ def progress():
             "127.0.0.1-4"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=60)
     check(r.returncode == 0, "progress: exit 0", r.stderr)
-    lines = [l for l in r.stderr.splitlines() if l.startswith("Stats:")]
-    check(len(lines) >= 2, "progress: stats lines printed", r.stderr)
-    check(any("/4 hosts completed" in l for l in lines), "progress: done/total shown", lines)
-    check(any("remaining" in l for l in lines), "progress: estimate shown", lines)
+    # nmap's form, on stdout: "Stats: 0:00:02 elapsed; 1 hosts completed (1 up), 3 undergoing
+    # Script Scan" and "NSE Timing: About 25.00% done; ETC: 10:02 (0:00:03 remaining)".
+    lines = [l for l in r.stdout.splitlines() if l.startswith(("Stats:", "NSE Timing:"))]
+    check(len([l for l in lines if l.startswith("Stats:")]) >= 2, "progress: stats lines printed",
+          r.stdout)
+    check(any(re.match(r"Stats: \d+:\d\d:\d\d elapsed; [1-3] hosts completed \([1-3] up\), "
+                       r"[1-3] undergoing", l) for l in lines), "progress: done and pending shown",
+          lines)
+    check(any(re.match(r"NSE Timing: About \d+\.\d\d% done; ETC: \d\d:\d\d \(\d+:\d\d:\d\d "
+                       r"remaining\)", l) for l in lines), "progress: estimate shown", lines)
+    check(not any(l.startswith("Stats:") for l in r.stderr.splitlines()),
+          "progress: nothing of it on stderr", r.stderr)
 
 
 def ordered_streaming():

@@ -110,9 +110,7 @@ def main():
         if server:
             server.kill()
             server.wait()
-        testkit.ns_delete(ns)
-        check(testkit.ns_gone(ns), "namespace %s deleted" % ns)
-        subprocess.run(["rm", "-rf", work])
+        testkit.ns_finish(ns, work)
     return testkit.summary()
 
 

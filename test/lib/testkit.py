@@ -19,6 +19,7 @@ A runner imports it with
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -176,6 +177,15 @@ def ns_delete(*names):
                     pass
             time.sleep(0.1)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def ns_finish(ns, work=None):
+    """End of a test's own namespace: deletes it (checked, so a leftover fails the test) and
+    its scratch directory `work`."""
+    ns_delete(ns)
+    check(ns_gone(ns), "namespace %s deleted" % ns)
+    if work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def ns_gone(*names):

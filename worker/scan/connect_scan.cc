@@ -1,11 +1,15 @@
 #include "worker/scan/connect_scan.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <asio.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
@@ -88,6 +92,31 @@ bool connected_to_itself(const asio::ip::tcp::socket& s) {
     return !a && !b && local == remote;
 }
 
+// Loopback, or an address of one of this machine's interfaces (read once).
+bool is_own_address(const asio::ip::address& a) {
+    if (a.is_loopback()) return true;
+    static const std::vector<asio::ip::address> own = [] {
+        std::vector<asio::ip::address> v;
+        ifaddrs* ifs = nullptr;
+        if (getifaddrs(&ifs) != 0) return v;
+        for (ifaddrs* i = ifs; i; i = i->ifa_next) {
+            if (!i->ifa_addr) continue;
+            if (i->ifa_addr->sa_family == AF_INET) {
+                asio::ip::address_v4::bytes_type b;
+                std::memcpy(b.data(), &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+                v.push_back(asio::ip::address_v4(b));
+            } else if (i->ifa_addr->sa_family == AF_INET6) {
+                asio::ip::address_v6::bytes_type b;
+                std::memcpy(b.data(), &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+                v.push_back(asio::ip::address_v6(b));
+            }
+        }
+        freeifaddrs(ifs);
+        return v;
+    }();
+    return std::find(own.begin(), own.end(), a) != own.end();
+}
+
 struct HostState;
 
 // One unit of queued work: a connect attempt to (host, port).
@@ -121,6 +150,7 @@ struct HostState : std::enable_shared_from_this<HostState> {
     bool started = false;  // first probe launched (host-timeout clock runs)
     // Discovery
     int discovery_pending = 0;
+    bool cap_warned = false;
     const char* down_reason = "no-response";
     // Port scan
     std::vector<common::PortResult> ports;
@@ -170,6 +200,16 @@ struct State : std::enable_shared_from_this<State> {
     bool congested = false;
     int answered = 0;  // probes answered (open or closed): a time-out among answers is a drop
     std::function<void(const std::string&)> trace;  // --packet-trace
+    std::function<void(const std::string&)> say;    // nmap's warnings on the terminal
+    bool probe_own = false;                         // discovery probes to our own addresses too
+    // nmap's "giving up on port" warning, once per host, when --max-retries set the cap.
+    void cap_warning(HostState& h) {
+        if (!opts.timing.max_retries_set || h.cap_warned || !say) return;
+        h.cap_warned = true;
+        say("Warning: " + h.result->address +
+            " giving up on port because retransmission cap hit (" +
+            std::to_string(opts.timing.max_retries) + ").");
+    }
     Clock::time_point born = Clock::now();
     int best_retry = 0;  // highest attempt number that was answered
 
@@ -266,9 +306,11 @@ void State::add_hosts(std::vector<common::HostResult>& results, std::function<vo
             finish_host(*h);
             continue;
         }
-        if (opts.skip_discovery) {
+        bool self = !probe_own && is_own_address(h->addr);
+        if (opts.skip_discovery || self) {
+            // As nmap: the machine's own addresses need no discovery probe.
             h->result->status = "up";
-            h->result->reason = "user-set";
+            h->result->reason = opts.skip_discovery ? "user-set" : "localhost-response";
             if (opts.ping_only)
                 finish_host(*h);
             else
@@ -425,6 +467,7 @@ void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec
             ++t.attempt;
             queue.push_back(t);
         } else {
+            cap_warning(h);
             record(h, t, v);
         }
         break;
@@ -565,8 +608,11 @@ ConnectScanner::ConnectScanner(asio::io_context& io, const common::ScanOptions& 
                                const common::Services& services,
                                std::function<void(const std::string&)> trace)
     : impl_(std::make_unique<Impl>(Impl{std::make_shared<State>(io, opts, services)})) {
+    impl_->state->say = trace;
     if (opts.packet_trace) impl_->state->trace = std::move(trace);
 }
+
+void ConnectScanner::set_probe_own_addresses(bool probe) { impl_->state->probe_own = probe; }
 
 ConnectScanner::~ConnectScanner() {
     if (impl_) impl_->state->shutdown();

@@ -29,6 +29,9 @@ public:
     // `done` runs on the io_context when every host is finished. `hosts` must stay alive
     // until then. Must be called from the thread running `io`.
     void start(std::vector<common::HostResult>& hosts, std::function<void()> done);
+    // As nmap, the machine's own addresses (loopback included) are up without a discovery
+    // probe ("localhost-response"); true sends the probes anyway (discovery tests on lo).
+    void set_probe_own_addresses(bool probe);
 
 private:
     struct Impl;

@@ -94,8 +94,9 @@ struct RawScanner::Impl {
         common::HostResult* r = nullptr;
         in_addr addr{}, src{};
         Capture* cap = nullptr;
-        bool arp = false;    // directly connected ethernet: discover by ARP
-        bool local = false;  // one of our own addresses: up without probing
+        bool arp = false;         // directly connected ethernet: discover by ARP
+        bool local = false;       // one of our own addresses: up without probing
+        bool cap_warned = false;  // "giving up on port" said
         bool up = false, finished = false;
         std::string mac;
         double srtt = 0, rttvar = 0;
@@ -127,6 +128,7 @@ struct RawScanner::Impl {
     Clock::time_point next_send{};                  // pacing
     Clock::time_point born = Clock::now();
     std::function<void(const std::string&)> trace;  // --packet-trace
+    std::function<void(const std::string&)> say;    // nmap's warnings on the terminal
 
     std::string elapsed() const {
         char b[32];
@@ -531,6 +533,12 @@ struct RawScanner::Impl {
                 h.r->reason = "no-response";
                 maybe_end_discovery();
             } else {
+                if (opts.timing.max_retries_set && !h.cap_warned && say) {
+                    h.cap_warned = true;  // nmap's warning, once per host
+                    say("Warning: " + h.r->address +
+                        " giving up on port because retransmission cap hit (" +
+                        std::to_string(opts.timing.max_retries) + ").");
+                }
                 settle(h, p.kind, p.port, p.kind == kTcp ? "filtered" : "open|filtered",
                        "no-response", 0);
             }
@@ -674,6 +682,7 @@ RawScanner::RawScanner(asio::io_context& io, const common::ScanOptions& opts,
                        const common::Services& services, RawPlan plan,
                        std::function<void(const std::string&)> trace)
     : impl_(std::make_unique<Impl>(io, opts, services, std::move(plan))) {
+    impl_->say = trace;
     if (opts.packet_trace) impl_->trace = std::move(trace);
 }
 

@@ -213,6 +213,7 @@ TEST_CASE("connect scan: 50 hosts with discovery through a small window") {
     auto opts = make_opts({open.port, closed.port}, /*pn=*/false);
     opts.timing.max_parallel_connects = 16;
     worker::ConnectScanner sc(io, opts, services());
+    sc.set_probe_own_addresses(true);
     std::vector<std::string> addrs;
     for (int i = 1; i <= 50; ++i)
         addrs.push_back("127.0.0." + std::to_string(i));
@@ -258,6 +259,18 @@ TEST_CASE("connect scan: one window slot, each port probed exactly once") {
     }
 }
 
+TEST_CASE("connect scan: our own addresses are up without a probe, as in nmap") {
+    asio::io_context io;
+    auto opts = make_opts({22}, /*pn=*/false);
+    opts.ping_only = true;
+    worker::ConnectScanner sc(io, opts, services());
+    auto hosts = make_hosts({"127.0.0.79"});
+    REQUIRE(run_scan(io, sc, hosts));
+    CHECK(hosts[0].status == "up");
+    CHECK(hosts[0].reason == "localhost-response");
+    CHECK(hosts[0].srtt == 0);  // nothing was sent: "Host is up." without a latency
+}
+
 TEST_CASE("connect scan: discovery, -Pn and -sn") {
     const std::string addr = "127.0.0.77";
     bool refuses = port_refuses(addr, 80) && port_refuses(addr, 443);
@@ -267,6 +280,7 @@ TEST_CASE("connect scan: discovery, -Pn and -sn") {
         auto opts = make_opts({22, 80}, /*pn=*/false);
         opts.ping_only = true;
         worker::ConnectScanner sc(io, opts, services());
+        sc.set_probe_own_addresses(true);
         auto hosts = make_hosts({addr});
         REQUIRE(run_scan(io, sc, hosts));
         CHECK(hosts[0].status == "up");
@@ -278,6 +292,7 @@ TEST_CASE("connect scan: discovery, -Pn and -sn") {
         auto opts = make_opts({22}, /*pn=*/true);
         opts.ping_only = true;
         worker::ConnectScanner sc(io, opts, services());
+        sc.set_probe_own_addresses(true);
         auto hosts = make_hosts({addr, "127.0.0.78"});
         REQUIRE(run_scan(io, sc, hosts));
         for (auto& h : hosts) {
@@ -291,6 +306,7 @@ TEST_CASE("connect scan: discovery, -Pn and -sn") {
         ClosedPort closed(io, "0.0.0.0");
         auto opts = make_opts({closed.port}, /*pn=*/true);
         worker::ConnectScanner sc(io, opts, services());
+        sc.set_probe_own_addresses(true);
         auto hosts = make_hosts({addr});
         REQUIRE(run_scan(io, sc, hosts));
         CHECK(hosts[0].reason == "user-set");
@@ -466,6 +482,7 @@ TEST_CASE("connect scan: silent host is down (network namespace)") {
             opts.timing.connect_timeout = 0.2;
             opts.timing.max_retries = 1;
             worker::ConnectScanner sc(io, opts, services());
+            sc.set_probe_own_addresses(true);
             auto hosts = make_hosts({"127.0.0.1"});
             auto t0 = Clock::now();
             // CHECK, not REQUIRE: we must get back to our namespace either way.
