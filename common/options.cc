@@ -9,6 +9,8 @@
 #include <functional>
 #include <map>
 
+#include "common/targets.h"
+
 namespace common {
 
 namespace {
@@ -482,12 +484,15 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         }
         if (a.rfind("-T", 0) == 0) {
             std::string v = a.substr(2);
-            if (v.empty())  // "-T 4"
+            std::string given = a;
+            if (v.empty()) {  // "-T 4"
                 if (auto st = next_value("-T", v); !st) return st;
+                given = "-T " + v;
+            }
             int lvl = timing_level(v);
             if (lvl < 0)
                 return Status::error(
-                    "Unknown timing mode (-T argument '" + v +
+                    "Unknown timing mode (-T argument '" + given +
                     "').  Use either \"Paranoid\", \"Sneaky\", \"Polite\", \"Normal\", "
                     "\"Aggressive\", \"Insane\" or a number from 0 (Paranoid) to 5 (Insane)");
             apply_timing(o.timing, lvl);
@@ -634,8 +639,13 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         o.timing.scan_delay = std::min(o.timing.scan_delay, o.timing.max_scan_delay);
     if (o.timing.min_parallelism > o.timing.max_parallel_connects)
         o.timing.max_parallel_connects = o.timing.min_parallelism;
-    if (!o.packet.decoys.empty())
-        o.warnings.push_back("WARNING: -D ignored: decoy scans are not supported by nsefleet.");
+    if (!o.packet.decoys.empty()) {
+        if (auto d = parse_decoys(o.packet.decoys); !d) return d.status();
+        if (connect_given || o.unprivileged)  // connect() cannot spoof, as in nmap
+            o.warnings.push_back(
+                "WARNING: -D applies to raw scans (-sS, -sU) only; this "
+                "connect scan sends no decoy.");
+    }
     if (!o.packet.spoof_mac.empty())
         o.warnings.push_back(
             "WARNING: --spoof-mac ignored: nsefleet sends IP packets, not Ethernet frames.");
@@ -732,7 +742,8 @@ FIREWALL/IDS EVASION AND SPOOFING (raw scans):
   --data-length <num>: Append random data to sent packets
   --ttl <val>: Set IP time-to-live field
   --badsum: Send packets with a bogus TCP/UDP/ICMP checksum
-  -D, --spoof-mac: accepted with a warning; not supported (nothing is sent differently)
+  -D <decoy1,decoy2[,ME],...>: Cloak a raw scan with decoys (IPv4, ME, RND[:N])
+  --spoof-mac: accepted with a warning; not supported (nothing is sent differently)
 OUTPUT:
   -oN/-oX/-oG/-oJ/-oS <file>: Output scan in normal, XML, grepable, JSON or
      "script kiddie" (written as normal) format to the given filename ('-' = stdout)

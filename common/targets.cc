@@ -110,6 +110,39 @@ std::vector<std::string> random_public_ipv4(int n) {
     return out;
 }
 
+Result<std::vector<std::string>> parse_decoys(const std::string& spec) {
+    std::vector<std::string> out;
+    bool me = false;
+    std::stringstream ss(spec);
+    for (std::string item; std::getline(ss, item, ',');) {
+        if (item == "ME") {
+            if (me) return Status::error("-D: ME given twice in '" + spec + "'");
+            me = true;
+            out.push_back(item);
+        } else if (item.rfind("RND", 0) == 0) {
+            int n = 1;
+            if (item.size() > 3) {
+                if (item[3] != ':' || item.size() == 4 ||
+                    item.find_first_not_of("0123456789", 4) != std::string::npos ||
+                    item.size() > 8 || (n = std::stoi(item.substr(4))) < 1 || n > 128)
+                    return Status::error("-D: bad decoy '" + item + "' (RND or RND:1..128)");
+            }
+            auto r = random_public_ipv4(n);
+            out.insert(out.end(), r.begin(), r.end());
+        } else {
+            in_addr a{};
+            if (inet_pton(AF_INET, item.c_str(), &a) != 1)
+                return Status::error("-D: bad decoy '" + item +
+                                     "' (an IPv4 address, ME or RND[:N])");
+            out.push_back(item);
+        }
+    }
+    if (out.empty() || (out.size() == 1 && me))
+        return Status::error("-D: no decoy in '" + spec + "'");
+    if (out.size() > 128) return Status::error("-D: more than 128 decoys in '" + spec + "'");
+    return out;
+}
+
 namespace {
 
 // Resolves a host name to its first address of the wanted family.

@@ -82,6 +82,10 @@ bool unresolved_name(const Status& st);
 // link-local, documentation, multicast, reserved), as nmap's -iR picks them.
 std::vector<std::string> random_public_ipv4(int n);
 
+// nmap's -D list ("198.51.100.7,ME,RND:3"): IPv4 addresses, "ME" (at most once) and RND[:N]
+// expanded to random public addresses. Errors name the bad item.
+Result<std::vector<std::string>> parse_decoys(const std::string& spec);
+
 std::string format_v4(std::uint32_t a);
 std::string format_v6(const std::array<std::uint8_t, 16>& a);
 

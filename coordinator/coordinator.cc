@@ -226,8 +226,9 @@ common::Status Coordinator::load_or_init_options() {
     }
     for (const auto& w : opts_.warnings)
         std::fprintf(stderr, "%s\n", w.c_str());
-    if (opts_.default_scan && !opts_.ipv6 && !opts_.ping_only && !opts_.list_scan &&
-        !opts_.unprivileged && (opts_.privileged || packet::raw_privileged())) {
+    // -sn too, unless -Pn leaves it nothing to send: nmap's root discovery is raw.
+    if (opts_.default_scan && !opts_.ipv6 && !(opts_.ping_only && opts_.skip_discovery) &&
+        !opts_.list_scan && !opts_.unprivileged && (opts_.privileged || packet::raw_privileged())) {
         opts_.syn_scan = true;
         opts_.connect_scan = false;
     }

@@ -167,8 +167,8 @@ TEST_CASE("timing templates") {
     CHECK(e5.script_timeout == doctest::Approx(10));
     CHECK(e5.host_timeout == doctest::Approx(20));
     CHECK(ok({"-T4", "t"}).script_timeout == 0);
-    err({"t", "-T9"}, "'9'");
-    err({"t", "-Tfast"}, "'fast'");
+    err({"t", "-T9"}, "'-T9'");
+    err({"t", "-Tfast"}, "'-Tfast'");
     err({"t", "-T"}, "-T");
 }
 
@@ -380,8 +380,12 @@ TEST_CASE("list scan, random targets, output and packet options") {
     err({"--data-length", "70000", "x"}, "data-length");
     err({"--source-port", "65536", "x"}, "source-port");
     // Options without machinery here warn, never silently.
-    auto w = ok({"-O", "--traceroute", "-D", "RND:3", "--spoof-mac", "0", "x"});
-    CHECK(w.warnings.size() == 4);
+    auto w = ok({"-O", "--traceroute", "-sT", "-D", "RND:3", "--spoof-mac", "0", "x"});
+    CHECK(w.warnings.size() == 4);  // -D: a connect scan sends no decoy
+    CHECK(ok({"-sS", "-D", "198.51.100.7,ME,RND:2", "x"}).warnings.empty());
+    err({"-D", "ME", "x"}, "-D");
+    err({"-D", "198.51.100.7,nope", "x"}, "'nope'");
+    err({"-D", "RND:0", "x"}, "'RND:0'");
     for (const auto& m : w.warnings)
         CHECK(m.rfind("WARNING: ", 0) == 0);
     auto a = ok({"--noninteractive", "--privileged", "-r", "x"});

@@ -3,7 +3,7 @@
 
 Inside a network namespace this test creates (only `lo`, no route off the machine) with the
 service lab running in it, `nsefleet scan --script all` runs against 127.0.0.1 and the lab's
-ports at -dd, so the driver prints "NSE: Loaded N scripts" and one "NSE: rule <id> ..." line
+ports at -dd, so the driver prints "NSE: Loaded N scripts" (stdout) and one "NSE: rule <id> ..." line
 per evaluated rule. Every category runs, broadcast/dos/brute/external included, and only
 there. Checks:
   - the namespace really has only loopback (no other link, no route but local ones);
@@ -228,7 +228,8 @@ def main():
     check(ok, "nsefleet XML is complete", why)
 
     # Loading.
-    counts = [int(m.group(1)) for m in map(LOADED.match, err_lines) if m]
+    # "NSE: Loaded N scripts" is on stdout, as nmap prints it.
+    counts = [int(m.group(1)) for m in map(LOADED.match, out_lines + err_lines) if m]
     fl_failed_load = sorted({os.path.basename(m.group(1))[:-4]
                              for m in map(FAILED_LOAD.match, err_lines) if m})
     n_loaded = max(counts) if counts else 0

@@ -65,6 +65,7 @@ TABLE = [
     ("syn-ttl", "-sS -Pn -n -p 80,81 --ttl 33 " + H % 39),
     ("syn-badsum", "-sS -Pn -n -p 80 --badsum --max-retries 0 " + H % 40),
     ("syn-fragments", "-sS -Pn -n -p 80,81 -f " + H % 41),
+    ("syn-decoys", "-sS -Pn -n -p 80,81 -D 198.51.100.7,ME,198.51.100.8 " + H % 62),
     ("ping-PS", "-sS -n -PS80 -p 22 " + H % 42),
     ("ping-PE", "-sS -n -PE -p 22 " + H % 43),
     ("ping-PA-PP", "-sS -n -PA443 -PP -p 22 " + H % 44),
@@ -227,6 +228,15 @@ def inner(binary):
             check(False, "%s: nsefleet scan %s differs from nmap in %s" % (name, argv, sorted(diffs)),
                   "\n".join("%s: %s" % kv for kv in diffs.items())[:3000])
     print("%d/%d command lines equal" % (equal, len(TABLE)), flush=True)
+    # -D sends every probe from each decoy too (the lab has no route back to them).
+    r = subprocess.run(argv0["nsefleet"] + shlex.split("-sS -Pn -n -p 80 --packet-trace -D "
+                                                       "198.51.100.7,ME " + H % 63),
+                       capture_output=True, text=True, timeout=120)
+    sent = re.findall(r"^SENT \([\d.]+s\) TCP (\S+):\d+ > " + re.escape(H % 63) + r":80 S ",
+                      r.stdout, re.M)
+    check(r.returncode == 0 and "198.51.100.7" in sent and len(set(sent)) == 2,
+          "-D: the SYN to 80 leaves from the decoy and from us (%s)" % sorted(set(sent)),
+          r.stdout[-600:])
     check(len(TABLE) >= 40, "the table has at least 40 command lines (%d)" % len(TABLE))
     subprocess.run(["rm", "-rf", work])
 

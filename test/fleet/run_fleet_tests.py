@@ -477,8 +477,10 @@ def real_workers(binary, work, Coord, hosts_of_xml, mask):
     ps[0].send_signal(signal.SIGKILL)
     rc = c.wait(120)
     stop(ps)
-    check(rc == 0 and hosts_of_xml(out) == hosts_of_xml(ref),
-          "real workers: kill -9 of a worker mid-scan, every host exactly once")
+    got, want = hosts_of_xml(out), hosts_of_xml(ref)
+    check(rc == 0 and got == want,
+          "real workers: kill -9 of a worker mid-scan, every host exactly once (rc=%s, %d of %d "
+          "hosts)" % (rc, len(got), len(want)), c.stderr()[-1500:] if rc != 0 else "")
 
 
 if __name__ == "__main__":

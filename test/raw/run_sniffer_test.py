@@ -5,7 +5,7 @@
 
 Two namespaces joined by a veth pair: scanner 198.51.100.1/24, target 198.51.100.2/24 (IPv6
 off, no default route; deleted at the end). For each target setting below, `nmap -sn -n
---script sniffer-detect` and `nsefleet scan -sS -sn -n --script sniffer-detect` run from the
+--script sniffer-detect` and `nsefleet scan -sn -n --script sniffer-detect` run from the
 scanner and their script outputs must match (test/conformance/compare.py):
   promisc off / promisc on   `ip link set dev X promisc on|off` on the target's interface
   nic-filter                 an nftables netdev ingress filter on the target drops six of the
@@ -115,7 +115,7 @@ def main():
             check(("PROMISC" in flags) == (promisc == "on"), f"{name}: target promisc {promisc}")
             nm_xml, nm_err, nm_frames = scan(["nmap", "-sn", "-n", "--script", "sniffer-detect"])
             # -sS selects the raw discovery that fills host.mac_addr and friends.
-            us_xml, us_err, us_frames = scan([binary, "scan", "-sS", "-sn", "-n",
+            us_xml, us_err, us_frames = scan([binary, "scan", "-sn", "-n",
                                               "--script", "sniffer-detect"])
             nm_out, us_out = script_outputs(nm_xml), script_outputs(us_xml)
             seen[name] = nm_out
@@ -145,7 +145,7 @@ def main():
         nx(NS_T, "ip", "addr", "add", TARGET2 + "/24", "dev", VT)
         mac = nx(NS_T, "cat", f"/sys/class/net/{VT}/address").stdout.strip().lower().replace(":", "")
         macs = {}
-        for who, cmd in (("nmap", ["nmap", "-sn", "-n"]), ("nsefleet", [binary, "scan", "-sS", "-sn", "-n"])):
+        for who, cmd in (("nmap", ["nmap", "-sn", "-n"]), ("nsefleet", [binary, "scan", "-sn", "-n"])):
             r = nx(NS_S, *cmd, "--max-hostgroup", "1", "--script", MAC_SCRIPT, "-oX", "-",
                    TARGET, TARGET2, check=False, timeout=120)
             try:

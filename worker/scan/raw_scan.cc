@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -20,6 +21,7 @@
 #include "common/packet/capture.h"
 #include "common/packet/interface.h"
 #include "common/packet/link_layer.h"
+#include "common/targets.h"
 #include "worker/route.h"
 #include "worker/scan/packet_builder.h"
 #include "worker/scan/payloads.h"
@@ -402,12 +404,46 @@ struct RawScanner::Impl {
         return d;
     }
 
+    // -D: the sources every probe goes out from, in order; nullopt is our own address.
+    std::vector<std::optional<in_addr>> sources{std::nullopt};
+
+    common::Status plan_decoys() {
+        if (opts.packet.decoys.empty()) return common::Status::ok();
+        auto list = common::parse_decoys(opts.packet.decoys);
+        if (!list) return list.status();
+        sources.clear();
+        bool me = false;
+        for (const auto& d : *list) {
+            if (d == "ME") {
+                me = true;
+                sources.emplace_back(std::nullopt);
+                continue;
+            }
+            in_addr a{};
+            inet_pton(AF_INET, d.c_str(), &a);
+            sources.emplace_back(a);
+        }
+        if (!me) {  // as nmap: our own probe at a random place among the decoys
+            std::uniform_int_distribution<std::size_t> at(0, sources.size());
+            sources.insert(sources.begin() + static_cast<std::ptrdiff_t>(at(data_rng)),
+                           std::nullopt);
+        }
+        return common::Status::ok();
+    }
+
     bool send_ip(const Host& h, std::uint8_t proto, std::vector<std::uint8_t> l4) {
         if (opts.packet.data_length > 0 && proto != IPPROTO_UDP) {
             auto d = random_data();
             l4.insert(l4.end(), d.begin(), d.end());
         }
-        auto pkt = ipv4_packet(h.src, h.addr, proto, std::move(l4), ip_id++);
+        bool ok = true;
+        for (const auto& src : sources)
+            ok = send_from(h, src ? *src : h.src, proto, l4) && ok;
+        return ok;
+    }
+
+    bool send_from(const Host& h, in_addr src, std::uint8_t proto, std::vector<std::uint8_t> l4) {
+        auto pkt = ipv4_packet(src, h.addr, proto, std::move(l4), ip_id++);
         if (opts.packet.ttl >= 0 || opts.packet.badsum)
             rewrite_ipv4(pkt, opts.packet.ttl, opts.packet.badsum);
         if (trace) trace("SENT (" + elapsed() + "s) " + describe_ipv4(pkt.data(), pkt.size()));
@@ -631,6 +667,7 @@ struct RawScanner::Impl {
             return common::Status::error("-e " + opts.iface + ": " + std::strerror(errno));
         int buf = 8 << 20;
         setsockopt(raw_fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+        if (auto st = plan_decoys(); !st) return st;
         if (!plan.udp.empty()) {
             common::DataFiles df(opts.datadir);
             if (auto path = df.find_file("nmap-payloads")) payloads = load_udp_payloads(*path);
