@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -562,6 +563,14 @@ unsigned short check_port(lua_State* L, int idx, std::string* proto) {
     return static_cast<unsigned short>(n);
 }
 
+// Ports on which some server greeted (sent first) in this engine: only a wait for a
+// greeting that such services give is extended under congestion, not one on a port whose
+// services never greet (HTTP, Redis), where waiting longer only costs time. Per engine thread.
+std::unordered_set<std::uint16_t>& greeting_ports() {
+    thread_local std::unordered_set<std::uint16_t> ports;
+    return ports;
+}
+
 // ---- connect ----
 
 enum class How { tcp, udp, ssl };
@@ -815,6 +824,8 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
             op->data.append(op->chunk.data(), len);
             if (len > 0 && c->bytes_in == 0 && !c->is_udp && !c->ssl && !c->wrote &&
                 c->tcp_up > 0) {
+                std::error_code ignored;
+                greeting_ports().insert(c->tcp_sock.remote_endpoint(ignored).port());
                 // A greeting (banner) the server sent by itself: how long a fork-per-connection
                 // daemon takes to greet is how loaded it is.
                 double now = rt->steady_now();
@@ -863,7 +874,9 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
         // Waiting for a greeting on a fresh connection while servers are congested: the
         // server accepted but is too loaded to greet yet. One more time-out on the same
         // connection (nothing is resent) rather than a lost result.
+        std::error_code ignored;
         if (!o.extended && !c->is_udp && !c->wrote && c->bytes_in == 0 && o.data.empty() &&
+            greeting_ports().count(c->tcp_sock.remote_endpoint(ignored).port()) > 0 &&
             rt->governor().congested(rt->steady_now())) {
             o.extended = true;
             rt->governor().note_retry();
