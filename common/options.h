@@ -1,5 +1,6 @@
 #pragma once
 // Everything the command line can say about a scan (nmap's flags and meanings).
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,6 +30,11 @@ struct TimingProfile {
     double max_rate = 0;            // probes per second never to exceed (0 = no limit)
     int min_parallelism = 0;        // probes in flight kept at least (0 = adaptive)
     bool max_retries_set = false;   // --max-retries given: hitting the cap is worth a warning
+
+    // --scan-delay and --max-rate together: the least time between two probes (seconds).
+    double probe_interval() const {
+        return std::max(scan_delay, max_rate > 0 ? 1.0 / max_rate : 0.0);
+    }
 };
 
 // Host discovery probes (-PS/-PA/-PU/-PE/-PP/-PM/-PR). Empty: nmap's default set.

@@ -398,16 +398,13 @@ void Coordinator::write_ordered(bool everything) {
 // nmap's -v lines around the pre- and post-scan script phases.
 void Coordinator::phase_line(wire::Phase p) {
     if (!cfg_.quiet || (opts_.verbosity == 0 && opts_.debugging == 0)) return;
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char hm[16];
-    std::strftime(hm, sizeof hm, "%H:%M", &tm);
+    std::string hm = common::local_time_text(epoch_now(), "%H:%M");
     // Both lines once the phase is done: the worker's "NSE: Loaded" line comes first.
     std::printf(
         "NSE: Script %s-scanning.\nInitiating NSE at %s\nCompleted NSE at %s, %.2fs "
         "elapsed\n",
-        p == wire::Phase::Prerule ? "Pre" : "Post", hm, hm, epoch_now() - phase_started_);
+        p == wire::Phase::Prerule ? "Pre" : "Post", hm.c_str(), hm.c_str(),
+        epoch_now() - phase_started_);
     std::fflush(stdout);
 }
 
@@ -741,14 +738,10 @@ void Coordinator::progress(double now) {
                       run_.hosts_up, static_cast<unsigned long long>(total - done));
         line = buf;
         if (frac > 0 && targets_done) {
-            std::time_t etc = static_cast<std::time_t>(start_ + elapsed / frac);
-            std::tm tm{};
-            localtime_r(&etc, &tm);
-            char when[32];
-            std::strftime(when, sizeof when, "%H:%M", &tm);
+            std::string when = common::local_time_text(start_ + elapsed / frac, "%H:%M");
             std::snprintf(buf, sizeof buf,
                           "NSE Timing: About %.2f%% done; ETC: %s (%ld:%02ld:%02ld remaining)\n",
-                          frac * 100, when, std::lround(elapsed / frac - elapsed) / 3600,
+                          frac * 100, when.c_str(), std::lround(elapsed / frac - elapsed) / 3600,
                           std::lround(elapsed / frac - elapsed) / 60 % 60,
                           std::lround(elapsed / frac - elapsed) % 60);
             line += buf;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <set>
 
+#include "common/clock.h"
 #include "common/datafiles.h"
 #include "common/packet/privilege.h"
 #include "worker/route.h"
@@ -30,15 +31,6 @@ void run_to_end(asio::io_context& io, Start start) {
         io.run_one();
 }
 
-std::string clock_hm() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char b[16];
-    std::strftime(b, sizeof b, "%H:%M", &tm);
-    return b;
-}
-
 // nmap's -v phase lines: "Initiating Connect Scan at 10:02" ... "Completed Connect Scan at
 // 10:02, 0.05s elapsed (3 total ports)".
 class PhaseLog {
@@ -48,14 +40,15 @@ public:
     void begin(const std::string& what) {
         what_ = what;
         t0_ = std::chrono::steady_clock::now();
-        say("Initiating " + what + " at " + clock_hm());
+        say("Initiating " + what + " at " + common::local_time_text(common::epoch_now(), "%H:%M"));
     }
     void end(const std::string& tail = "") {
         char b[32];
         std::snprintf(
             b, sizeof b, "%.2fs",
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
-        say("Completed " + what_ + " at " + clock_hm() + ", " + b + " elapsed" + tail);
+        say("Completed " + what_ + " at " + common::local_time_text(common::epoch_now(), "%H:%M") +
+            ", " + b + " elapsed" + tail);
     }
     void say(const std::string& line) const {
         if (on_) out_(line + "\n");

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <ctime>
 
+#include "common/clock.h"
 #include "coordinator/output/escape.h"
 #include "coordinator/output/writers.h"
 
@@ -183,13 +184,9 @@ public:
         if (h.srtt > 0) out += " (" + two_sig_digits(h.srtt) + "s latency)";
         out += ".\n";
         if (opt_.scanned_at && h.start_time > 0) {
-            std::time_t t = static_cast<std::time_t>(h.start_time);
-            std::tm tm{};
-            localtime_r(&t, &tm);
-            char when[64];
-            std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", &tm);
-            out += "Scanned at " + std::string(when) + " for " +
-                   std::to_string(std::lround(std::max(0.0, h.end_time - h.start_time))) + "s\n";
+            out += "Scanned at " + common::local_time_text(h.start_time, "%Y-%m-%d %H:%M:%S %Z") +
+                   " for " + std::to_string(std::lround(std::max(0.0, h.end_time - h.start_time))) +
+                   "s\n";
         }
         if (h.timed_out) {
             out_.write(out + "Skipping host " + name + " due to host timeout\n");

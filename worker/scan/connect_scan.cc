@@ -220,11 +220,6 @@ struct State : std::enable_shared_from_this<State> {
         int f = std::max(opts.timing.min_parallelism, static_cast<int>(std::ceil(by_rate)));
         return std::min(f, std::max(1, opts.timing.max_parallel_connects));
     }
-    // --scan-delay and --max-rate: the least time between two probes.
-    double pace() const {
-        double by_rate = opts.timing.max_rate > 0 ? 1.0 / opts.timing.max_rate : 0.0;
-        return std::max(opts.timing.scan_delay, by_rate);
-    }
     // The TCP ports connect() discovery tries (-PS/-PA ports; else nmap's 80 and 443).
     std::vector<std::uint16_t> discovery_ports() const {
         std::vector<std::uint16_t> out;
@@ -335,7 +330,7 @@ void State::pump() {
             queue.pop_front();
             continue;
         }
-        if (pace() > 0) {
+        if (opts.timing.probe_interval() > 0) {
             auto now = Clock::now();
             if (now < next_launch) {
                 if (!pace_armed) {
@@ -348,7 +343,7 @@ void State::pump() {
                 }
                 return;
             }
-            next_launch = now + seconds(pace());
+            next_launch = now + seconds(opts.timing.probe_interval());
         }
         queue.pop_front();
         launch(t);

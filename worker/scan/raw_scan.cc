@@ -512,21 +512,15 @@ struct RawScanner::Impl {
         return send_discovery(h, p);
     }
 
-    // --scan-delay / --max-rate: the least time between two probes (the 5 ms tick paces
-    // them; below that, a probe per tick at most).
-    double pace() const {
-        double by_rate = opts.timing.max_rate > 0 ? 1.0 / opts.timing.max_rate : 0.0;
-        return std::max(opts.timing.scan_delay, by_rate);
-    }
-
     void pump() {
         if (finished) return;
         auto now = Clock::now();
         while (!queue.empty() && inflight.size() < window) {
-            if (pace() > 0) {
+            // --scan-delay / --max-rate (the 5 ms tick paces: below that, a probe per tick).
+            if (double gap = opts.timing.probe_interval(); gap > 0) {
                 if (now < next_send) return;
                 next_send = now + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(pace()));
+                                      std::chrono::duration<double>(gap));
             }
             Probe p = queue.front();
             Host& h = hosts[p.host];
