@@ -120,8 +120,8 @@ std::vector<RegistryTree::Change> LocalSharedState::registry_merge_tracked(
     // A delta is a table: nothing else may replace the registry. An empty one changes nothing.
     if (!delta.is_table() || delta.table().entries.empty()) return {};
     std::lock_guard lk(mu_);
-    auto changes = registry_.apply(delta);
-    log_.push_back({++version_, engine, delta});
+    auto changes = registry_.apply(delta, ++version_);
+    log_.push_back({version_, engine, delta});
     if (log_.size() > kLogEntries) log_.pop_front();
     return changes;
 }
@@ -140,8 +140,14 @@ RegistryChanges LocalSharedState::registry_changes(std::uint64_t since, std::uin
     }
     auto it = std::partition_point(log_.begin(), log_.end(),
                                    [&](const Published& p) { return p.version <= since; });
-    for (; it != log_.end(); ++it)
-        if (it->engine != engine) c.deltas.push_back(it->delta);
+    // Each as far as it is still current: a key written again later (by this engine too)
+    // keeps the later value, so every engine converges on the merged registry (the
+    // coordinator's arrival order decides between concurrent writes).
+    for (; it != log_.end(); ++it) {
+        if (it->engine == engine) continue;
+        auto part = registry_.current_part(it->delta, it->version);
+        if (!part.table().entries.empty()) c.deltas.push_back(std::move(part));
+    }
     return c;
 }
 

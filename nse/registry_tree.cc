@@ -9,6 +9,7 @@ struct RegistryTree::Node {
     bool is_table = false;
     common::Value scalar;     // when !is_table
     std::uint64_t order = 0;  // insertion order among its siblings
+    std::uint64_t stamp = 0;  // version of the merge that last set this node whole
     std::map<Key, std::unique_ptr<Node>> kids;
     long long border = 0;  // items 1..border present (sequence_length)
 };
@@ -71,16 +72,62 @@ RegistryTree::~RegistryTree() = default;
 RegistryTree::RegistryTree(RegistryTree&&) noexcept = default;
 RegistryTree& RegistryTree::operator=(RegistryTree&&) noexcept = default;
 
-std::vector<RegistryTree::Change> RegistryTree::apply(const common::Value& delta) {
+std::vector<RegistryTree::Change> RegistryTree::apply(const common::Value& delta,
+                                                      std::uint64_t stamp) {
     std::vector<Change> out;
     if (!delta.is_table()) return out;
     Path path;
-    apply_into(*root_, delta.table(), path, out);
+    apply_into(*root_, delta.table(), path, out, stamp);
+    return out;
+}
+
+namespace {
+
+// current_part for one table level: `node` is the table the delta applied to (nullptr: it
+// is gone, or was replaced after `stamp`).
+common::Table current_of(const Node* node, const common::Table& delta, std::uint64_t stamp) {
+    common::Table out;
+    for (const auto& e : delta.entries) {
+        const bool append = e.indexed && e.key.empty();
+        if (append) {
+            // The table it went into is still the one it went into: the item stays.
+            if (node) out.entries.push_back(e);
+            continue;
+        }
+        const Node* kid = nullptr;
+        if (node)
+            if (auto it = node->kids.find({e.indexed, e.key}); it != node->kids.end())
+                kid = it->second.get();
+        if (e.value.is_nil()) {
+            // A removal stands unless the key was set again later.
+            if (!kid || kid->stamp <= stamp) out.entries.push_back(e);
+            continue;
+        }
+        if (!node || !kid || kid->stamp > stamp) continue;  // overwritten or removed since
+        if (!e.value.is_table()) {
+            out.entries.push_back(e);
+            continue;
+        }
+        if (!kid->is_table) continue;
+        common::Entry part{e.indexed, e.key, {}};
+        part.value.v = current_of(kid, e.value.table(), stamp);
+        // A table the delta created stays even when all of its entries were overwritten.
+        if (!part.value.table().entries.empty() || kid->stamp == stamp)
+            out.entries.push_back(std::move(part));
+    }
+    return out;
+}
+
+}  // namespace
+
+common::Value RegistryTree::current_part(const common::Value& delta, std::uint64_t stamp) const {
+    common::Value out;
+    out.v = delta.is_table() ? current_of(root_.get(), delta.table(), stamp) : common::Table{};
     return out;
 }
 
 void RegistryTree::apply_into(Node& dst, const common::Table& delta, Path& path,
-                              std::vector<Change>& out) {
+                              std::vector<Change>& out, std::uint64_t stamp) {
     // Sets dst[k] to a non-nil value, recording what changed.
     auto put = [&](const Key& k, const common::Value& value) {
         auto& slot = dst.kids[k];
@@ -95,10 +142,12 @@ void RegistryTree::apply_into(Node& dst, const common::Table& delta, Path& path,
             if (!n.is_table) {
                 n.is_table = true;
                 n.scalar = {};
+                n.stamp = stamp;
                 out.push_back({Change::table, path, {}, false});
             }
-            apply_into(n, value.table(), path, out);
+            apply_into(n, value.table(), path, out, stamp);
         } else {
+            n.stamp = stamp;
             bool was_table = n.is_table;
             if (was_table) {
                 size_ -= count_below(n);

@@ -35,8 +35,16 @@ public:
     RegistryTree& operator=(RegistryTree&&) noexcept;
 
     // Applies `delta` (a table; anything else changes nothing); appends take the next free
-    // positions. Returns the changes, in order.
-    std::vector<Change> apply(const common::Value& delta);
+    // positions. `stamp` (the merge's version, increasing) marks every node the delta sets
+    // whole: a scalar written, a table created or put over a scalar. Returns the changes, in
+    // order.
+    std::vector<Change> apply(const common::Value& delta, std::uint64_t stamp = 0);
+    // What is still current of `delta`, applied earlier with `stamp`: its entries minus those
+    // a later merge overwrote (a node, or a table above it, set again with a higher stamp, or
+    // gone). An engine that published a later write itself must not take the older one back:
+    // applying the results of every delta since its version, in order, leaves it with the
+    // merged registry's values.
+    common::Value current_part(const common::Value& delta, std::uint64_t stamp) const;
     // Sets one path (restoring from a store): a table, or a scalar. Missing parents become
     // tables. false (nothing set) for an empty path or a parent that is a scalar.
     bool set(const Path& path, const common::Value* scalar);
@@ -48,7 +56,8 @@ public:
     struct Node;  // defined in registry_tree.cc
 
 private:
-    void apply_into(Node& dst, const common::Table& delta, Path& path, std::vector<Change>& out);
+    void apply_into(Node& dst, const common::Table& delta, Path& path, std::vector<Change>& out,
+                    std::uint64_t stamp);
     std::unique_ptr<Node> root_;
     std::uint64_t order_ = 0;  // insertion counter (snapshot order)
     std::size_t size_ = 0;
