@@ -427,14 +427,6 @@ void Coordinator::start_phase(wire::Phase p) {
     wire::RunPhase rp;
     rp.phase_id = phase_->id;
     rp.phase = p;
-    rp.registry = shared_->snapshot();
-    // A frame over the worker's cap would cost the connection (and every message queued on
-    // it): the phase then runs without the shared registry, and says so.
-    if (wire::encode(rp).size() > wire::kDefaultMaxMessageBytes) {
-        warn("the registry is too large for one message; the " +
-             std::string(p == wire::Phase::Prerule ? "prerule" : "postrule") + " runs without it");
-        rp.registry = {};
-    }
     send(best->peer, rp);
     log(std::string(p == wire::Phase::Prerule ? "prerule" : "postrule") + " sent to worker " +
         std::to_string(best->id) + " (" + best->name + ")");

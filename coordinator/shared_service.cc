@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "common/wire/codec.h"
+#include "common/wire/registry_parts.h"
 
 namespace coordinator {
 
@@ -91,7 +92,7 @@ std::string SharedService::refusal(std::uint64_t worker, std::uint32_t engines,
     bool ownerless = op.op == K::MutexOwner || op.op == K::CondSignal ||
                      op.op == K::CondBroadcast || op.op == K::TargetCounts;
     if (ownerless) return "";
-    std::uint64_t n = wire::engine_index(op.who.engine);
+    std::uint64_t n = wire::engine_index(op.who.engine) & ~wire::kVersionTwin;
     if (wire::worker_of_engine(op.who.engine) != worker || n == 0 || n > engines)
         return "engine " + std::to_string(op.who.engine) + " is not one of this worker's";
     return "";
@@ -218,27 +219,50 @@ common::Status SharedService::handle(std::uint64_t worker, const wire::SharedOp&
     case K::TargetCounts:  // answered by the coordinator, which holds the added targets
         reply.ok = false;
         break;
-    case K::RegistryChanges: {
-        auto c = shared_.registry_changes(m.since, who.engine);
-        reply.version = c.version;
-        reply.snapshot = c.snapshot;
-        reply.value = std::move(c.full);
-        reply.deltas = std::move(c.deltas);
-        reply.ok = true;
-        // Too large for one message (a frame over the worker's cap would cost the
-        // connection): refused, with the version, so the engine goes on from here. Most
-        // answers (every lock acquisition asks) carry nothing and are not encoded twice.
-        bool carries = reply.snapshot || !reply.deltas.empty();
-        if (carries && wire::encode(reply).size() > wire::kDefaultMaxMessageBytes) {
-            reply.ok = false;
-            reply.value = {};
-            reply.deltas.clear();
-        }
-        break;
-    }
+    case K::RegistryChanges: registry_changes(m, reply); break;
     }
     send_(worker, reply);
     return common::Status::ok();
+}
+
+void SharedService::registry_changes(const wire::SharedOp& m, wire::SharedReply& reply) {
+    const std::uint64_t engine = m.who.engine;
+    if (m.part > 0) {
+        auto it = parts_.find(engine);
+        if (it == parts_.end() || m.part >= it->second.parts.size()) return;  // not ok
+        reply.ok = true;
+        reply.snapshot = true;
+        reply.version = it->second.version;
+        reply.part = m.part;
+        reply.parts = static_cast<std::uint32_t>(it->second.parts.size());
+        reply.value = std::move(it->second.parts[m.part]);
+        if (m.part + 1 == reply.parts) parts_.erase(it);
+        return;
+    }
+    parts_.erase(engine);
+    auto c = shared_.registry_changes(m.since, engine);
+    reply.version = c.version;
+    reply.snapshot = c.snapshot;
+    reply.value = std::move(c.full);
+    reply.deltas = std::move(c.deltas);
+    reply.ok = true;
+    // Most answers (every lock acquisition asks) carry nothing and are not encoded twice.
+    bool carries = reply.snapshot || !reply.deltas.empty();
+    if (!carries || wire::encode(reply).size() <= wire::kDefaultMaxMessageBytes) return;
+    // Too large for one message (a frame over the worker's cap would cost the connection):
+    // the whole registry at this version, in parts the engine fetches one by one.
+    auto parts = wire::split_delta(reply.snapshot ? reply.value : shared_.registry_snapshot(),
+                                   wire::kRegistryPartBytes);
+    reply.value = {};
+    reply.deltas.clear();
+    if (!parts) {  // a single value larger than a message: refused, with the version
+        reply.ok = false;
+        return;
+    }
+    reply.snapshot = true;
+    reply.parts = static_cast<std::uint32_t>(parts->size());
+    reply.value = std::move(parts->front());
+    if (parts->size() > 1) parts_[engine] = Parts{reply.version, std::move(*parts)};
 }
 
 void SharedService::release(const Prints& p) {
@@ -249,6 +273,8 @@ void SharedService::release(const Prints& p) {
 }
 
 void SharedService::drop_worker(std::uint64_t worker) {
+    std::erase_if(parts_,
+                  [&](const auto& kv) { return wire::worker_of_engine(kv.first) == worker; });
     std::erase_if(lease_prints_, [&](const auto& kv) { return kv.first.second == worker; });
     auto it = prints_.find(worker);
     if (it == prints_.end()) return;

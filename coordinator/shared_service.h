@@ -53,6 +53,9 @@ public:
 
 private:
     common::Status persist(const std::vector<nse::RegistryTree::Change>& changes);
+    // RegistryChanges for `engine` (part 0: the answer; k > 0: part k of a registry cut in
+    // parts by the last answer).
+    void registry_changes(const common::wire::SharedOp& m, common::wire::SharedReply& reply);
 
     using Footprint = std::tuple<std::string, std::uint64_t, std::uint64_t>;  // key, engine, id
     struct Prints {
@@ -67,6 +70,12 @@ private:
     // The same footprints by (lease, worker), for leases > 0: a group re-leased to another
     // worker keeps the two holders apart.
     std::map<std::pair<std::uint64_t, std::uint64_t>, Prints> lease_prints_;
+    // Registries too large for one message, cut in parts, by the engine fetching them.
+    struct Parts {
+        std::uint64_t version = 0;
+        std::vector<common::Value> parts;
+    };
+    std::map<std::uint64_t, Parts> parts_;
 };
 
 }  // namespace coordinator

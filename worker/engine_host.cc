@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/datafiles.h"
 #include "common/packet/privilege.h"
+#include "common/wire/messages.h"
 #include "worker/route.h"
 #include "worker/scan/connect_scan.h"
 #include "worker/scan/raw_scan.h"
@@ -117,9 +118,10 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
     if (opts.version_scan) {
         // nmap's version phase: the version category refines port.version (through
         // nmap.set_port_version) before the script scan; its output is not reported. Its own
-        // engine: the selection differs. It never runs while engine_ does, so it shares the
-        // engine id (its locks and registry changes are this engine's).
+        // engine (the selection differs) with its own Lua state, so its own engine id for
+        // the shared state: the script engine then fetches the registry changes it made.
         nse::EngineConfig vcfg = cfg;
+        vcfg.engine_id = common::wire::version_twin(engine_id);
         vcfg.scripts = {"version"};
         vcfg.default_scripts = false;
         vcfg.announce = false;

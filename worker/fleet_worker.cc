@@ -73,7 +73,8 @@ private:
     // Engine thread.
     void engine_main(unsigned index);
     void run_lease(EngineHost& w, EngineEmbedder& emb, const wire::Lease& lease);
-    void run_phase(EngineHost& w, EngineShared& shared, const wire::RunPhase& p);
+    void run_phase(EngineHost& w, EngineShared& shared, std::uint64_t engine_id,
+                   const wire::RunPhase& p);
 
     Args args_;
     Console& console_;
@@ -487,7 +488,7 @@ void FleetWorker::engine_main(unsigned index) {
             --board_.idle;
             lk.unlock();
             if (phase) {
-                run_phase(w, shared, *p);
+                run_phase(w, shared, engine_id, *p);
             } else {
                 // The group's script threads own their locks under its lease.
                 shared_->set_lease(engine_id, l->group_id);
@@ -588,20 +589,21 @@ void FleetWorker::run_lease(EngineHost& w, EngineEmbedder& emb, const wire::Leas
                    " hosts)");
 }
 
-void FleetWorker::run_phase(EngineHost& w, EngineShared& shared, const wire::RunPhase& p) {
+void FleetWorker::run_phase(EngineHost& w, EngineShared& shared, std::uint64_t engine_id,
+                            const wire::RunPhase& p) {
     wire::PhaseResult r;
     r.phase_id = p.phase_id;
     r.phase = p.phase;
-    shared.begin_phase(p.registry);
+    shared.begin_phase();
     auto st = p.phase == wire::Phase::Prerule ? w.prerule(r.scripts) : w.postrule(r.scripts);
     r.registry = shared.end_phase();
     if (!st) r.error = st.message();
-    // Half the message for the results, the rest for the registry (dropped, with a note,
-    // when the whole still does not fit).
+    // Half the message for the results; a registry delta that does not fit with them goes
+    // ahead in parts (merges on the same connection arrive before the PhaseResult).
     for (const auto& note : fit_scripts(r.scripts, wire::kDefaultMaxMessageBytes / 2))
         console_.log("WARNING: " + note);
     if (wire::encode(r).size() > wire::kDefaultMaxMessageBytes) {
-        console_.log("WARNING: the phase's registry is too large for one message; not merged");
+        shared.publish(r.registry, engine_id);
         r.registry = {};
     }
     console_.debug(std::string(p.phase == wire::Phase::Prerule ? "prerule" : "postrule") +

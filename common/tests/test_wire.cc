@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "common/wire/codec.h"
+#include "common/wire/registry_parts.h"
+#include "nse/registry_delta.h"
 
 using namespace common::wire;
 using common::Entry;
@@ -222,17 +224,17 @@ std::vector<Message> samples() {
     v.push_back(LeaseLost{9, "expired"});
     v.push_back(HostResult{9, rich_host()});
     v.push_back(GroupDone{9, 2, 1.75});
-    v.push_back(RunPhase{3, Phase::Postrule, rich_value()});
+    v.push_back(RunPhase{3, Phase::Postrule});
     v.push_back(PhaseResult{3,
                             Phase::Prerule,
                             {{"broadcast-x", "out", rich_value()}, {"y", "", std::nullopt}},
                             rich_value(),
                             "boom"});
     v.push_back(SharedOp{11, SharedOpKind::RegistryMerge, "key", {5, 6}, rich_value(), 0, 0});
-    v.push_back(SharedOp{12, SharedOpKind::RegistryChanges, "", {7, 8}, Value{}, 42, 9});
-    v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value(), 0, true, {}, 3, 1});
-    v.push_back(
-        SharedReply{12, false, std::nullopt, Value{}, 9, false, {rich_value(), Value{}}, 0, 0});
+    v.push_back(SharedOp{12, SharedOpKind::RegistryChanges, "", {7, 8}, Value{}, 42, 9, 3});
+    v.push_back(SharedReply{11, true, Owner{5, 6}, rich_value(), 0, true, {}, 2, 7, 3, 1});
+    v.push_back(SharedReply{
+        12, false, std::nullopt, Value{}, 9, false, {rich_value(), Value{}}, 0, 1, 0, 0});
     v.push_back(SharedNotify{13, SharedEvent::Woken, "cv", {1, 2}});
     v.push_back(StatusQuery{false});
     v.push_back(StatusReply{"scan-1",
@@ -540,7 +542,7 @@ TEST_CASE("wire: lying container sizes and deep nesting fail fast without huge a
     Value v;
     for (int i = 0; i < 50; ++i)
         v = table({item(std::move(v))});
-    CHECK(decode(encode(RunPhase{1, Phase::Prerule, v})).is_ok());
+    CHECK(decode(encode(SharedOp{1, SharedOpKind::RegistryMerge, "", {1, 0}, v})).is_ok());
 }
 
 TEST_CASE("wire: fuzz: truncations, bit flips, byte mutations, random bytes never crash") {
@@ -636,4 +638,55 @@ TEST_CASE("wire: table keys keep their kind (string, integer, float) through a V
     CHECK(common::item_float(e[5]) == -1e300);
     CHECK((e[6].indexed && e[6].key.empty()));
     CHECK_FALSE(decode_value(encode_value(t) + "x").is_ok());
+}
+
+namespace {
+
+Value big_registry(int hosts) {
+    // ssh-hostkey's shape: a table per host of key records, plus scalars and an item list.
+    Table reg, keys, list;
+    for (int h = 0; h < hosts; ++h) {
+        Table host;
+        for (int k = 0; k < 3; ++k)
+            host.entries.push_back(Entry{true, std::to_string(k + 1),
+                                         Value{std::string(700, static_cast<char>('a' + k))}});
+        keys.entries.push_back(
+            Entry{false, "10.0." + std::to_string(h / 256) + "." + std::to_string(h % 256),
+                  Value{std::move(host)}});
+        list.entries.push_back(Entry{true, "", Value{std::int64_t{h}}});  // appends
+    }
+    reg.entries.push_back(Entry{false, "scalar", Value{std::string("x")}});
+    reg.entries.push_back(Entry{false, "ssh-hostkey", Value{std::move(keys)}});
+    reg.entries.push_back(Entry{false, "list", Value{std::move(list)}});
+    reg.entries.push_back(Entry{false, "gone", Value{}});  // a removal
+    return Value{std::move(reg)};
+}
+
+}  // namespace
+
+TEST_CASE("wire: a registry larger than a part travels in parts that apply to the same") {
+    Value whole = big_registry(2000);  // about 4.3 MB
+    const std::size_t cap = 256 * 1024;
+    auto parts = split_delta(whole, cap);
+    REQUIRE(parts);
+    CHECK(parts->size() > 10);
+    Value start{Table{}};
+    start.table().entries.push_back(Entry{false, "gone", Value{std::string("old")}});
+    start.table().entries.push_back(Entry{false, "ssh-hostkey", Value{std::string("scalar")}});
+    Value by_parts = start, at_once = start;
+    for (const auto& p : *parts) {
+        CHECK(encode_value(p).size() <= cap);
+        nse::registry_apply(by_parts, p);
+    }
+    nse::registry_apply(at_once, whole);
+    CHECK(nse::registry_diff(at_once, by_parts).table().entries.empty());
+    CHECK(nse::registry_diff(by_parts, at_once).table().entries.empty());
+    // Small: one part, the delta itself.
+    auto one = split_delta(big_registry(3), cap);
+    REQUIRE(one);
+    CHECK(one->size() == 1);
+    // A single value larger than a part cannot travel: an error, not a cut string.
+    Value huge{Table{}};
+    huge.table().entries.push_back(Entry{false, "blob", Value{std::string(cap * 2, 'z')}});
+    CHECK_FALSE(split_delta(huge, cap));
 }

@@ -214,16 +214,16 @@ void body(Packer& pk, const LeaseRenewed& m) { fields(pk, m.group_ids, m.deadlin
 void body(Packer& pk, const LeaseLost& m) { fields(pk, m.group_id, m.reason); }
 void body(Packer& pk, const HostResult& m) { fields(pk, m.group_id, m.host); }
 void body(Packer& pk, const GroupDone& m) { fields(pk, m.group_id, m.hosts, m.elapsed); }
-void body(Packer& pk, const RunPhase& m) { fields(pk, m.phase_id, m.phase, m.registry); }
+void body(Packer& pk, const RunPhase& m) { fields(pk, m.phase_id, m.phase); }
 void body(Packer& pk, const PhaseResult& m) {
     fields(pk, m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
 void body(Packer& pk, const SharedOp& m) {
-    fields(pk, m.request_id, m.op, m.key, m.who, m.value, m.since, m.lease);
+    fields(pk, m.request_id, m.op, m.key, m.who, m.value, m.since, m.lease, m.part);
 }
 void body(Packer& pk, const SharedReply& m) {
-    fields(pk, m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot, m.deltas,
-           m.targets_added, m.targets_pending);
+    fields(pk, m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot, m.deltas, m.part,
+           m.parts, m.targets_added, m.targets_pending);
 }
 void body(Packer& pk, const SharedNotify& m) { fields(pk, m.request_id, m.event, m.key, m.who); }
 void body(Packer& pk, const StatusQuery& m) { fields(pk, m.workers); }
@@ -568,18 +568,16 @@ void get_body(const Obj& o, HostResult& m) { read_fields(o, "HostResult", m.grou
 void get_body(const Obj& o, GroupDone& m) {
     read_fields(o, "GroupDone", m.group_id, m.hosts, m.elapsed);
 }
-void get_body(const Obj& o, RunPhase& m) {
-    read_fields(o, "RunPhase", m.phase_id, m.phase, m.registry);
-}
+void get_body(const Obj& o, RunPhase& m) { read_fields(o, "RunPhase", m.phase_id, m.phase); }
 void get_body(const Obj& o, PhaseResult& m) {
     read_fields(o, "PhaseResult", m.phase_id, m.phase, m.scripts, m.registry, m.error);
 }
 void get_body(const Obj& o, SharedOp& m) {
-    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value, m.since, m.lease);
+    read_fields(o, "SharedOp", m.request_id, m.op, m.key, m.who, m.value, m.since, m.lease, m.part);
 }
 void get_body(const Obj& o, SharedReply& m) {
     read_fields(o, "SharedReply", m.request_id, m.ok, m.owner, m.value, m.version, m.snapshot,
-                m.deltas, m.targets_added, m.targets_pending);
+                m.deltas, m.part, m.parts, m.targets_added, m.targets_pending);
 }
 void get_body(const Obj& o, SharedNotify& m) {
     read_fields(o, "SharedNotify", m.request_id, m.event, m.key, m.who);

@@ -15,11 +15,11 @@
 namespace common::wire {
 
 // Bumped on any change to the envelope or to the field layout of any message.
-inline constexpr std::uint32_t kProtocolVersion = 6;
+inline constexpr std::uint32_t kProtocolVersion = 7;
 
-// Engine ids are worker_id * 2^12 + n (n = 1..engines): fleet-unique because worker ids
-// are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 + counter).
-// The coordinator takes a SharedOp only for engines of the worker that sends it.
+// Engine ids are worker_id * 2^12 + n (n = 1..engines, or its version twin below): fleet-unique
+// because worker ids are, and below 2^63 for the coordinator's worker ids (epoch seconds * 2^20 +
+// counter). The coordinator takes a SharedOp only for engines of the worker that sends it.
 inline constexpr unsigned kEngineBits = 12;
 inline constexpr std::uint64_t worker_of_engine(std::uint64_t engine) {
     return engine >> kEngineBits;
@@ -27,6 +27,11 @@ inline constexpr std::uint64_t worker_of_engine(std::uint64_t engine) {
 inline constexpr std::uint64_t engine_index(std::uint64_t engine) {
     return engine & ((std::uint64_t{1} << kEngineBits) - 1);
 }
+// An engine's version-phase twin (the `version` scripts -sV runs before the script scan, in
+// a Lua state of their own) is an engine of its own for the shared state: index + this bit.
+// Engines per worker stay <= 1024, below it.
+inline constexpr std::uint64_t kVersionTwin = std::uint64_t{1} << (kEngineBits - 1);
+inline constexpr std::uint64_t version_twin(std::uint64_t engine) { return engine | kVersionTwin; }
 // Default cap on one encoded message (receivers drop larger frames unread).
 inline constexpr std::size_t kDefaultMaxMessageBytes = 16u << 20;
 
@@ -171,7 +176,7 @@ struct RunPhase {
     static constexpr MsgType kType = MsgType::RunPhase;
     std::uint64_t phase_id = 0;
     Phase phase = Phase::Prerule;
-    common::Value registry;  // merged registry to start from
+    // The registry is not carried: the phase fetches it (RegistryChanges, in parts if large).
 };
 
 // Worker -> coordinator: outcome of a RunPhase.
@@ -217,6 +222,9 @@ struct SharedOp {
     common::Value value;      // RegistryMerge only
     std::uint64_t since = 0;  // RegistryChanges only
     std::uint64_t lease = 0;  // the group `who` works for (0: a phase); its locks end with it
+    // RegistryChanges: 0 asks for the changes; k > 0 for part k of a registry the answer to
+    // the last ask of this engine cut in parts.
+    std::uint32_t part = 0;
 };
 
 // Coordinator -> worker: answer to a SharedOp that has one.
@@ -231,6 +239,9 @@ struct SharedReply {
     std::uint64_t version = 0;
     bool snapshot = false;
     std::vector<common::Value> deltas;
+    // A registry too large for one message comes as `parts` snapshot parts (deltas that
+    // build it from empty, registry_parts.h); this is part number `part` (0-based).
+    std::uint32_t part = 0, parts = 1;
     // TargetCounts: hosts scripts added over the scan, and those not in a host group yet.
     std::uint64_t targets_added = 0, targets_pending = 0;
 };

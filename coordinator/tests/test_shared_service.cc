@@ -12,6 +12,7 @@
 #include "common/wire/messages.h"
 #include "coordinator/shared_service.h"
 #include "coordinator/store/store.h"
+#include "nse/registry_delta.h"
 #include "test/support/temp.h"
 #include "test/support/values.h"
 
@@ -124,7 +125,15 @@ TEST_CASE("shared service: a worker acts only for its own engines, with bounded 
     CHECK(SharedService::refusal(7, 2, op).empty());
     CHECK_FALSE(SharedService::refusal(7, 1, op).empty());  // it has one engine
     CHECK_FALSE(SharedService::refusal(8, 2, op).empty());  // another worker's engine
-    op.who.engine = 7u << wire::kEngineBits;                // engine index 0
+    // An engine's version-phase twin acts for itself; a twin of an engine it lacks does not.
+    op.who.engine = wire::version_twin((7u << wire::kEngineBits) | 2);
+    CHECK(SharedService::refusal(7, 2, op).empty());
+    CHECK_FALSE(SharedService::refusal(7, 1, op).empty());
+    CHECK_FALSE(SharedService::refusal(7, 2, op).empty() ==
+                SharedService::refusal(8, 2, op).empty());
+    op.who.engine = wire::version_twin(7u << wire::kEngineBits);  // twin of index 0
+    CHECK_FALSE(SharedService::refusal(7, 2, op).empty());
+    op.who.engine = 7u << wire::kEngineBits;  // engine index 0
     CHECK_FALSE(SharedService::refusal(7, 2, op).empty());
     op.op = wire::SharedOpKind::CondBroadcast;  // names no owner
     CHECK(SharedService::refusal(7, 2, op).empty());
@@ -132,7 +141,7 @@ TEST_CASE("shared service: a worker acts only for its own engines, with bounded 
     CHECK_FALSE(SharedService::refusal(7, 2, op).empty());
 }
 
-TEST_CASE("shared service: a whole registry over the message cap is refused, not sent") {
+TEST_CASE("shared service: a registry over the message cap travels in parts") {
     test_support::TempDir dir;
     auto store = open(dir.path);
     std::vector<wire::Message> sent;
@@ -141,21 +150,58 @@ TEST_CASE("shared service: a whole registry over the message cap is refused, not
     const std::string mib(1 << 20, 'k');
     const std::size_t n = wire::kDefaultMaxMessageBytes / mib.size() + 2;
     for (std::size_t i = 0; i < n; ++i)
-        REQUIRE(svc.merge(table({kv("key" + std::to_string(i), str(mib))}), 4097).is_ok());
+        REQUIRE(svc.merge(table({kv("t", table({kv("key" + std::to_string(i), str(mib))}))}), 4097)
+                    .is_ok());
     wire::SharedOp op;
     op.op = wire::SharedOpKind::RegistryChanges;
     op.who = {4098, 0};
     op.since = 0;  // a new engine: the whole registry
     REQUIRE(svc.handle(1, op).is_ok());
     REQUIRE(sent.size() == 1);
-    const auto& r = std::get<wire::SharedReply>(sent[0]);
-    CHECK_FALSE(r.ok);
+    auto r = std::get<wire::SharedReply>(sent[0]);
+    REQUIRE(r.ok);
+    CHECK(r.snapshot);
     CHECK(r.version == n);
-    CHECK(wire::encode(sent[0]).size() < 1024);
+    REQUIRE(r.parts > 1);
+    Value whole = r.value;
+    for (std::uint32_t k = 1; k < r.parts; ++k) {
+        op.part = k;
+        REQUIRE(svc.handle(1, op).is_ok());
+        const auto& m = sent.back();
+        CHECK(wire::encode(m).size() <= wire::kDefaultMaxMessageBytes);
+        const auto& p = std::get<wire::SharedReply>(m);
+        REQUIRE(p.ok);
+        CHECK(p.part == k);
+        CHECK(p.version == n);
+        nse::registry_apply(whole, p.value);
+    }
+    CHECK(nse::registry_diff(svc.snapshot(), whole).table().entries.empty());
+    CHECK(nse::registry_diff(whole, svc.snapshot()).table().entries.empty());
+    // Served: asking again for a part is refused; so is a part nobody cut.
+    op.part = 1;
+    REQUIRE(svc.handle(1, op).is_ok());
+    CHECK_FALSE(std::get<wire::SharedReply>(sent.back()).ok);
+    // Deltas too many for one message: the whole registry in parts instead.
+    op.part = 0;
+    op.since = 1;
+    REQUIRE(svc.handle(1, op).is_ok());
+    r = std::get<wire::SharedReply>(sent.back());
+    CHECK(r.ok);
+    CHECK(r.snapshot);
+    CHECK(r.parts > 1);
     // A few versions behind: the deltas fit, and come.
     op.since = n - 2;
     REQUIRE(svc.handle(1, op).is_ok());
-    const auto& r2 = std::get<wire::SharedReply>(sent.at(1));
+    const auto& r2 = std::get<wire::SharedReply>(sent.back());
     CHECK(r2.ok);
+    CHECK(r2.parts == 1);
     CHECK(r2.deltas.size() == 2);
+    // One value larger than a message cannot travel: refused, with the version.
+    REQUIRE(
+        svc.merge(table({kv("blob", str(std::string(wire::kDefaultMaxMessageBytes, 'z')))}), 4097)
+            .is_ok());
+    op.since = 0;
+    REQUIRE(svc.handle(1, op).is_ok());
+    CHECK_FALSE(std::get<wire::SharedReply>(sent.back()).ok);
+    CHECK(std::get<wire::SharedReply>(sent.back()).version == n + 1);
 }

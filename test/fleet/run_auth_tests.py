@@ -126,7 +126,7 @@ def inner(binary):
         stranger = Peer(endpoint, "stranger", hello=False)
         peers.append(stranger)
         stranger.send(HOST_RESULT, [1, host(0, "127.0.1.1", "stranger")])
-        stranger.send(SHARED_OP, [1, LOCK, "s:k", [1 << 12 | 1, 1], None, 0, 0])
+        stranger.send(SHARED_OP, [1, LOCK, "s:k", [1 << 12 | 1, 1], None, 0, 0, 0])
         stranger.send(REQUEST_WORK, [1])
         check(len(stranger.errors(NOT_AUTHORIZED)) == 3 and not any(t == LEASE for t, _ in stranger.got),
               "before Hello: every message answered 'say Hello first', no lease")
@@ -162,18 +162,18 @@ def inner(binary):
               "B's GroupDone for A's group: LeaseLost to B, nothing done, A keeps the lease")
 
         # ---- B acts for A's engine, oversized keys
-        a.send(SHARED_OP, [1, LOCK, "s:k", [a.engine(), 7], None, 0, 0])
+        a.send(SHARED_OP, [1, LOCK, "s:k", [a.engine(), 7], None, 0, 0, 0])
         g = a.wait(SHARED_NOTIFY)
         check(g is not None and g[1] == 1, "A's engine locks s:k")
-        b.send(SHARED_OP, [2, UNLOCK, "s:k", [a.engine(), 7], None, 0, 0])
-        b.send(SHARED_OP, [3, ABANDON, "s:k", [a.engine(), 7], None, 0, 0])
-        b.send(SHARED_OP, [4, LOCK, "s:other", [a.engine(), 8], None, 0, 0])
-        b.send(SHARED_OP, [5, LOCK, "s:other", [b.engine(2), 8], None, 0, 0])  # B has 1 engine
-        b.send(SHARED_OP, [6, TRYLOCK, "s:" + "x" * 5000, [b.engine(), 8], None, 0, 0])
+        b.send(SHARED_OP, [2, UNLOCK, "s:k", [a.engine(), 7], None, 0, 0, 0])
+        b.send(SHARED_OP, [3, ABANDON, "s:k", [a.engine(), 7], None, 0, 0, 0])
+        b.send(SHARED_OP, [4, LOCK, "s:other", [a.engine(), 8], None, 0, 0, 0])
+        b.send(SHARED_OP, [5, LOCK, "s:other", [b.engine(2), 8], None, 0, 0, 0])  # B has 1 engine
+        b.send(SHARED_OP, [6, TRYLOCK, "s:" + "x" * 5000, [b.engine(), 8], None, 0, 0, 0])
         refused = b.errors(NOT_AUTHORIZED)
-        b.send(SHARED_OP, [7, OWNER, "s:k", [0, 0], None, 0, 0])
+        b.send(SHARED_OP, [7, OWNER, "s:k", [0, 0], None, 0, 0, 0])
         owner = b.wait(SHARED_REPLY, pred=lambda r: r[0] == 7)
-        b.send(SHARED_OP, [8, OWNER, "s:other", [0, 0], None, 0, 0])
+        b.send(SHARED_OP, [8, OWNER, "s:other", [0, 0], None, 0, 0, 0])
         other = b.wait(SHARED_REPLY, pred=lambda r: r[0] == 8)
         check(len(refused) == 5, "B's ops for A's engine, a 2nd engine it lacks and a 5000-byte key "
               "are refused (%d of 5)" % len(refused))
@@ -192,10 +192,10 @@ def inner(binary):
               % (st[3], st[6]))
 
         # ---- A holds s:k and waits on cv; B waits on cv first and queues for s:k; A goes silent
-        b.send(SHARED_OP, [20, WAIT, "s:cv", [b.engine(), 30], None, 0, 0])
+        b.send(SHARED_OP, [20, WAIT, "s:cv", [b.engine(), 30], None, 0, 0, 0])
         time.sleep(0.1)
-        a.send(SHARED_OP, [21, WAIT, "s:cv", [a.engine(), 31], None, 0, 0])
-        b.send(SHARED_OP, [22, LOCK, "s:k", [b.engine(), 32], None, 0, 0])
+        a.send(SHARED_OP, [21, WAIT, "s:cv", [a.engine(), 31], None, 0, 0, 0])
+        b.send(SHARED_OP, [22, LOCK, "s:k", [b.engine(), 32], None, 0, 0, 0])
         a.pump(0.2)
         last_a = time.time()
         a.close()
@@ -208,11 +208,11 @@ def inner(binary):
         # The coordinator checks leases once a second: allow one tick past the timeout.
         check(granted is not None and took <= LEASE_S + 1.2,
               "silent A's mutex goes to B within --lease-timeout %gs (+1 s tick): %.2f s" % (LEASE_S, took))
-        b.send(SHARED_OP, [23, SIGNAL, "s:cv", [0, 0], None, 0, 0])
+        b.send(SHARED_OP, [23, SIGNAL, "s:cv", [0, 0], None, 0, 0, 0])
         woke = b.wait(SHARED_NOTIFY, 2.0, pred=lambda n: n[0] == 20)
         check(woke is not None and woke[1] == 2,
               "A's condvar waiter was dropped: one signal wakes B (LIFO would have picked A)")
-        b.send(SHARED_OP, [24, UNLOCK, "s:k", [b.engine(), 32], None, 0, 0])
+        b.send(SHARED_OP, [24, UNLOCK, "s:k", [b.engine(), 32], None, 0, 0, 0])
         r = b.wait(SHARED_REPLY, pred=lambda r: r[0] == 24)
         check(r is not None and r[1] is True, "B unlocks: no deadlock")
         # ---- locks belong to (lease, thread): C's lease expires while C stays alive
@@ -222,9 +222,9 @@ def inner(binary):
         lease_c = c.wait(LEASE)
         check(lease_c is not None, "C leased a group")
         if lease_c:
-            c.send(SHARED_OP, [1, LOCK, "s:lease", [c.engine(), 5], None, 0, lease_c[0]])
+            c.send(SHARED_OP, [1, LOCK, "s:lease", [c.engine(), 5], None, 0, lease_c[0], 0])
             check(c.wait(SHARED_NOTIFY) is not None, "C's thread locks s:lease under its lease")
-            b.send(SHARED_OP, [30, LOCK, "s:lease", [b.engine(), 40], None, 0, 0])
+            b.send(SHARED_OP, [30, LOCK, "s:lease", [b.engine(), 40], None, 0, 0, 0])
             t0 = time.time()
             got = None
             while time.time() - t0 < LEASE_S + 3 and got is None:
@@ -235,7 +235,7 @@ def inner(binary):
             check(got is not None and "lease of group %d expired" % lease_c[0] in open(log.name).read(),
                   "C's lease expired and its lock went to B after %.1f s, C still connected"
                   % (time.time() - t0))
-            b.send(SHARED_OP, [31, UNLOCK, "s:lease", [b.engine(), 40], None, 0, 0])
+            b.send(SHARED_OP, [31, UNLOCK, "s:lease", [b.engine(), 40], None, 0, 0, 0])
             r = b.wait(SHARED_REPLY, pred=lambda r: r[0] == 31)
             check(r is not None and r[1] is True, "B owned s:lease and unlocked it")
 

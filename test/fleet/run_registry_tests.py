@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 APPEND = os.path.join(HERE, "registry_append.nse")
 WHOIS = os.path.join(HERE, "registry_whois.nse")
 TARGETS_NSE = os.path.join(HERE, "registry_targets.nse")
+LARGE = os.path.join(HERE, "registry_large.nse")
 TARGETS = "127.1.0.0/26"
 WANT = "items=64 distinct=64 sparse=64 wrong=0"
 WHOIS_WANT = "queries=8 keys=8"
@@ -217,6 +218,25 @@ def inner(binary):
         check(got == "new_targets_num=16" and len(added) == 16,
               "4 workers: nmap.new_targets_num() counts the 16 targets added fleet-wide (%s; %d added hosts "
               "scanned)" % (got or "coordinator rc=%s" % rc, len(added)))
+
+        # ---- a registry larger than one fleet message (16 MiB): 12 MiB from the prerule, then
+        # 640 KiB per host, 22 MiB in all; every engine and the postrule must see all of it
+        large = ["-sn", "-Pn", "-n", "--max-hostgroup", "4", "--script", LARGE]
+        want = "seed=ok hosts=16 good=16"
+        xml = os.path.join(work, "large.xml")
+        r = subprocess.run([binary, "scan"] + large + ["-oX", xml, "127.0.2.1-16"], capture_output=True,
+                           text=True, timeout=300)
+        got = postscript(xml, "registry_large") if r.returncode == 0 else None
+        hosts = host_outputs(xml, "registry_large") if r.returncode == 0 else []
+        check(got == want and hosts == ["seed ok"] * 16,
+              "scan: a 22 MiB registry reaches every host and the postrule whole (%s; %d/16 hosts saw "
+              "the seed)" % (got or r.stderr.strip()[-200:], hosts.count("seed ok")))
+        rc, xml = run_fleet(binary, work, "large", large, targets="127.0.2.1-16", workers=2)
+        got = postscript(xml, "registry_large") if rc == 0 else None
+        hosts = host_outputs(xml, "registry_large") if rc == 0 else []
+        check(got == want and hosts == ["seed ok"] * 16,
+              "2 workers: a 22 MiB registry reaches every host and the postrule whole (%s; %d/16 hosts "
+              "saw the seed)" % (got or "coordinator rc=%s" % rc, hosts.count("seed ok")))
 
         # ---- stock scripts whose postrules read the registry, on 3 workers vs nmap
         stock_vs_nmap(binary, work)

@@ -191,14 +191,14 @@ class FakeCoordinator:
 
     # ---- the shared-state service
     def shared(self, body):
-        rid, op, key, who, value, since, lease = body
+        rid, op, key, who, value, since, lease, part = body
         who = tuple(who)
         opname = {v: k for k, v in OP.items()}[op]
         self.shared_log.append((opname, key, who))
 
         def reply(ok, owner=None, val=None, version=0, snapshot=False, deltas=()):
             self.send("SharedReply", [rid, ok, [] if owner is None else [list(owner)], val,
-                                      version, snapshot, list(deltas), 0, 0])
+                                      version, snapshot, list(deltas), 0, 1, 0, 0])
 
         def grant(key, who, rid):
             self.send("SharedNotify", [rid, 1, key, list(who)])

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 # The fleet protocol version the fake peers speak (common/wire/messages.h kProtocolVersion).
-PROTOCOL = 6
+PROTOCOL = 7
 
 TEST_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(TEST_DIR)

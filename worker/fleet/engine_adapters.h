@@ -139,9 +139,9 @@ public:
     void condvar_signal(const std::string& k) override { up_.condvar_signal(k); }
     void condvar_broadcast(const std::string& k) override { up_.condvar_broadcast(k); }
     void condvar_cancel(const std::string& k, nse::Owner w) override { up_.condvar_cancel(k, w); }
-    // A phase's registry comes from its RunPhase and goes back in the PhaseResult: merges
-    // collect in a copy, and the engine takes the RunPhase's registry whole (version 0: its
-    // next fetch from the coordinator is whole again).
+    // A phase fetches the whole registry once (in parts when large) and its merges collect
+    // in a copy; what it changed goes back in the PhaseResult. The engine gets version 0, so
+    // its next fetch after the phase is whole again.
     void registry_merge(const common::Value& delta, std::uint64_t engine) override {
         if (phase_)
             nse::registry_apply(phase_now_, delta);
@@ -152,6 +152,9 @@ public:
         if (!phase_) return up_.registry_changes(since, engine);
         nse::RegistryChanges c;
         if (!phase_served_) {
+            auto whole = up_.registry_changes(0, engine);
+            phase_in_ = whole.snapshot ? std::move(whole.full) : common::Value{common::Table{}};
+            phase_now_ = phase_in_;
             c.snapshot = true;
             c.full = phase_in_;
             phase_served_ = true;
@@ -159,17 +162,20 @@ public:
         return c;
     }
 
-    void begin_phase(common::Value in) {
+    void begin_phase() {
         phase_ = true;
         phase_served_ = false;
-        if (!in.is_table()) in.v = common::Table{};
-        phase_in_ = std::move(in);
+        phase_in_ = common::Value{common::Table{}};
         phase_now_ = phase_in_;
     }
     // Ends the phase; returns what it changed (a delta).
     common::Value end_phase() {
         phase_ = false;
         return nse::registry_diff(phase_in_, phase_now_);
+    }
+    // A delta too large for the PhaseResult goes to the coordinator in parts instead.
+    void publish(const common::Value& delta, std::uint64_t engine) {
+        up_.registry_merge(delta, engine);
     }
 
 private:

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "common/wire/codec.h"
+#include "common/wire/registry_parts.h"
+#include "nse/registry_delta.h"
 
 namespace worker::fleet {
 
@@ -49,10 +51,12 @@ std::uint64_t FleetSharedState::from_wire_engine(std::uint64_t e) const {
 
 void FleetSharedState::set_lease(std::uint64_t engine, std::uint64_t lease) {
     std::lock_guard lk(mu_);
-    if (lease)
-        leases_[engine] = lease;
-    else
-        leases_.erase(engine);
+    for (std::uint64_t e : {engine, wire::version_twin(engine)}) {  // the twin runs the group too
+        if (lease)
+            leases_[e] = lease;
+        else
+            leases_.erase(e);
+    }
 }
 
 void FleetSharedState::post(wire::SharedOp op) {
@@ -164,16 +168,22 @@ void FleetSharedState::condvar_cancel(const std::string& key, nse::Owner who) {
 void FleetSharedState::registry_merge(const common::Value& delta, std::uint64_t engine) {
     auto op = make(Kind::RegistryMerge, "", {engine, 0});
     op.value = delta;
-    // A delta the wire cannot carry would cost the connection (the peer drops frames over
-    // its cap): keep it local and say so.
-    std::size_t n = wire::encode(op).size();
-    if (n > wire::kDefaultMaxMessageBytes) {
-        log_("registry change of " + std::to_string(n) +
-             " bytes is too large for one message (at most " +
-             std::to_string(wire::kDefaultMaxMessageBytes) + "); not shared with the fleet");
+    // A frame over the peer's cap would cost the connection: a large delta goes in parts
+    // (each its own merge, in order on this connection).
+    if (wire::encode(op).size() <= wire::kDefaultMaxMessageBytes) {
+        post(std::move(op));
         return;
     }
-    post(std::move(op));
+    auto parts = wire::split_delta(delta, wire::kRegistryPartBytes);
+    if (!parts) {
+        log_("registry change not shared with the fleet: " + parts.message());
+        return;
+    }
+    for (auto& p : *parts) {
+        auto part = make(Kind::RegistryMerge, "", {engine, 0});
+        part.value = std::move(p);
+        post(std::move(part));
+    }
 }
 
 nse::RegistryChanges FleetSharedState::registry_changes(std::uint64_t since, std::uint64_t engine) {
@@ -181,18 +191,31 @@ nse::RegistryChanges FleetSharedState::registry_changes(std::uint64_t since, std
     op.since = since;
     nse::RegistryChanges c;
     c.version = since;  // unchanged when the coordinator does not answer
-    auto r = call(std::move(op));
+    auto r = call(op);
     if (!r) {
         log_("registry changes unavailable; scripts go on with this engine's registry");
         return c;
     }
-    c.version = r->version;
     if (!r->ok) {
+        c.version = r->version;
         log_("the registry changes since version " + std::to_string(since) +
-             " are too large for one message; this engine goes on from version " +
+             " cannot travel (a single value larger than a message); this engine goes on from "
+             "version " +
              std::to_string(r->version) + " with its own registry");
         return c;
     }
+    // A registry too large for one message: the other parts, one round trip each.
+    for (std::uint32_t k = 1; k < r->parts; ++k) {
+        op.part = k;
+        auto p = call(op);
+        if (!p || !p->ok || p->version != r->version) {
+            log_("registry part " + std::to_string(k) + " of " + std::to_string(r->parts) +
+                 " unavailable; scripts go on with this engine's registry");
+            return c;
+        }
+        nse::registry_apply(r->value, p->value);
+    }
+    c.version = r->version;
     c.snapshot = r->snapshot;
     c.full = std::move(r->value);
     c.deltas = std::move(r->deltas);

@@ -10,6 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/wire/codec.h"
+#include "common/wire/registry_parts.h"
+#include "nse/registry_delta.h"
 #include "worker/fleet/fleet_shared_state.h"
 
 namespace {
@@ -302,4 +305,50 @@ TEST_CASE("after a rejoin, engine ids cross the wire rebased on the new worker i
     // Abandoning with the engine's own id forgets the pending wake of the first request.
     s.mutex_abandon("s:k", me);
     CHECK(s.pending_wakes() == 0);
+}
+
+TEST_CASE("a registry larger than a message: fetched part by part, published in parts") {
+    FakeLink link;
+    FleetSharedState s(link.sender(), link.logger(), 2000ms);
+    // A 20 MiB registry, as the coordinator cuts it.
+    common::Table t;
+    for (int i = 0; i < 20; ++i)
+        t.entries.push_back(common::Entry{false, "k" + std::to_string(i),
+                                          common::Value{std::string(1 << 20, 'a' + i)}});
+    common::Value whole{std::move(t)};
+    auto parts = wire::split_delta(whole, wire::kRegistryPartBytes);
+    REQUIRE(parts);
+    REQUIRE(parts->size() >= 3);
+    std::thread coord([&] {
+        for (std::uint32_t k = 0; k < parts->size(); ++k) {
+            auto op = link.wait_op(k);
+            CHECK(op.op == Kind::RegistryChanges);
+            CHECK(op.part == k);
+            auto answer = rep(op.request_id, true, std::nullopt, {});
+            answer.version = 12;
+            answer.snapshot = true;
+            answer.part = k;
+            answer.parts = static_cast<std::uint32_t>(parts->size());
+            answer.value = (*parts)[k];
+            CHECK(s.on_reply(answer));
+        }
+    });
+    auto c = s.registry_changes(0, 7);
+    coord.join();
+    CHECK(c.version == 12);
+    CHECK(c.snapshot);
+    CHECK(nse::registry_diff(whole, c.full).table().entries.empty());
+    CHECK(nse::registry_diff(c.full, whole).table().entries.empty());
+    // Publishing it: merges in order, each within a message.
+    const std::size_t before = link.count();
+    s.registry_merge(whole, 7);
+    REQUIRE(link.count() - before == parts->size());
+    common::Value rebuilt{common::Table{}};
+    for (std::size_t k = before; k < link.count(); ++k) {
+        auto op = link.wait_op(k);
+        CHECK(op.op == Kind::RegistryMerge);
+        CHECK(wire::encode(op).size() <= wire::kDefaultMaxMessageBytes);
+        nse::registry_apply(rebuilt, op.value);
+    }
+    CHECK(nse::registry_diff(whole, rebuilt).table().entries.empty());
 }
