@@ -429,10 +429,7 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             else if (a == "--packet-trace")
                 o.packet_trace = true;
             else if (a == "--resolve-all")
-                o.resolve_all = true,
-                o.warnings.push_back(
-                    "WARNING: --resolve-all ignored: nsefleet scans the first "
-                    "address of each target name.");
+                o.resolve_all = true;
             else if (a == "--append-output")
                 o.append_output = true;
             else if (a == "--no-stylesheet")
@@ -668,6 +665,10 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                              "' (at most 1024)");
     if (o.targets.empty() && o.input_files.empty() && o.random_targets < 0)
         return Status::error("no targets specified");
+    if (o.skip_discovery && !o.list_scan && (o.verbosity > 0 || o.debugging > 0))
+        o.warnings.insert(o.warnings.begin(),  // nmap says it first
+                          "Host discovery disabled (-Pn). All addresses will be marked 'up' and "
+                          "scan times may be slower.");
     return o;
 }
 
@@ -691,7 +692,7 @@ HOST DISCOVERY:
   -n/-R: Never do DNS resolution/Always resolve [default: sometimes]
   --dns-servers <serv1[,serv2],...>: Specify custom DNS servers
   --system-dns: Use OS's DNS resolver
-  --resolve-all: accepted with a warning (a target name scans its first address)
+  --resolve-all: If hostname resolves to multiple IP addresses, scan all of them
 SCAN TECHNIQUES:
   -sS: TCP SYN scan (the default as root; falls back to -sT without raw privileges)
   -sT: TCP connect scan (the default without raw privileges)

@@ -38,10 +38,11 @@ struct HostResult {
     std::size_t index = 0;  // position in target order: output is sorted by it
     std::string address;    // numeric address
     bool ipv6 = false;
-    std::string targetname;     // name given by the user, if any
-    std::string hostname;       // reverse DNS name, if known
-    std::string status = "up";  // up, down
-    std::string reason;         // user-set, conn-refused, syn-ack, no-response, ...
+    std::string targetname;                    // name given by the user, if any
+    std::vector<std::string> other_addresses;  // the name's other addresses, not scanned
+    std::string hostname;                      // reverse DNS name, if known
+    std::string status = "up";                 // up, down
+    std::string reason;                        // user-set, conn-refused, syn-ack, no-response, ...
     int reason_ttl = 0;
     double srtt = 0;  // seconds
     // Route facts, known only when the scan found the route (not with -sT -Pn, as in nmap):
@@ -69,9 +70,12 @@ struct HostResult {
 struct RunInfo {
     std::string args;  // command line as typed
     double start = 0, end = 0;
-    std::string scan_type = "connect";
-    std::string protocol = "tcp";
-    std::string services;  // port list in nmap's scaninfo "services" form
+    // nmap's <scaninfo>: one per protocol scanned (tcp first), with its scan type and its
+    // port list in the "services" form ("21-23,80").
+    struct ScanInfo {
+        std::string type = "connect", protocol = "tcp", services;
+    };
+    std::vector<ScanInfo> scaninfo;
     int verbose = 0, debugging = 0;
     std::size_t hosts_up = 0, hosts_down = 0, hosts_total = 0;
     std::size_t lost_results = 0;  // sum of HostResult::lost_results (and the phases')

@@ -193,4 +193,27 @@ Status resolve_ports(ScanOptions& opts, const Services& services) {
     return Status::ok();
 }
 
+ProtocolPorts protocol_ports(const ScanOptions& opts, const Services& services) {
+    ProtocolPorts pp;
+    if (opts.ping_only) return pp;
+    const bool tcp = opts.syn_scan || opts.connect_scan || !opts.udp_scan;
+    const bool prefixed = opts.port_spec.find(':') != std::string::npos;
+    for (const auto& p : opts.ports) {
+        if (p.proto == 't' && tcp) pp.tcp.push_back(p.number);
+        if (opts.udp_scan && (p.proto == 'u' || (p.proto == 't' && !prefixed)))
+            pp.udp.push_back(p.number);
+    }
+    if (opts.udp_scan && opts.port_spec.empty()) {
+        int n = opts.top_ports > 0 ? opts.top_ports : opts.fast ? 100 : 1000;
+        pp.udp.clear();
+        for (const auto& p : services.top(n, 'u'))
+            pp.udp.push_back(p.number);
+    }
+    for (auto* v : {&pp.tcp, &pp.udp}) {
+        std::sort(v->begin(), v->end());
+        v->erase(std::unique(v->begin(), v->end()), v->end());
+    }
+    return pp;
+}
+
 }  // namespace common

@@ -37,4 +37,12 @@ Result<std::vector<PortSpec>> parse_port_list(const std::string& spec, const Ser
 // Fills opts.ports from -p / -F / --top-ports (default: top 1000 tcp).
 Status resolve_ports(ScanOptions& opts, const Services& services);
 
+// The port numbers each protocol's scan covers, ascending: TCP (-sS/-sT, or no -sU) the
+// resolved 't' ports; UDP (-sU) the 'u' ports, plus the 't' ones of a -p list without T:/U:
+// prefixes, or the top UDP ports when there is no -p. Empty for -sn.
+struct ProtocolPorts {
+    std::vector<std::uint16_t> tcp, udp;
+};
+ProtocolPorts protocol_ports(const ScanOptions& opts, const Services& services);
+
 }  // namespace common

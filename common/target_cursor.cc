@@ -1,5 +1,8 @@
 #include "common/target_cursor.h"
 
+#include <arpa/inet.h>
+
+#include <array>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -212,7 +215,8 @@ struct TargetCursor::Impl {
         if (spec_idx < cli.size()) {
             cur = cli[spec_idx];
             if (resolved && !resolved->empty() && cur.resolved != *resolved) {
-                auto r = parse_target_spec(src.specs[spec_idx], src.ipv6, false, *resolved);
+                auto r = parse_target_spec(src.specs[spec_idx], src.ipv6, false, *resolved,
+                                           src.resolve_all);
                 if (!r) return r.status();
                 cur = *r;
             }
@@ -220,7 +224,8 @@ struct TargetCursor::Impl {
             auto got = next_file_token(tok);
             if (!got) return got.status();
             if (!*got) return false;
-            auto r = parse_target_spec(tok, src.ipv6, false, resolved ? *resolved : "");
+            auto r =
+                parse_target_spec(tok, src.ipv6, false, resolved ? *resolved : "", src.resolve_all);
             if (!r && src.on_unresolved && unresolved_name(r.status())) {
                 warn_unresolved(src, tok, r.status());
                 r = TargetSpec::none();
@@ -302,7 +307,9 @@ struct TargetCursor::Impl {
                 while (offset < end && emitted < n && !at_stop()) {
                     std::uint32_t a = base + std::uint32_t(offset++);
                     if (excluded4(a) || dup4(a)) continue;
-                    emit([&] { return Target{format_v4(a), false, cur.targetname}; });
+                    emit([&] {
+                        return Target{format_v4(a), false, cur.targetname, cur.other_addresses};
+                    });
                 }
                 break;
             }
@@ -310,7 +317,23 @@ struct TargetCursor::Impl {
                 while (offset < end && emitted < n && !at_stop()) {
                     std::uint32_t a = octets_at(offset++);
                     if (excluded4(a) || dup4(a)) continue;
-                    emit([&] { return Target{format_v4(a), false, cur.targetname}; });
+                    emit([&] { return Target{format_v4(a), false, cur.targetname, {}}; });
+                }
+                break;
+            case TargetSpec::Names:  // --resolve-all: each address of the name
+                while (offset < end && emitted < n && !at_stop()) {
+                    const std::string& text = cur.addresses[offset++];
+                    std::array<std::uint8_t, 16> a6{};
+                    if (inet_pton(AF_INET6, text.c_str(), a6.data()) == 1) {
+                        if (excluded6(a6) || dup6(a6)) continue;
+                        emit([&] { return Target{text, true, cur.targetname, {}}; });
+                        continue;
+                    }
+                    in_addr a4{};
+                    if (inet_pton(AF_INET, text.c_str(), &a4) != 1) continue;
+                    std::uint32_t a = ntohl(a4.s_addr);
+                    if (excluded4(a) || dup4(a)) continue;
+                    emit([&] { return Target{text, false, cur.targetname, {}}; });
                 }
                 break;
             case TargetSpec::V6Cidr: {
@@ -318,7 +341,9 @@ struct TargetCursor::Impl {
                 while (offset < end && emitted < n && !at_stop()) {
                     auto a = v6_add(base, offset++);
                     if (excluded6(a) || dup6(a)) continue;
-                    emit([&] { return Target{format_v6(a), true, cur.targetname}; });
+                    emit([&] {
+                        return Target{format_v6(a), true, cur.targetname, cur.other_addresses};
+                    });
                 }
                 break;
             }
@@ -357,7 +382,7 @@ Result<TargetCursor> TargetCursor::open(TargetSources sources) {
         impl->ex.push_back(std::move(*s));
     }
     for (const auto& tok : src.specs) {
-        auto s = parse_target_spec(tok, src.ipv6, false);
+        auto s = parse_target_spec(tok, src.ipv6, false, {}, src.resolve_all);
         if (!s && src.on_unresolved && unresolved_name(s.status())) {
             warn_unresolved(src, tok, s.status());
             s = TargetSpec::none();  // keeps the token numbering of journaled positions

@@ -21,6 +21,7 @@ struct TargetSources {
     std::vector<std::string> excludes;       // --exclude specs
     std::vector<std::string> exclude_files;  // --excludefile files (read whole, at open)
     bool ipv6 = false;                       // -6
+    bool resolve_all = false;                // --resolve-all: every address of a name
     // One spec naming more hosts than this is an error (same message as expand_targets).
     // 2^32 admits 0.0.0.0/0 and an IPv6 /96; ::/64 is refused.
     std::uint64_t spec_limit = std::uint64_t(1) << 32;
@@ -37,7 +38,7 @@ struct CursorPosition {
     std::uint64_t spec = 0;    // token index: command-line specs, then -iL tokens in order
     std::uint64_t offset = 0;  // host offset inside that spec (before exclusion)
     std::uint64_t index = 0;   // global index the next emitted host gets
-    std::string resolved;      // address the current spec's host name resolved to, if any
+    std::string resolved;      // address(es, ','-joined) the current spec's name resolved to
 
     bool operator==(const CursorPosition&) const = default;
     // Compact text form "v1 spec offset index [resolved]".

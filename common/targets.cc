@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <cctype>
@@ -145,8 +146,9 @@ Result<std::vector<std::string>> parse_decoys(const std::string& spec) {
 
 namespace {
 
-// Resolves a host name to its first address of the wanted family.
-Result<std::string> resolve(const std::string& name, bool ipv6) {
+// Resolves a host name to its addresses of the wanted family, in resolver order (the
+// first only unless `all`).
+Result<std::vector<std::string>> resolve(const std::string& name, bool ipv6, bool all) {
     if (never_resolves(name)) return Status::error("failed to resolve '" + name + "'");
     addrinfo hints{};
     hints.ai_family = ipv6 ? AF_INET6 : AF_INET;
@@ -154,20 +156,24 @@ Result<std::string> resolve(const std::string& name, bool ipv6) {
     addrinfo* res = nullptr;
     int rc = getaddrinfo(name.c_str(), nullptr, &hints, &res);
     if (rc != 0 || !res) return Status::error("failed to resolve '" + name + "'");
-    char buf[INET6_ADDRSTRLEN] = {};
-    if (ipv6)
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr, buf,
-                  sizeof buf);
-    else
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf,
-                  sizeof buf);
+    std::vector<std::string> out;
+    for (addrinfo* ai = res; ai && (all || out.empty()); ai = ai->ai_next) {
+        char buf[INET6_ADDRSTRLEN] = {};
+        if (ipv6)
+            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, buf,
+                      sizeof buf);
+        else
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, buf,
+                      sizeof buf);
+        if (std::find(out.begin(), out.end(), buf) == out.end()) out.emplace_back(buf);
+    }
     freeaddrinfo(res);
-    return std::string(buf);
+    return out;
 }
 
 // Parses one expression. `ipv6` is -6; for excludes (`any_family`) both families parse.
 Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family,
-                              const std::string& resolved) {
+                              const std::string& resolved, bool resolve_all) {
     TargetSpec s;
     std::string host = tok;
     int prefix = -1;
@@ -219,20 +225,46 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
     }
 
     if (!valid_hostname(host)) return invalid(tok);
-    auto addr = resolved.empty() ? resolve(host, ipv6) : Result<std::string>(resolved);
-    if (!addr) return addr.status();
+    std::vector<std::string> addrs;
+    if (resolved.empty()) {
+        auto r = resolve(host, ipv6, prefix < 0);
+        if (!r) return r.status();
+        addrs = std::move(*r);
+    } else {  // replayed from a journal: one address, or --resolve-all's list
+        std::stringstream ss(resolved);
+        for (std::string a; std::getline(ss, a, ',');)
+            addrs.push_back(a);
+    }
+    if (addrs.empty()) return Status::error("failed to resolve '" + host + "'");
+    if (addrs.size() > 1 && prefix < 0 && resolve_all) {
+        TargetSpec r;
+        r.kind = TargetSpec::Names;
+        for (const auto& a : addrs) {  // each must be an address of the scan's family
+            auto one = parse_spec(a, ipv6, false, {}, false);
+            if (!one || one->count() != 1) return invalid(tok);
+            r.resolved += (r.resolved.empty() ? "" : ",") + a;
+        }
+        r.addresses = std::move(addrs);
+        r.targetname = host;
+        return r;
+    }
+    const std::string& addr = addrs.front();
     auto parsed =
-        parse_spec(*addr + (prefix >= 0 ? "/" + std::to_string(prefix) : ""), ipv6, true, {});
+        parse_spec(addr + (prefix >= 0 ? "/" + std::to_string(prefix) : ""), ipv6, true, {}, false);
     if (!parsed) return invalid(tok);  // e.g. a /33 after a v4 name
     TargetSpec r = *parsed;
-    r.resolved = *addr;
-    if (r.count() == 1) r.targetname = host;
+    r.resolved = addr;
+    if (r.count() == 1) {
+        r.targetname = host;
+        r.other_addresses.assign(addrs.begin() + 1, addrs.end());
+    }
     return r;
 }
 
 }  // namespace
 
 std::uint64_t TargetSpec::count() const {
+    if (kind == Names) return addresses.size();
     if (kind == V4Octets) {
         std::uint64_t n = 1;
         for (const auto& o : octets)
@@ -265,8 +297,8 @@ bool TargetSpec::contains_v6(const std::array<std::uint8_t, 16>& a) const {
 }
 
 Result<TargetSpec> parse_target_spec(const std::string& tok, bool ipv6, bool any_family,
-                                     const std::string& resolved) {
-    return parse_spec(tok, ipv6, any_family, resolved);
+                                     const std::string& resolved, bool resolve_all) {
+    return parse_spec(tok, ipv6, any_family, resolved, resolve_all);
 }
 
 void split_spec_line(std::string line, std::vector<std::string>& out) {
@@ -332,7 +364,7 @@ Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs
 
     std::vector<TargetSpec> ex;
     for (const auto& tok : ex_tokens) {
-        auto s = parse_spec(tok, ipv6, true, {});
+        auto s = parse_spec(tok, ipv6, true, {}, false);
         if (!s) return s.status();
         ex.push_back(*s);
     }
@@ -357,11 +389,11 @@ Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs
         if (excluded4(a)) return;
         std::string key(reinterpret_cast<const char*>(&a), 4);
         if (!seen.insert(key).second) return;
-        out.push_back(Target{format_v4(a), false, name});
+        out.push_back(Target{format_v4(a), false, name, {}});
     };
 
     for (const auto& tok : all) {
-        auto r = parse_spec(tok, ipv6, false, {});
+        auto r = parse_spec(tok, ipv6, false, {}, false);
         if (!r) return r.status();
         const TargetSpec& s = *r;
         std::uint64_t n = s.count();
@@ -396,7 +428,7 @@ Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs
                 if (!excluded6(a)) {
                     std::string key(reinterpret_cast<const char*>(a.data()), 16);
                     if (seen.insert(key).second) {
-                        out.push_back(Target{format_v6(a), true, s.targetname});
+                        out.push_back(Target{format_v6(a), true, s.targetname, {}});
                     }
                 }
                 for (int k = 15; k >= 0 && ++a[k] == 0; --k) {  // 128-bit increment

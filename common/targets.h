@@ -15,6 +15,8 @@ struct Target {
     std::string address;  // numeric address ("127.0.1.5", "::1")
     bool ipv6 = false;
     std::string targetname;  // the name the user typed when it was a hostname, else empty
+    // The name's other addresses, not scanned (nmap's "Other addresses for ..." line).
+    std::vector<std::string> other_addresses;
 };
 
 // Expands target specs (plus -iL files, minus --exclude/--excludefile) into the ordered,
@@ -29,18 +31,24 @@ Result<std::vector<Target>> expand_targets(const std::vector<std::string>& specs
                                            const std::vector<std::string>& exclude_files, bool ipv6,
                                            std::size_t limit = 1u << 24);
 
-// ---- Parsing pieces shared by expand_targets and TargetCursor.
+// ---- Parsing pieces shared by expand_targets and TargetCursor. With `resolve_all`
+// (--resolve-all) a host name that resolves to several addresses names them all (kind
+// Names); otherwise its first address.
 
 // One parsed target expression: IPv4 octet ranges or a CIDR block of either family; a plain
 // address is a /32 or /128 block. Holds no host list, so any size costs the same.
 struct TargetSpec {
-    enum Kind { V4Octets, V4Cidr, V6Cidr } kind = V4Cidr;
+    enum Kind { V4Octets, V4Cidr, V6Cidr, Names } kind = V4Cidr;
     std::array<std::bitset<256>, 4> octets;  // V4Octets
     std::uint32_t v4 = 0;                    // V4Cidr, host order, not yet network-aligned
     std::array<std::uint8_t, 16> v6{};       // V6Cidr, not yet network-aligned
     int prefix = 32;
     std::string targetname;  // the host name when the user typed one naming a single host
     std::string resolved;    // the address a host name resolved to; empty for literals
+    std::vector<std::string> other_addresses;  // its other addresses, not scanned
+    // Names: every address of the name (--resolve-all), in resolver order; `resolved` holds
+    // them joined by ','.
+    std::vector<std::string> addresses;
 
     // A spec of no host (a name that did not resolve, skipped with a warning).
     static TargetSpec none() {
@@ -58,7 +66,7 @@ struct TargetSpec {
 // its address (used to replay a journaled resolution). `ipv6` is -6; with `any_family`
 // (excludes) both families parse. Errors as documented for expand_targets.
 Result<TargetSpec> parse_target_spec(const std::string& tok, bool ipv6, bool any_family,
-                                     const std::string& resolved = {});
+                                     const std::string& resolved = {}, bool resolve_all = false);
 
 // Appends the tokens of one -iL/--excludefile line ('#' starts a comment).
 void split_spec_line(std::string line, std::vector<std::string>& out);

@@ -54,7 +54,8 @@ common::Result<AddedTargets::AddOutcome> AddedTargets::add(
         }
         if (!seen_.insert(t.address).second) continue;
         wire::AddTargets rec;
-        rec.targets.push_back({kBase + count_++, t.address, t.ipv6, t.targetname.substr(0, 256)});
+        rec.targets.push_back(
+            {kBase + count_++, t.address, t.ipv6, t.targetname.substr(0, 256), {}});
         if (auto s = store_.put_record(key_of(rec.targets[0].index), wire::encode(rec)); !s)
             return s;
         pending_.push_back(std::move(rec.targets[0]));

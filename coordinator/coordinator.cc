@@ -86,6 +86,8 @@ public:
 private:
     common::Status setup();
     common::Status load_or_init_options();
+    // nmap-services of the scan's data directories (ports, scaninfo).
+    common::Status load_services();
     common::Status plan_more();
     void tick();
     void handle(const transport::Incoming& in);
@@ -117,6 +119,7 @@ private:
 
     Config cfg_;
     common::ScanOptions opts_;
+    std::optional<common::Services> services_;
     std::string scan_id_;
     std::unique_ptr<store::Store> store_;
     std::optional<GroupBook> book_;
@@ -172,6 +175,18 @@ void Coordinator::send_error(const std::string& peer, wire::ErrorCode c, const s
 
 // Options: fresh scans parse them and journal them (with the scan id) in the store; --resume
 // takes them back from the journal so a restart cannot change what is being scanned.
+common::Status Coordinator::load_services() {
+    auto path = common::DataFiles(opts_.datadir).find_db("nmap-services", opts_.servicedb);
+    if (!path)
+        return common::Status::error(opts_.servicedb.empty()
+                                         ? "cannot find nmap-services in the data directories"
+                                         : "cannot read --servicedb '" + opts_.servicedb + "'");
+    auto services = common::Services::load(*path);
+    if (!services) return services.status();
+    services_ = std::move(*services);
+    return common::Status::ok();
+}
+
 common::Status Coordinator::load_or_init_options() {
     auto j = store_->journal();
     if (!j) return j.status();
@@ -184,7 +199,7 @@ common::Status Coordinator::load_or_init_options() {
         if (!w) return w.status();
         opts_ = std::move(w->options);
         scan_id_ = std::move(w->scan_id);
-        return common::Status::ok();
+        return load_services();
     }
     if (cfg_.options) {
         opts_ = *cfg_.options;
@@ -197,14 +212,8 @@ common::Status Coordinator::load_or_init_options() {
         if (!o) return o.status();
         opts_ = std::move(*o);
     }
+    if (auto st = load_services(); !st) return st;
     common::DataFiles files(opts_.datadir);
-    auto svc_path = files.find_db("nmap-services", opts_.servicedb);
-    if (!svc_path)
-        return common::Status::error(opts_.servicedb.empty()
-                                         ? "cannot find nmap-services in the data directories"
-                                         : "cannot read --servicedb '" + opts_.servicedb + "'");
-    auto services = common::Services::load(*svc_path);
-    if (!services) return services.status();
     if (opts_.version_scan) {  // a bad probe file stops the scan before it starts
         auto probes_path = files.find_db("nmap-service-probes", opts_.versiondb);
         if (!probes_path)
@@ -237,7 +246,7 @@ common::Status Coordinator::load_or_init_options() {
                      "NOTE: -A runs -sV -sC here; OS detection (-O) and traceroute are "
                      "not supported yet.\n");
     if (!opts_.ping_only && !opts_.list_scan) {
-        auto st = common::resolve_ports(opts_, *services);
+        auto st = common::resolve_ports(opts_, *services_);
         if (!st) return st;
     }
     std::random_device rd;
@@ -307,10 +316,10 @@ common::Status Coordinator::setup() {
     run_.start = epoch_now();
     run_.verbose = opts_.verbosity;
     run_.debugging = opts_.debugging;
-    run_.services = services_text(opts_.ports);
-    run_.scan_type = opts_.syn_scan                          ? "syn"
-                     : !opts_.connect_scan && opts_.udp_scan ? "udp"
-                                                             : "connect";
+    auto pp = common::protocol_ports(opts_, *services_);
+    if (!pp.tcp.empty())
+        run_.scaninfo.push_back({opts_.syn_scan ? "syn" : "connect", "tcp", services_text(pp.tcp)});
+    if (!pp.udp.empty()) run_.scaninfo.push_back({"udp", "udp", services_text(pp.udp)});
     run_.open_only = opts_.open_only;
     sink_->begin(run_);
 
@@ -564,7 +573,8 @@ void Coordinator::on_host_result(WorkerRec& w, const wire::HostResult& m, std::u
     // dropped: the group's new holder scans those hosts again).
     if (book_->held_by(m.group_id, w.id) != GroupBook::Held::yes)
         return send_error(w.peer, wire::ErrorCode::UnknownLease, "not your lease", seq);
-    auto r = book_->commit(m.group_id, {m.host.index, m.host.address, false, ""}, wire::encode(m));
+    auto r =
+        book_->commit(m.group_id, {m.host.index, m.host.address, false, "", {}}, wire::encode(m));
     if (!r) return fatal(r.message());
     switch (*r) {
     case GroupBook::Commit::unknown_group:
@@ -901,6 +911,7 @@ common::TargetSources target_sources(const common::ScanOptions& o) {
     src.excludes = o.excludes;
     src.exclude_files = o.exclude_files;
     src.ipv6 = o.ipv6;
+    src.resolve_all = o.resolve_all;
     src.on_unresolved = [](const std::string& warning) {
         static std::set<std::string> said;  // the cursor is reopened on restore: say it once
         if (said.insert(warning).second) std::fprintf(stderr, "%s\n", warning.c_str());

@@ -12,7 +12,8 @@ namespace {
 std::int64_t to_ms(double t) { return static_cast<std::int64_t>(t * 1000.0); }
 
 wire::LeaseHost lease_host(const common::IndexedTarget& t) {
-    return {t.index, t.target.address, t.target.ipv6, t.target.targetname};
+    return {t.index, t.target.address, t.target.ipv6, t.target.targetname,
+            t.target.other_addresses};
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 
 namespace coordinator {
 
-// The TCP ports of a scan in nmap's scaninfo "services" form: "21-23,80,443".
-std::string services_text(const std::vector<common::PortSpec>& ports);
+// Ascending port numbers in nmap's scaninfo "services" form: "21-23,80,443".
+std::string services_text(const std::vector<std::uint16_t>& ports);
 
 class OutputSink {
 public:

@@ -15,6 +15,7 @@
 #include "nse/lib/zlib.h"
 #include "nse/lua_sources.h"
 #include "nse/registry_delta.h"
+#include "nse/registry_shadow.h"
 #include "nse/runtime.h"
 #include "nse/value_bridge.h"
 
@@ -254,7 +255,7 @@ private:
     // Phase state.
     std::vector<common::HostResult>* hosts_ = nullptr;
     std::vector<int> host_registry_;      // registry refs of each host's `registry` table
-    common::Value registry_base_;         // nmap.registry as of the last exchange
+    RegistryShadow registry_base_;        // nmap.registry as of the last exchange
     std::uint64_t registry_version_ = 0;  // the shared registry's version last taken in
     // Per host: live script threads, and whether host_done was already announced. A host is
     // done when the walk of the last runlevel has passed it and none of its threads is left.
@@ -271,11 +272,27 @@ private:
             for (auto& port : host.ports)
                 std::stable_sort(port.scripts.begin(), port.scripts.end(), by_id);
             std::stable_sort(host.hostscripts.begin(), host.hostscripts.end(), by_id);
-            // The registry never lags the results: a host delivered and then lost with its
-            // worker is not scanned again, so its writes must already be published.
-            registry_publish();
-            emb_.host_done(h);
+            done_pending_.push_back(h);
+            flush_done(false);
         }
+    }
+    // Announces finished hosts. The registry never lags the results (a host delivered and
+    // then lost with its worker is not scanned again, so its writes must already be
+    // published), but a publish costs the registry's size: finished hosts wait, at most
+    // 25 times what the last publish took (capped at 2 s), to share one. Immediate while
+    // the registry is small; a registry of thousands of hosts' keys stays ~4% of the time.
+    std::vector<std::size_t> done_pending_;
+    double next_publish_ = 0;
+    void flush_done(bool now) {
+        if (done_pending_.empty() || (!now && steady_now() < next_publish_)) return;
+        double t0 = steady_now();
+        registry_publish();
+        double t1 = steady_now();
+        next_publish_ = t1 + std::min(2.0, 25 * (t1 - t0));
+        auto done = std::move(done_pending_);
+        done_pending_.clear();
+        for (auto h : done)
+            emb_.host_done(h);
     }
     std::vector<common::ScriptResult>* prepost_out_ = nullptr;
     Governor governor_;
@@ -943,6 +960,7 @@ void EngineImpl::run_threads(const std::function<bool()>& next) {
             if (it != threads_.end()) kill(*it->second, "timed out");
         }
         governor_.tick(now);
+        flush_done(false);
         if (now - last_gc > 0.5) {
             lua_gc(L_, LUA_GCSTEP, 0);
             last_gc = now;
@@ -1063,6 +1081,7 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
         host_alive_[h] = 0;  // abandoned workers are gone
         check_host_done(h);
     }
+    flush_done(true);
     hosts_ = nullptr;
     return common::Status::ok();
 }
@@ -1071,18 +1090,16 @@ common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
 // when there are none or the engine cannot read its registry.
 void EngineImpl::registry_publish() {
     if (!broken_.empty()) return;
-    common::Value now;
+    common::Value delta;
     auto err = protect([&](lua_State* L) {
         lua_getglobal(L, "nmap");
         lua_getfield(L, -1, "registry");
-        now = registry_to_value(L, -1);
+        delta = registry_base_.diff(L, -1);
     });
     if (err) {
         emb_.write(true, "WARNING: NSE: registry not published: " + first_line(*err) + "\n");
         return;
     }
-    common::Value delta = registry_diff(registry_base_, now);
-    registry_base_ = std::move(now);
     if (!delta.table().entries.empty()) shared_.registry_merge(delta, cfg_.engine_id);
 }
 
@@ -1101,12 +1118,12 @@ void EngineImpl::registry_refresh() {
         lua_getfield(L, -1, "registry");
         if (c.snapshot) {
             sync_table(L, -1, c.full, true);
-            registry_base_ = registry_to_value(L, -1);
+            registry_base_.reset(L, -1);
             return;
         }
         for (const auto& d : c.deltas) {
             apply_delta(L, -1, d);
-            registry_apply(registry_base_, d);
+            registry_base_.applied(L, -1, d);
         }
     });
     if (err) {

@@ -74,7 +74,9 @@ common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool 
             int kt = lua_type(L, -2);
             common::Entry e;
             if (kt == LUA_TSTRING) {
-                e.key = lua_tostring(L, -2);
+                std::size_t n = 0;
+                const char* k = lua_tolstring(L, -2, &n);
+                e.key.assign(k, n);
                 if (top && e.key == "args") {
                     lua_pop(L, 1);
                     continue;
@@ -142,6 +144,16 @@ void push_subtable(lua_State* L, int idx) {
 common::Value registry_to_value(lua_State* L, int idx) {
     std::set<const void*> seen;
     return to_value(L, idx, seen, true);
+}
+
+common::Value plain_to_value(lua_State* L, int idx) {
+    std::set<const void*> seen;
+    return to_value(L, idx, seen, false);
+}
+
+void push_entry_key(lua_State* L, const common::Entry& e) {
+    lua_Integer position = 0;
+    push_key(L, e, &position);
 }
 
 void push_value(lua_State* L, const common::Value& v) {

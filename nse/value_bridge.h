@@ -15,6 +15,13 @@ common::Value tree_to_value(lua_State* L, int idx);
 // skipped too (each engine sets its own).
 common::Value registry_to_value(lua_State* L, int idx);
 
+// [-0, +0] The same for a value below the top level (no key is skipped).
+common::Value plain_to_value(lua_State* L, int idx);
+
+// [-0, +1] Pushes the Lua key of a keyed table entry (string, integer or float key; not an
+// append, which has no key of its own).
+void push_entry_key(lua_State* L, const common::Entry& e);
+
 // [-0, +0] Applies a registry delta (nse/registry_delta.h) to the Lua table at `idx`, in
 // place: appends go after the table's last sequence item, nil values remove.
 void apply_delta(lua_State* L, int idx, const common::Value& delta);

@@ -32,6 +32,8 @@ void run_to_end(asio::io_context& io, Start start) {
         io.run_one();
 }
 
+}  // namespace
+
 // nmap's -v phase lines: "Initiating Connect Scan at 10:02" ... "Completed Connect Scan at
 // 10:02, 0.05s elapsed (3 total ports)".
 class PhaseLog {
@@ -62,6 +64,8 @@ private:
     std::string what_;
     std::chrono::steady_clock::time_point t0_;
 };
+
+namespace {
 
 // "127.0.0.1", "localhost (127.0.0.1)" or "3 hosts": the targets of a phase line.
 std::string targets_text(const std::vector<common::HostResult>& hosts, bool only_up) {
@@ -197,6 +201,20 @@ void EngineHost::version_phase(std::vector<common::HostResult>& hosts) {
     }
 }
 
+// Reverse DNS of the group's hosts, with nmap's -v lines ("System DNS" with --system-dns).
+void EngineHost::resolve_names(asio::io_context& io, std::vector<common::HostResult>& hosts,
+                               PhaseLog& phase) {
+    std::size_t n = ReverseDns::wanted(opts_, hosts);
+    if (n == 0) return;
+    phase.begin(std::string(opts_.system_dns ? "System" : "Parallel") + " DNS resolution of " +
+                std::to_string(n) + (n == 1 ? " host." : " hosts."));
+    ReverseDns names(io, opts_);
+    run_to_end(io, [&](auto done) {
+        names.start(hosts, done, [this](const std::string& w) { embedder_.write(true, w + "\n"); });
+    });
+    phase.end();
+}
+
 common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, HostDone on_host) {
     asio::io_context& io = engine_->io();
     if (opts_.list_scan) {  // -sL: names only; nothing is sent to the targets
@@ -204,13 +222,9 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
             h.status = "unknown";
             h.reason = "user-set";
         }
-        if (!opts_.no_dns) {
-            ReverseDns names(io, opts_);
-            run_to_end(io, [&](auto done) {
-                names.start(hosts, done,
-                            [this](const std::string& w) { embedder_.write(true, w + "\n"); });
-            });
-        }
+        PhaseLog phase(opts_.verbosity > 0,
+                       [this](const std::string& line) { embedder_.write(false, line); });
+        resolve_names(io, hosts, phase);
         if (on_host)
             for (const auto& h : hosts)
                 on_host(h);
@@ -226,6 +240,9 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
                             : opts_.syn_scan ? "SYN Stealth Scan"
                                              : "UDP Scan";
     bool port_phase = !(opts_.ping_only && opts_.skip_discovery);
+    // As nmap: names are looked up once the hosts that are up are known, so before the port
+    // scan with -Pn (all are), after discovery (done with the port scan here) otherwise.
+    if (opts_.skip_discovery) resolve_names(io, hosts, phase);
     if (port_phase) {
         phase.begin(scan_name);
         phase.say("Scanning " + targets_text(hosts, false) + " [" +
@@ -272,13 +289,7 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
     if (!raw && !opts_.skip_discovery)
         for (auto& h : hosts)
             if (h.status == "up") fill_route(h);
-    if (!opts_.no_dns) {
-        ReverseDns names(io, opts_);
-        run_to_end(io, [&](auto done) {
-            names.start(hosts, done,
-                        [this](const std::string& w) { embedder_.write(true, w + "\n"); });
-        });
-    }
+    if (!opts_.skip_discovery) resolve_names(io, hosts, phase);
     if (probes_) {
         std::size_t services = 0;
         for (const auto& h : hosts)

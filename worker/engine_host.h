@@ -16,6 +16,8 @@
 
 namespace worker {
 
+class PhaseLog;  // engine_host.cc: nmap's -v phase lines
+
 class EngineHost {
 public:
     // Builds the engine (script selection happens here: its errors come back as the status).
@@ -72,6 +74,8 @@ private:
     bool use_raw_scan();
     // -sV's version scripts on a copy of the group; only port.service comes back.
     void version_phase(std::vector<common::HostResult>& hosts);
+    void resolve_names(asio::io_context& io, std::vector<common::HostResult>& hosts,
+                       PhaseLog& phase);
 
     const common::ScanOptions& opts_;
     const common::Services& services_;

@@ -470,9 +470,10 @@ void FleetWorker::engine_main(unsigned index) {
     }
     EngineHost& w = **created;
     ++board_.ready;
+    board_.cv.notify_all();  // the engines wait for each other before asking for work
     ++board_.idle;
     while (!board_.stop) {
-        if (!board_.phases.empty() || !board_.leases.empty()) {
+        if ((!board_.phases.empty() || !board_.leases.empty()) && board_.ready == engines_) {
             bool phase = !board_.phases.empty();
             std::optional<wire::RunPhase> p;
             std::optional<wire::Lease> l;
@@ -511,8 +512,10 @@ void FleetWorker::engine_main(unsigned index) {
             // A coordinator that lost our request must not leave every engine idle forever.
             board_.outstanding = 0;
         }
+        // Work is asked for once every engine is built: one of them prints "NSE: Loaded N
+        // scripts" as it is, and that line comes before any scan's output, as in nmap.
         if (!board_.scan_done && !board_.paused && board_.outstanding < board_.idle &&
-            now >= board_.retry_at) {
+            board_.ready == engines_ && now >= board_.retry_at) {
             ++board_.outstanding;
             board_.requested_at = now;
             lk.unlock();
@@ -538,6 +541,7 @@ void FleetWorker::run_lease(EngineHost& w, EngineEmbedder& emb, const wire::Leas
         h.address = lh.address;
         h.ipv6 = lh.ipv6;
         h.targetname = lh.targetname;
+        h.other_addresses = lh.other_addresses;
         hosts.push_back(std::move(h));
     }
     auto lost = [&] {

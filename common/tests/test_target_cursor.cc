@@ -359,3 +359,37 @@ TEST_CASE("bench: walk 127.0.0.0/8 with a 1-host exclude" * doctest::skip()) {
         if (line.rfind("VmHWM:", 0) == 0) hwm = line;
     MESSAGE(n << " hosts in " << secs << " s = " << (n / secs / 1e6) << " M hosts/s; " << hwm);
 }
+
+TEST_CASE("--resolve-all: each address of a name, with the name; resumed from the journal") {
+    // A name's addresses as journaled when the scan began (no resolver is asked: a name
+    // under .invalid never resolves).
+    auto spec = common::parse_target_spec("multi.test.invalid", false, false,
+                                          "127.0.0.10,127.0.0.11,127.0.0.12", true);
+    REQUIRE(spec.is_ok());
+    CHECK(spec->kind == common::TargetSpec::Names);
+    CHECK(spec->count() == 3);
+    CHECK(spec->targetname == "multi.test.invalid");
+    CHECK(spec->resolved == "127.0.0.10,127.0.0.11,127.0.0.12");
+    // One address: the usual single host; an address of the other family: refused.
+    auto one = common::parse_target_spec("one.invalid", false, false, "127.0.0.10", true);
+    REQUIRE(one.is_ok());
+    CHECK(one->kind == common::TargetSpec::V4Cidr);
+    CHECK_FALSE(common::parse_target_spec("x.invalid", false, false, "127.0.0.1,::1", true));
+
+    TempFile il("multi.test.invalid 10.9.9.9 127.0.0.11\n");
+    TargetSources src;
+    src.input_files = {il.path};
+    src.resolve_all = true;
+    src.on_unresolved = [](const std::string&) {};
+    CursorPosition pos;
+    pos.spec = 0;
+    pos.offset = 1;
+    pos.index = 1;
+    pos.resolved = "127.0.0.10,127.0.0.11,127.0.0.12";
+    auto c = open_ok(src);
+    REQUIRE(c.restore(*CursorPosition::decode(pos.encode())).is_ok());
+    // The rest of the name's addresses, then the other tokens; 127.0.0.11 is not scanned
+    // twice (the name gave it already).
+    CHECK(keys(drain(c, 2, 1)) == Strings{"127.0.0.11|multi.test.invalid|4",
+                                          "127.0.0.12|multi.test.invalid|4", "10.9.9.9||4"});
+}

@@ -218,7 +218,10 @@ std::vector<Message> samples() {
     v.push_back(Heartbeat{1700000000.125, {1, 2, 18446744073709551615ull}, 3});
     v.push_back(RequestWork{2});
     v.push_back(
-        Lease{9, 2, 1700000030.0, {{0, "127.0.0.1", false, ""}, {1, "::1", true, "localhost"}}});
+        Lease{9,
+              2,
+              1700000030.0,
+              {{0, "127.0.0.1", false, "", {}}, {1, "::1", true, "localhost", {"127.0.0.1"}}}});
     v.push_back(NoWork{750, true});
     v.push_back(LeaseRenewed{{9, 10}, 1700000060.0});
     v.push_back(LeaseLost{9, "expired"});
@@ -248,7 +251,7 @@ std::vector<Message> samples() {
                             {{1, "a", 2, {4, 5}, 1700000000.5}, {2, "b", 1, {}, 0}}});
     v.push_back(Error{ErrorCode::UnknownLease, "group 9 is not yours", 44});
     v.push_back(Bye{"done"});
-    v.push_back(AddTargets{{{0, "127.0.0.8", false, ""}, {0, "::1", true, "localhost"}}});
+    v.push_back(AddTargets{{{0, "127.0.0.8", false, "", {}}, {0, "::1", true, "localhost", {}}}});
     return v;
 }
 

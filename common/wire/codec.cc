@@ -23,7 +23,7 @@ namespace common::wire {
 // version bumped). Update the sizes below together with put()/get() of the struct.
 static_assert(sizeof(common::ScanOptions) == 1152,
               "ScanOptions changed: update common/wire/codec.cc and docs/protocol.md");
-static_assert(sizeof(common::HostResult) == 408,
+static_assert(sizeof(common::HostResult) == 432,
               "HostResult changed: update common/wire/codec.cc and docs/protocol.md");
 static_assert(sizeof(common::PortResult) == 488,
               "PortResult changed: update common/wire/codec.cc and docs/protocol.md");
@@ -156,7 +156,7 @@ void put(Packer& pk, const common::HostResult& h) {
     fields(pk, static_cast<std::uint64_t>(h.index), h.address, h.ipv6, h.targetname, h.hostname,
            h.status, h.reason, h.reason_ttl, h.srtt, h.interface, h.interface_mtu,
            h.directly_connected, h.source_address, h.mac_address, h.source_mac, h.timed_out,
-           h.start_time, h.end_time, h.ports, h.hostscripts, h.lost_results);
+           h.start_time, h.end_time, h.ports, h.hostscripts, h.lost_results, h.other_addresses);
 }
 
 void put(Packer& pk, const common::PortSpec& p) {
@@ -193,7 +193,9 @@ void put(Packer& pk, const common::ScanOptions& o) {
            o.exclude_ports, o.servicedb, o.versiondb);
 }
 
-void put(Packer& pk, const LeaseHost& h) { fields(pk, h.index, h.address, h.ipv6, h.targetname); }
+void put(Packer& pk, const LeaseHost& h) {
+    fields(pk, h.index, h.address, h.ipv6, h.targetname, h.other_addresses);
+}
 void put(Packer& pk, const Owner& o) { fields(pk, o.engine, o.id); }
 void put(Packer& pk, const WorkerStatus& w) {
     fields(pk, w.worker_id, w.name, w.engines, w.leases, w.last_seen);
@@ -494,7 +496,7 @@ void get(const Obj& o, common::HostResult& h) {
     read_fields(o, "host", index, h.address, h.ipv6, h.targetname, h.hostname, h.status, h.reason,
                 h.reason_ttl, h.srtt, h.interface, h.interface_mtu, h.directly_connected,
                 h.source_address, h.mac_address, h.source_mac, h.timed_out, h.start_time,
-                h.end_time, h.ports, h.hostscripts, h.lost_results);
+                h.end_time, h.ports, h.hostscripts, h.lost_results, h.other_addresses);
     h.index = static_cast<std::size_t>(index);
 }
 
@@ -539,7 +541,7 @@ void get(const Obj& o, common::ScanOptions& s) {
 }
 
 void get(const Obj& o, LeaseHost& h) {
-    read_fields(o, "lease host", h.index, h.address, h.ipv6, h.targetname);
+    read_fields(o, "lease host", h.index, h.address, h.ipv6, h.targetname, h.other_addresses);
 }
 void get(const Obj& o, Owner& w) { read_fields(o, "owner", w.engine, w.id); }
 void get(const Obj& o, WorkerStatus& w) {

@@ -115,7 +115,8 @@ struct LeaseHost {
     std::uint64_t index = 0;  // position in target order (HostResult::index)
     std::string address;      // numeric
     bool ipv6 = false;
-    std::string targetname;  // name typed by the user, if any
+    std::string targetname;                    // name typed by the user, if any
+    std::vector<std::string> other_addresses;  // the name's other addresses, not scanned
     bool operator==(const LeaseHost&) const = default;
 };
 

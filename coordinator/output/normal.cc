@@ -167,8 +167,16 @@ public:
         if (!host_reported(h, run_.open_only, run_.verbose)) return;
         const std::string name = screen_safe(display_name(h));
         std::string out = "Nmap scan report for " + name;
+        // nmap: a name's addresses it did not scan, after the "Host is up" line.
+        std::string others;
+        if (!h.other_addresses.empty()) {
+            others = "Other addresses for " + screen_safe(h.targetname) + " (not scanned):";
+            for (const auto& a : h.other_addresses)
+                others += " " + a;
+            others += "\n";
+        }
         if (h.status == "unknown") {  // -sL
-            out_.write(out + "\n");
+            out_.write(out + "\n" + others);
             out_.flush();
             return;
         }
@@ -182,7 +190,7 @@ public:
         out += "\nHost is up";
         if (opt_.reason) out += ", received " + reason_text(h.reason, h.reason_ttl);
         if (h.srtt > 0) out += " (" + two_sig_digits(h.srtt) + "s latency)";
-        out += ".\n";
+        out += ".\n" + others;
         if (opt_.scanned_at && h.start_time > 0) {
             out += "Scanned at " + common::local_time_text(h.start_time, "%Y-%m-%d %H:%M:%S %Z") +
                    " for " + std::to_string(std::lround(std::max(0.0, h.end_time - h.start_time))) +

@@ -1,4 +1,6 @@
 // OutputSink::open, the fan-out sink, the file abstraction and helpers shared by the formats.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -17,12 +19,22 @@ namespace output {
 
 // ---- OutFile
 
+bool is_regular_or_absent(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode);
+}
+
 common::Result<OutFile> OutFile::create(const std::string& path, bool append) {
     OutFile f;
     f.label_ = path;
     f.append_ = append;
-    f.part_ = path + ".part";
-    f.file_ = std::fopen(f.part_.c_str(), "w");
+    if (!is_regular_or_absent(path)) {
+        f.direct_ = true;
+        f.file_ = std::fopen(path.c_str(), append ? "a" : "w");
+    } else {
+        f.part_ = path + ".part";
+        f.file_ = std::fopen(f.part_.c_str(), "w");
+    }
     if (!f.file_)
         return common::Status::error("cannot create output file '" + path +
                                      "': " + std::strerror(errno));
@@ -47,6 +59,7 @@ OutFile& OutFile::operator=(OutFile&& o) noexcept {
         part_ = std::move(o.part_);
         failed_ = o.failed_;
         append_ = o.append_;
+        direct_ = o.direct_;
     }
     return *this;
 }
@@ -55,7 +68,7 @@ void OutFile::discard() {
     if (file_) {
         std::fclose(file_);
         file_ = nullptr;
-        std::remove(part_.c_str());
+        if (!direct_) std::remove(part_.c_str());
     }
     os_ = nullptr;
 }
@@ -93,8 +106,9 @@ common::Status OutFile::commit() {
     const bool close_err = std::fclose(file_) != 0;
     file_ = nullptr;
     if (write_err || close_err)
-        return common::Status::error("error writing output file '" + label_ +
-                                     "' (partial data left in '" + part_ + "')");
+        return common::Status::error("error writing output file '" + label_ + "'" +
+                                     (direct_ ? "" : " (partial data left in '" + part_ + "')"));
+    if (direct_) return common::Status::ok();
     if (append_) return append_part();
     if (std::rename(part_.c_str(), label_.c_str()) != 0)
         return common::Status::error("cannot rename '" + part_ + "' to '" + label_ +
@@ -333,7 +347,8 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
         if (r.path->empty()) continue;
         if (*r.path == "-") {
             ++to_stdout;
-        } else if (!seen.insert(*r.path).second) {
+        } else if (!seen.insert(*r.path).second && is_regular_or_absent(*r.path)) {
+            // Two reports in one file would overwrite each other; /dev/null takes both.
             return common::Status::error("output file '" + *r.path + "' is requested twice");
         }
     }
@@ -383,21 +398,16 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
 
 namespace coordinator {
 
-std::string services_text(const std::vector<common::PortSpec>& ports) {
+std::string services_text(const std::vector<std::uint16_t>& ports) {
     std::string out;
     std::size_t i = 0;
     while (i < ports.size()) {
-        if (ports[i].proto != 't') {
-            ++i;
-            continue;
-        }
         std::size_t j = i;
-        while (j + 1 < ports.size() && ports[j + 1].proto == 't' &&
-               ports[j + 1].number == ports[j].number + 1)
+        while (j + 1 < ports.size() && ports[j + 1] == ports[j] + 1)
             ++j;
         if (!out.empty()) out += ",";
-        out += std::to_string(ports[i].number);
-        if (j > i) out += "-" + std::to_string(ports[j].number);
+        out += std::to_string(ports[i]);
+        if (j > i) out += "-" + std::to_string(ports[j]);
         i = j + 1;
     }
     return out;

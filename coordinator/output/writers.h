@@ -15,11 +15,16 @@
 
 namespace coordinator::output {
 
+// False for a path that exists and is not a regular file (a device, FIFO or symlink).
+bool is_regular_or_absent(const std::string& path);
+
 // Where one format goes: a file written as "<path>.part" and renamed to <path> by commit(),
-// or a borrowed stream (stdout, or a string stream in tests). Move-only.
+// or a borrowed stream (stdout, or a string stream in tests). A path that exists and is not
+// a regular file (/dev/null, a FIFO, /dev/stdout, a symlink) is written in place: a rename
+// would replace the device or link with a file. Move-only.
 class OutFile {
 public:
-    // Creates "<path>.part". Errors name <path>.
+    // Creates "<path>.part" (or opens <path> itself, see above). Errors name <path>.
     static common::Result<OutFile> create(const std::string& path, bool append = false);
     // Writes to `os`, which must outlive the OutFile; commit() only flushes.
     static OutFile stream(std::ostream& os, std::string label);
@@ -48,6 +53,7 @@ private:
     std::string part_;   // temporary path when file_ is set
     bool failed_ = false;
     bool append_ = false;  // --append-output: commit appends instead of replacing
+    bool direct_ = false;  // written in place (not a regular file): no ".part", no rename
     common::Status append_part();
 };
 

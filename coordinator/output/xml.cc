@@ -110,13 +110,10 @@ public:
             args + "\"" + attr("start", epoch_str(run.start)) +
             attr("startstr", ctime_string(run.start)) + attr("version", run.version) +
             " xmloutputversion=\"1.05\">\n";
-        if (!run.services.empty()) {
-            const std::string type = run.scan_type.empty() ? "connect" : run.scan_type;
-            out += "<scaninfo" + attr("type", type) +
-                   attr("protocol", run.protocol.empty() ? "tcp" : run.protocol) +
-                   attr("numservices", std::to_string(count_services(run.services))) +
-                   attr("services", run.services) + "/>\n";
-        }
+        for (const auto& si : run.scaninfo)
+            out += "<scaninfo" + attr("type", si.type) + attr("protocol", si.protocol) +
+                   attr("numservices", std::to_string(count_services(si.services))) +
+                   attr("services", si.services) + "/>\n";
         out += "<verbose level=\"" + std::to_string(run.verbose) + "\"/>\n";
         out += "<debugging level=\"" + std::to_string(run.debugging) + "\"/>\n";
         out_.write(out);

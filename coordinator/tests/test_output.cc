@@ -1,6 +1,7 @@
 // Output writers: exact normal/grepable text, XML validated against nmap.dtd with xmllint and
 // read by ndiff, NDJSON parsed by python3's json module.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,7 +76,7 @@ RunInfo run_info() {
     run.args = "nsefleet scan -sT -Pn -p 1-30,18081 --script t-all localhost";
     run.start = 1795240400;  // Sat Nov 21 05:53:20 2026 UTC
     run.end = 1795240400.26;
-    run.services = "1-30,18081";
+    run.scaninfo = {{"connect", "tcp", "1-30,18081"}};
     run.hosts_up = 2;
     run.hosts_down = 1;
     run.hosts_total = 3;
@@ -383,6 +384,8 @@ TEST_CASE("OutputSink: normal, XML, grepable and NDJSON files for one run") {
         CHECK(xml.find("<hosts up=\"2\" down=\"1\" total=\"3\"/>") != std::string::npos);
         CHECK(xml.find("<prescript><script id=\"t-txt\"") != std::string::npos);
         CHECK(xml.find("<postscript><script id=\"t-all\"") != std::string::npos);
+        CHECK(xml.find("<scaninfo type=\"connect\" protocol=\"tcp\" numservices=\"31\" "
+                       "services=\"1-30,18081\"/>") != std::string::npos);
     }
     SUBCASE("ndiff reads two reports") {
         // Debian's ndiff 7.93 crashes on any port or host with two or more scripts, nmap's own
@@ -435,6 +438,27 @@ assert lines[2]['address'] == '127.0.0.3' and len(lines[2]['ports']) == 2
         CHECK(run_cmd("python3 '" + script + "' '" + dir + "/r.ndjson'") == 0);
         CHECK(read_file(dir + "/r.ndjson").find("\"srtt\":0.00042,") != std::string::npos);
     }
+}
+
+TEST_CASE("OutputSink: -sS -sU has one <scaninfo> per protocol, TCP first, as nmap") {
+    const test_support::TempDir tmp("nsefleet-output");
+    common::ScanOptions opts;
+    opts.out_xml = tmp.path + "/r.xml";
+    RunInfo run = run_info();
+    run.scaninfo = {{"syn", "tcp", "22,80"}, {"udp", "udp", "53,161-162"}};
+    run_sink(opts, run, {up_host()});
+    const std::string xml = read_file(tmp.path + "/r.xml");
+    auto tcp = xml.find(
+        "<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"2\" "
+        "services=\"22,80\"/>");
+    auto udp = xml.find(
+        "<scaninfo type=\"udp\" protocol=\"udp\" numservices=\"3\" "
+        "services=\"53,161-162\"/>");
+    CHECK(tcp != std::string::npos);
+    CHECK(udp != std::string::npos);
+    CHECK(tcp < udp);
+    CHECK(run_cmd("xmllint --noout --dtdvalid /usr/share/nmap/nmap.dtd '" + tmp.path + "/r.xml'") ==
+          0);
 }
 
 TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
@@ -537,6 +561,38 @@ TEST_CASE("OutputSink: verbose, --open, --reason, timeout and mixed tables") {
         CHECK(json.find("\"data\":{\"1\":1,\"2\":2.5,\"3\":{\"a\":1},\"key\":\"v\"}") !=
               std::string::npos);
     }
+}
+
+TEST_CASE("OutputSink: a FIFO or a symlink is written in place, never replaced") {
+    // As `-oX /dev/null` or `-oN /dev/stdout`: a rename of "<path>.part" over a device
+    // would turn it into a regular file (a FIFO stands for the device here).
+    const test_support::TempDir tmp("nsefleet-output");
+    const std::string fifo = tmp.path + "/pipe", target = tmp.path + "/target.gnmap",
+                      link = tmp.path + "/link.gnmap";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    REQUIRE(::symlink(target.c_str(), link.c_str()) == 0);
+    // The reading end is open (without blocking) before the report is written; the report
+    // fits the pipe's buffer, so it is read afterwards. Nothing waits on a missing writer.
+    const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    REQUIRE(rd >= 0);
+    common::ScanOptions opts;
+    opts.out_xml = fifo;
+    opts.out_grepable = link;
+    run_sink(opts, run_info(), {up_host()});
+    std::string piped;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(rd, buf, sizeof buf)) > 0;)
+        piped.append(buf, static_cast<std::size_t>(n));
+    ::close(rd);
+    struct stat st {};
+    REQUIRE(::lstat(fifo.c_str(), &st) == 0);
+    CHECK(S_ISFIFO(st.st_mode));
+    REQUIRE(::lstat(link.c_str(), &st) == 0);
+    CHECK(S_ISLNK(st.st_mode));
+    CHECK(piped.find("</nmaprun>") != std::string::npos);
+    CHECK(read_file(target).find("Host: 127.0.0.1") != std::string::npos);
+    CHECK_FALSE(exists(fifo + ".part"));
+    CHECK_FALSE(exists(link + ".part"));
 }
 
 TEST_CASE("OutputSink::open errors name the file and leave nothing behind") {

@@ -237,6 +237,29 @@ def inner(binary):
     check(r.returncode == 0 and "198.51.100.7" in sent and len(set(sent)) == 2,
           "-D: the SYN to 80 leaves from the decoy and from us (%s)" % sorted(set(sent)),
           r.stdout[-600:])
+    # A name with three addresses (a hosts file bound over /etc/hosts in a mount namespace of
+    # this test's network namespace: no resolver is asked): nmap's "Other addresses for"
+    # line, and --resolve-all scanning each address.
+    hosts = os.path.join(work, "hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 localhost\n" + "".join("%s multi.nsefleet.test\n" % (H % i)
+                                                 for i in (70, 71, 72)))
+    for argv in ("-sL -n multi.nsefleet.test", "-sL -n --resolve-all multi.nsefleet.test",
+                 "-sT -Pn -n -p 80 multi.nsefleet.test",
+                 "-sT -Pn -n -p 80 --resolve-all multi.nsefleet.test"):
+        outs = {}
+        for tag in ("nmap", "nsefleet"):
+            cmd = " ".join(shlex.quote(a) for a in argv0[tag] + shlex.split(argv))
+            r = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind %s /etc/hosts && exec %s"
+                                % (shlex.quote(hosts), cmd)], capture_output=True, text=True,
+                               timeout=120)
+            outs[tag] = (r.returncode, terminal(r.stdout))
+        want_reports = 3 if "--resolve-all" in argv else 1
+        got = outs["nsefleet"][1]
+        check(outs["nmap"] == outs["nsefleet"] and
+              sum(l.startswith("Nmap scan report for multi.nsefleet.test") for l in got) == want_reports,
+              "a name with 3 addresses: nsefleet scan %s equals nmap (%d reports)" % (argv, want_reports),
+              "nmap %s\nnsefleet %s" % (outs["nmap"], outs["nsefleet"]))
     check(len(TABLE) >= 40, "the table has at least 40 command lines (%d)" % len(TABLE))
     subprocess.run(["rm", "-rf", work])
 

@@ -41,7 +41,7 @@ def pack(t, body, seq=1):
 def host(index, addr, reason):
     t = time.time()
     return [index, addr, False, "", "", "up", reason, 0, 0.0, "", 0, False, "", "", "", False,
-            t, t, [], [], 0]
+            t, t, [], [], 0, []]
 
 
 class Peer:

@@ -115,11 +115,12 @@ def inner(binary):
                 elif leases:
                     gid, attempt, deadline, hosts = leases.pop(0)
                     for h in (hosts[:-1] if self.short else hosts):
-                        index, addr, ipv6, tname = h
+                        index, addr, ipv6, tname, others = h
                         t0 = time.time()
                         time.sleep(self.delay)
                         host = [index, addr.decode(), ipv6, tname.decode(), "", "up", "user-set",
-                                0, 0.0, "", 0, False, "", "", "", False, t0, t0 + self.delay, [], [], 0]
+                                0, 0.0, "", 0, False, "", "", "", False, t0, t0 + self.delay, [], [], 0,
+                                others]
                         send(HOST_RESULT, [gid, host])
                         self.sent_hosts.append(index)
                         if time.time() - last_hb > hb_ms / 1000.0:
@@ -333,7 +334,7 @@ def inner(binary):
     f.connect(c.endpoint)
     f.send(pack(HELLO, [testkit.PROTOCOL, "fuzzer", 1, 1, []]))
     good = [pack(HELLO, [testkit.PROTOCOL, "fz", 1, 1, []]), pack(HOST_RESULT, [99, [0] * 18]),
-            pack(SHARED_OP, [1, 1, "k", [1, 1], None, 0, 0]), pack(LEASE, [1, 1, 1.0, []])]
+            pack(SHARED_OP, [1, 1, "k", [1, 1], None, 0, 0, 0]), pack(LEASE, [1, 1, 1.0, []])]
     for i in range(600):
         kind = i % 6
         if kind == 0:

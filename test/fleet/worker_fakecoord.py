@@ -118,7 +118,7 @@ def merge(dst, src):
 
 HOST_FIELDS = ["index", "address", "ipv6", "targetname", "hostname", "status", "reason",
                "reason_ttl", "srtt", "interface", "interface_mtu", "directly_connected",
-               "source_address", "mac_address", "source_mac", "timed_out", "start_time", "end_time", "ports", "hostscripts", "lost_results"]
+               "source_address", "mac_address", "source_mac", "timed_out", "start_time", "end_time", "ports", "hostscripts", "lost_results", "other_addresses"]
 
 
 def host_dict(h):

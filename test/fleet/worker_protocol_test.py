@@ -169,7 +169,7 @@ def case_lease(binary, scripts):
         fc.send_raw(b"\x93\x01\x02")            # not an envelope
         fc.send_raw(b"\xdd\xff\xff\xff\xff")    # claims 4G elements
         state = dict(leased=False, done=False, bye=False, t_lease=0)
-        lease_hosts = [[0, "127.0.0.1", False, ""], [1, "127.0.0.2", False, "two"]]
+        lease_hosts = [[0, "127.0.0.1", False, "", []], [1, "127.0.0.2", False, "two", []]]
 
         def on(name, body):
             if name == "RequestWork":
@@ -335,7 +335,7 @@ def case_leaselost(binary, scripts):
             if name == "RequestWork":
                 if not st["leased"]:
                     st["leased"] = True
-                    fc.send("Lease", [9, 1, now + 3, [[0, "127.0.0.1", False, ""]]])
+                    fc.send("Lease", [9, 1, now + 3, [[0, "127.0.0.1", False, "", []]]])
                 else:
                     if st["lost_at"] and not st["again_at"]:
                         st["again_at"] = now
@@ -382,10 +382,10 @@ def case_rejoin(binary, scripts):
             if name == "RequestWork":
                 if st["leases"] == 0:
                     st["leases"] = 1
-                    fc.send("Lease", [9, 1, now + 3, [[0, "127.0.0.1", False, ""]]])
+                    fc.send("Lease", [9, 1, now + 3, [[0, "127.0.0.1", False, "", []]]])
                 elif st["welcomed"] and st["leases"] == 1:
                     st["leases"] = 2
-                    fc.send("Lease", [10, 1, now + 3, [[1, "127.0.0.2", False, ""]]])
+                    fc.send("Lease", [10, 1, now + 3, [[1, "127.0.0.2", False, "", []]]])
                 else:
                     fc.send("NoWork", [100, st["done"]])
             elif name == "Heartbeat" and st["forgot_at"] is None and 9 in body[1] and now - fc.log[0][0] > 1.5:

@@ -15,7 +15,7 @@ std::size_t EngineEmbedder::add_targets(const std::vector<std::string>& specs) {
                                         1u << 16);
         if (!t) break;
         for (const auto& x : *t)
-            m.targets.push_back({0, x.address, x.ipv6, x.targetname});
+            m.targets.push_back({0, x.address, x.ipv6, x.targetname, {}});
         ++n;
     }
     if (!m.targets.empty()) send_(std::move(m));

@@ -64,24 +64,10 @@ const char* unreach_reason(int code) {
 }  // namespace
 
 RawPlan make_raw_plan(const common::ScanOptions& opts, const common::Services& services) {
+    auto pp = common::protocol_ports(opts, services);
     RawPlan plan;
-    if (opts.ping_only) return plan;
-    bool prefixed = opts.port_spec.find(':') != std::string::npos;
-    for (const auto& p : opts.ports) {
-        if (p.proto == 't' && opts.syn_scan) plan.tcp.push_back(p.number);
-        if (opts.udp_scan && (p.proto == 'u' || (p.proto == 't' && !prefixed)))
-            plan.udp.push_back(p.number);
-    }
-    if (opts.udp_scan && opts.port_spec.empty()) {
-        int n = opts.top_ports > 0 ? opts.top_ports : opts.fast ? 100 : 1000;
-        plan.udp.clear();
-        for (const auto& p : services.top(n, 'u'))
-            plan.udp.push_back(p.number);
-    }
-    for (auto* v : {&plan.tcp, &plan.udp}) {
-        std::sort(v->begin(), v->end());
-        v->erase(std::unique(v->begin(), v->end()), v->end());
-    }
+    if (opts.syn_scan) plan.tcp = std::move(pp.tcp);
+    plan.udp = std::move(pp.udp);
     return plan;
 }
 

@@ -221,4 +221,12 @@ void ReverseDns::start(std::vector<common::HostResult>& hosts, std::function<voi
     impl_->start(hosts, std::move(done), warn);
 }
 
+std::size_t ReverseDns::wanted(const common::ScanOptions& opts,
+                               const std::vector<common::HostResult>& hosts) {
+    std::size_t n = 0;
+    for (const auto& h : hosts)
+        n += Impl::wanted(opts, h) && h.hostname.empty();
+    return n;
+}
+
 }  // namespace worker

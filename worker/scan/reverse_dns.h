@@ -27,6 +27,10 @@ public:
     void start(std::vector<common::HostResult>& hosts, std::function<void()> done,
                std::function<void(const std::string&)> warn);
 
+    // How many of `hosts` get a look-up (up ones, all with -R or -sL; none with -n).
+    static std::size_t wanted(const common::ScanOptions& opts,
+                              const std::vector<common::HostResult>& hosts);
+
 private:
     struct Impl;
     std::shared_ptr<Impl> impl_;

@@ -1,0 +1,361 @@
+#include "nse/registry_shadow.h"
+
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "nse/registry_delta.h"
+#include "nse/value_bridge.h"
+
+namespace nse {
+
+namespace {
+
+// Values that travel between engines (registry_to_value keeps exactly these).
+bool travels(int type) {
+    return type == LUA_TBOOLEAN || type == LUA_TNUMBER || type == LUA_TSTRING || type == LUA_TTABLE;
+}
+
+// Whether the Lua key at `k` travels: strings and numbers, except "args" at the top level
+// (each engine sets its own). Builds no text: most entries a walk meets are unchanged.
+bool key_travels(lua_State* L, int k, bool top) {
+    int kt = lua_type(L, k);
+    if (kt == LUA_TNUMBER) return true;
+    if (kt != LUA_TSTRING) return false;
+    if (!top) return true;
+    std::size_t n = 0;
+    const char* s = lua_tolstring(L, k, &n);  // a string already: no conversion
+    return !(n == 4 && std::memcmp(s, "args", 4) == 0);
+}
+
+// The Entry key of a travelling Lua key at `k`.
+common::Entry entry_of(lua_State* L, int k) {
+    common::Entry e;
+    if (lua_type(L, k) == LUA_TSTRING) {
+        std::size_t n = 0;
+        const char* s = lua_tolstring(L, k, &n);
+        e.key.assign(s, n);
+        return e;
+    }
+    e.indexed = true;
+    e.key = lua_isinteger(L, k) ? std::to_string(lua_tointeger(L, k))
+                                : common::float_key_text(lua_tonumber(L, k));
+    return e;
+}
+
+// Equal as Values: same type; integers and floats differ; NaN equals NaN.
+bool same_scalar(lua_State* L, int a, int b) {
+    int ta = lua_type(L, a);
+    if (ta != lua_type(L, b)) return false;
+    if (ta != LUA_TNUMBER) return lua_rawequal(L, a, b);
+    bool ia = lua_isinteger(L, a);
+    if (ia != static_cast<bool>(lua_isinteger(L, b))) return false;
+    if (ia) return lua_tointeger(L, a) == lua_tointeger(L, b);
+    double x = lua_tonumber(L, a), y = lua_tonumber(L, b);
+    return x == y || (std::isnan(x) && std::isnan(y));
+}
+
+// One pass over the live registry, with the table of shadows at `shadows`.
+class Walker {
+public:
+    Walker(lua_State* L, int shadows) : L_(L), s_(shadows) {}
+
+    // [-0, +0] shadow(t) := the travelling entries of t, and the same below it.
+    void reset(int t) {
+        std::unordered_set<const void*> seen;
+        reset(t, seen);
+    }
+
+    // [-0, +0] The delta of table t against its shadow; the shadow is updated.
+    common::Table diff(int t, bool top) {
+        t = lua_absindex(L_, t);
+        const void* p = lua_topointer(L_, t);
+        // A table reached twice (two keys hold it) has one delta; a cycle adds nothing.
+        if (auto it = memo_.find(p); it != memo_.end())
+            return it->second ? *it->second : common::Table{};
+        memo_[p] = std::nullopt;
+        luaL_checkstack(L_, 8, "registry too deep");
+        int c = push_shadow(t, true);
+        common::Table out;
+        // Appends: the items that continue the shadow's sequence 1..n without a gap.
+        lua_Integer n = 0, m = 0;
+        while (lua_rawgeti(L_, c, n + 1) != LUA_TNIL) {
+            lua_pop(L_, 1);
+            ++n;
+        }
+        lua_pop(L_, 1);
+        for (;;) {
+            int vt = lua_rawgeti(L_, t, n + m + 1);
+            lua_pop(L_, 1);
+            if (!travels(vt)) break;
+            ++m;
+        }
+        // Keys set or changed.
+        lua_pushnil(L_);
+        while (lua_next(L_, t)) {
+            const int k = lua_gettop(L_) - 1, v = k + 1;
+            const int vt = lua_type(L_, v);
+            bool append =
+                lua_isinteger(L_, k) && lua_tointeger(L_, k) > n && lua_tointeger(L_, k) <= n + m;
+            if (append || !travels(vt) || !key_travels(L_, k, top)) {
+                lua_pop(L_, 1);
+                continue;
+            }
+            lua_pushvalue(L_, k);
+            const int ct = lua_rawget(L_, c);
+            const int cv = v + 1;
+            bool changed = false;
+            if (vt == LUA_TTABLE && lua_rawequal(L_, v, cv)) {
+                common::Table sub = diff(v, false);
+                if (!sub.entries.empty()) {
+                    common::Entry e = entry_of(L_, k);
+                    e.value.v = std::move(sub);
+                    out.entries.push_back(std::move(e));
+                }
+            } else if (vt == LUA_TTABLE) {
+                // Another table, or one where a scalar was: its content against the old.
+                common::Value old = ct == LUA_TTABLE ? shadow_value(cv) : common::Value{};
+                common::Entry e = entry_of(L_, k);
+                e.value = registry_diff(old, plain_to_value(L_, v));
+                if (ct != LUA_TTABLE || !e.value.table().entries.empty())
+                    out.entries.push_back(std::move(e));
+                diff(v, false);  // where it was before, if anywhere, it changed like this
+                reset(v);
+                changed = true;
+            } else if (ct == LUA_TTABLE || !same_scalar(L_, v, cv)) {
+                common::Entry e = entry_of(L_, k);
+                e.value = plain_to_value(L_, v);
+                out.entries.push_back(std::move(e));
+                changed = true;
+            }
+            lua_pop(L_, 1);  // the shadow's value
+            if (changed) {
+                lua_pushvalue(L_, k);
+                lua_pushvalue(L_, v);
+                lua_rawset(L_, c);
+            }
+            lua_pop(L_, 1);  // the value
+        }
+        // Keys removed (or holding what does not travel any more). Clearing fields of the
+        // table being traversed is allowed.
+        lua_pushnil(L_);
+        while (lua_next(L_, c)) {
+            const int k = lua_gettop(L_) - 1;
+            if (key_travels(L_, k, top)) {
+                lua_pushvalue(L_, k);
+                int tt = lua_rawget(L_, t);
+                lua_pop(L_, 1);
+                if (!travels(tt)) {
+                    out.entries.push_back(entry_of(L_, k));  // nil value: removed
+                    lua_pushvalue(L_, k);
+                    lua_pushnil(L_);
+                    lua_rawset(L_, c);
+                }
+            }
+            lua_pop(L_, 1);
+        }
+        for (lua_Integer i = n + 1; i <= n + m; ++i) {
+            lua_rawgeti(L_, t, i);
+            common::Entry e;
+            e.indexed = true;  // no key text: an append
+            if (lua_type(L_, -1) == LUA_TTABLE) {
+                e.value = registry_diff(common::Value{}, plain_to_value(L_, -1));
+                diff(-1, false);
+                reset(-1);
+            } else {
+                e.value = plain_to_value(L_, -1);
+            }
+            out.entries.push_back(std::move(e));
+            lua_rawseti(L_, c, i);
+        }
+        lua_pop(L_, 1);  // the shadow
+        memo_[p] = out;  // (usually empty: nothing to copy)
+        return out;
+    }
+
+    // [-0, +0] Table t took delta `d`: the shadows of what it touched follow.
+    void applied(int t, const common::Table& d) {
+        t = lua_absindex(L_, t);
+        luaL_checkstack(L_, 8, "registry too deep");
+        push_shadow(t, false);
+        if (lua_type(L_, -1) != LUA_TTABLE) {
+            lua_pop(L_, 1);
+            reset(t);
+            return;
+        }
+        const int c = lua_gettop(L_);
+        bool appends = false;
+        for (const auto& e : d.entries) {
+            if (e.indexed && e.key.empty()) {
+                appends = true;
+                continue;
+            }
+            push_entry_key(L_, e);
+            const int k = lua_gettop(L_);
+            lua_pushvalue(L_, k);
+            const int tt = lua_rawget(L_, t);
+            const int tv = k + 1;
+            if (tt == LUA_TTABLE) {
+                lua_pushvalue(L_, k);
+                lua_rawget(L_, c);
+                bool same = lua_rawequal(L_, tv, -1);
+                lua_pop(L_, 1);
+                if (same && e.value.is_table())
+                    applied(tv, e.value.table());
+                else
+                    reset(tv);
+            }
+            lua_pushvalue(L_, k);
+            if (travels(tt))
+                lua_pushvalue(L_, tv);
+            else
+                lua_pushnil(L_);
+            lua_rawset(L_, c);
+            lua_pop(L_, 2);
+        }
+        // Appends went after the first border: the shadow takes the items it lacks.
+        for (lua_Integer i = 1; appends; ++i) {
+            int tt = lua_rawgeti(L_, t, i);
+            if (tt == LUA_TNIL) {
+                lua_pop(L_, 1);
+                break;
+            }
+            lua_rawgeti(L_, c, i);
+            bool same = lua_rawequal(L_, -1, -2);
+            lua_pop(L_, 1);
+            if (same || !travels(tt)) {
+                lua_pop(L_, 1);
+                continue;
+            }
+            if (tt == LUA_TTABLE) reset(-1);
+            lua_rawseti(L_, c, i);
+        }
+        lua_pop(L_, 1);
+    }
+
+private:
+    // [-0, +1] Pushes the shadow of table t (a new empty one when it has none and `make`),
+    // returning its index; nil when it has none and !make.
+    int push_shadow(int t, bool make) {
+        lua_pushvalue(L_, t);
+        if (lua_rawget(L_, s_) != LUA_TTABLE && make) {
+            lua_pop(L_, 1);
+            lua_newtable(L_);
+            lua_pushvalue(L_, t);
+            lua_pushvalue(L_, -2);
+            lua_rawset(L_, s_);
+        }
+        return lua_gettop(L_);
+    }
+
+    void reset(int t, std::unordered_set<const void*>& seen) {
+        t = lua_absindex(L_, t);
+        if (!seen.insert(lua_topointer(L_, t)).second) return;
+        luaL_checkstack(L_, 6, "registry too deep");
+        lua_newtable(L_);
+        const int c = lua_gettop(L_);
+        lua_pushnil(L_);
+        while (lua_next(L_, t)) {
+            int kt = lua_type(L_, -2), vt = lua_type(L_, -1);
+            if ((kt == LUA_TSTRING || kt == LUA_TNUMBER) && travels(vt)) {
+                if (vt == LUA_TTABLE) reset(-1, seen);
+                lua_pushvalue(L_, -2);
+                lua_pushvalue(L_, -2);
+                lua_rawset(L_, c);
+            }
+            lua_pop(L_, 1);
+        }
+        lua_pushvalue(L_, t);
+        lua_pushvalue(L_, c);
+        lua_rawset(L_, s_);
+        lua_pop(L_, 1);
+    }
+
+    // The content table t had at the last exchange (its shadow, and theirs below), as a
+    // Value; nil for a table met again on the way down (a cycle).
+    common::Value shadow_value(int t) {
+        t = lua_absindex(L_, t);
+        const void* p = lua_topointer(L_, t);
+        if (!path_.insert(p).second) return {};
+        luaL_checkstack(L_, 6, "registry too deep");
+        common::Value out;
+        push_shadow(t, false);
+        if (lua_type(L_, -1) != LUA_TTABLE) {
+            lua_pop(L_, 1);
+            out = plain_to_value(L_, t);
+            path_.erase(p);
+            return out;
+        }
+        const int c = lua_gettop(L_);
+        common::Table tab;
+        lua_pushnil(L_);
+        while (lua_next(L_, c)) {
+            if (key_travels(L_, -2, false)) {
+                common::Entry e = entry_of(L_, -2);
+                e.value =
+                    lua_type(L_, -1) == LUA_TTABLE ? shadow_value(-1) : plain_to_value(L_, -1);
+                tab.entries.push_back(std::move(e));
+            }
+            lua_pop(L_, 1);
+        }
+        lua_pop(L_, 1);
+        path_.erase(p);
+        out.v = std::move(tab);
+        return out;
+    }
+
+    lua_State* L_;
+    int s_;
+    std::unordered_map<const void*, std::optional<common::Table>> memo_;
+    std::unordered_set<const void*> path_;
+};
+
+}  // namespace
+
+void RegistryShadow::push_shadows(lua_State* L) {
+    if (ref_ != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref_);
+        return;
+    }
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void RegistryShadow::reset(lua_State* L, int idx) {
+    idx = lua_absindex(L, idx);
+    push_shadows(L);
+    Walker(L, lua_gettop(L)).reset(idx);
+    lua_pop(L, 1);
+}
+
+common::Value RegistryShadow::diff(lua_State* L, int idx) {
+    idx = lua_absindex(L, idx);
+    common::Value out;
+    if (!lua_istable(L, idx)) {
+        out.v = common::Table{};
+        return out;
+    }
+    push_shadows(L);
+    out.v = Walker(L, lua_gettop(L)).diff(idx, true);
+    lua_pop(L, 1);
+    return out;
+}
+
+void RegistryShadow::applied(lua_State* L, int idx, const common::Value& delta) {
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx) || !delta.is_table()) return;
+    push_shadows(L);
+    Walker(L, lua_gettop(L)).applied(idx, delta.table());
+    lua_pop(L, 1);
+}
+
+}  // namespace nse
