@@ -997,6 +997,7 @@ bool eligible(const common::PortResult& p) {
 
 common::Status EngineImpl::scan_phase(std::vector<common::HostResult>& hosts) {
     hosts_ = &hosts;
+    done_pending_.clear();  // positions of an earlier group mean nothing here
     host_alive_.assign(hosts.size(), 0);
     host_reported_.assign(hosts.size(), false);
     last_level_ = false;

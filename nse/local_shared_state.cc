@@ -145,8 +145,14 @@ RegistryChanges LocalSharedState::registry_changes(std::uint64_t since, std::uin
     // coordinator's arrival order decides between concurrent writes).
     for (; it != log_.end(); ++it) {
         if (it->engine == engine) continue;
-        auto part = registry_.current_part(it->delta, it->version);
-        if (!part.table().entries.empty()) c.deltas.push_back(std::move(part));
+        auto part = registry_.current_part(it->delta, it->version, since);
+        if (!part) {  // a table re-created over what this engine may still hold
+            c.deltas.clear();
+            c.snapshot = true;
+            c.full = registry_.snapshot();
+            return c;
+        }
+        if (!part->table().entries.empty()) c.deltas.push_back(std::move(*part));
     }
     return c;
 }

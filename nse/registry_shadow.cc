@@ -62,7 +62,22 @@ bool same_scalar(lua_State* L, int a, int b) {
 // One pass over the live registry, with the table of shadows at `shadows`.
 class Walker {
 public:
-    Walker(lua_State* L, int shadows) : L_(L), s_(shadows) {}
+    // `journal`: a table where diff() records the shadow updates it makes (applied by
+    // commit() once the whole walk succeeded); 0 outside diff.
+    Walker(lua_State* L, int shadows, int journal = 0) : L_(L), s_(shadows), j_(journal) {}
+
+    // [-0, +0] Applies the shadow updates diff() recorded, in order.
+    void commit() {
+        for (lua_Integer i = 1; i + 2 <= n_; i += 3) {
+            lua_rawgeti(L_, j_, i);      // the shadow (or the table of shadows)
+            lua_rawgeti(L_, j_, i + 1);  // key
+            if (lua_rawgeti(L_, j_, i + 2) == LUA_TLIGHTUSERDATA &&
+                lua_touserdata(L_, -1) == nil_mark())
+                lua_pop(L_, 1), lua_pushnil(L_);
+            lua_rawset(L_, -3);
+            lua_pop(L_, 1);
+        }
+    }
 
     // [-0, +0] shadow(t) := the travelling entries of t, and the same below it.
     void reset(int t) {
@@ -123,8 +138,9 @@ public:
                 e.value = registry_diff(old, plain_to_value(L_, v));
                 if (ct != LUA_TTABLE || !e.value.table().entries.empty())
                     out.entries.push_back(std::move(e));
-                diff(v, false);  // where it was before, if anywhere, it changed like this
-                reset(v);
+                // Its own shadows (and what another key holding it gets) are brought up to
+                // date by diffing it; a table being walked above (a cycle) is left to that walk.
+                diff(v, false);
                 changed = true;
             } else if (ct == LUA_TTABLE || !same_scalar(L_, v, cv)) {
                 common::Entry e = entry_of(L_, k);
@@ -133,11 +149,7 @@ public:
                 changed = true;
             }
             lua_pop(L_, 1);  // the shadow's value
-            if (changed) {
-                lua_pushvalue(L_, k);
-                lua_pushvalue(L_, v);
-                lua_rawset(L_, c);
-            }
+            if (changed) record(c, k, v);
             lua_pop(L_, 1);  // the value
         }
         // Keys removed (or holding what does not travel any more). Clearing fields of the
@@ -151,9 +163,7 @@ public:
                 lua_pop(L_, 1);
                 if (!travels(tt)) {
                     out.entries.push_back(entry_of(L_, k));  // nil value: removed
-                    lua_pushvalue(L_, k);
-                    lua_pushnil(L_);
-                    lua_rawset(L_, c);
+                    record(c, k, 0);
                 }
             }
             lua_pop(L_, 1);
@@ -165,12 +175,13 @@ public:
             if (lua_type(L_, -1) == LUA_TTABLE) {
                 e.value = registry_diff(common::Value{}, plain_to_value(L_, -1));
                 diff(-1, false);
-                reset(-1);
             } else {
                 e.value = plain_to_value(L_, -1);
             }
             out.entries.push_back(std::move(e));
-            lua_rawseti(L_, c, i);
+            lua_pushinteger(L_, i);
+            record(c, lua_gettop(L_), lua_gettop(L_) - 1);
+            lua_pop(L_, 2);
         }
         lua_pop(L_, 1);  // the shadow
         memo_[p] = out;  // (usually empty: nothing to copy)
@@ -244,12 +255,30 @@ private:
         lua_pushvalue(L_, t);
         if (lua_rawget(L_, s_) != LUA_TTABLE && make) {
             lua_pop(L_, 1);
-            lua_newtable(L_);
-            lua_pushvalue(L_, t);
-            lua_pushvalue(L_, -2);
-            lua_rawset(L_, s_);
+            lua_newtable(L_);  // filled by this walk's records, registered by commit()
+            record(s_, t, lua_gettop(L_));
         }
         return lua_gettop(L_);
+    }
+
+    // A unique light userdata standing for nil in the journal.
+    static void* nil_mark() {
+        static char mark;
+        return &mark;
+    }
+    // [-0, +0] Records shadow[key] = value (0 for value: nil), for commit(). The shadows
+    // stay as they were during the walk: a failed walk leaves them untouched, and a table
+    // met again under another key is compared with what it was, not what it just became.
+    void record(int shadow, int key, int value) {
+        lua_pushvalue(L_, shadow);
+        lua_rawseti(L_, j_, ++n_);
+        lua_pushvalue(L_, key);
+        lua_rawseti(L_, j_, ++n_);
+        if (value)
+            lua_pushvalue(L_, value);
+        else
+            lua_pushlightuserdata(L_, nil_mark());
+        lua_rawseti(L_, j_, ++n_);
     }
 
     void reset(int t, std::unordered_set<const void*>& seen) {
@@ -310,6 +339,8 @@ private:
 
     lua_State* L_;
     int s_;
+    int j_;              // the journal (diff only)
+    lua_Integer n_ = 0;  // entries in it
     std::unordered_map<const void*, std::optional<common::Table>> memo_;
     std::unordered_set<const void*> path_;
 };
@@ -345,8 +376,11 @@ common::Value RegistryShadow::diff(lua_State* L, int idx) {
         return out;
     }
     push_shadows(L);
-    out.v = Walker(L, lua_gettop(L)).diff(idx, true);
-    lua_pop(L, 1);
+    lua_newtable(L);  // the walk's journal: shadows change only once it has succeeded
+    Walker w(L, lua_gettop(L) - 1, lua_gettop(L));
+    out.v = w.diff(idx, true);
+    w.commit();
+    lua_pop(L, 2);
     return out;
 }
 

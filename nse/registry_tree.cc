@@ -10,6 +10,11 @@ struct RegistryTree::Node {
     common::Value scalar;     // when !is_table
     std::uint64_t order = 0;  // insertion order among its siblings
     std::uint64_t stamp = 0;  // version of the merge that last set this node whole
+    // A table created where something else was (its key erased, or a scalar there) at this
+    // version: an engine that has not seen that version may hold older content under the
+    // key, which the new table's entries must replace, not join.
+    std::uint64_t broke = 0;
+    std::map<Key, std::uint64_t> erased;  // keys erased from this table, with the version
     std::map<Key, std::unique_ptr<Node>> kids;
     long long border = 0;  // items 1..border present (sequence_length)
 };
@@ -84,8 +89,10 @@ std::vector<RegistryTree::Change> RegistryTree::apply(const common::Value& delta
 namespace {
 
 // current_part for one table level: `node` is the table the delta applied to (nullptr: it
-// is gone, or was replaced after `stamp`).
-common::Table current_of(const Node* node, const common::Table& delta, std::uint64_t stamp) {
+// is gone, or was replaced after `stamp`). Sets `whole` when the receiver, at version
+// `since`, may hold content that a table this delta re-created must replace.
+common::Table current_of(const Node* node, const common::Table& delta, std::uint64_t stamp,
+                         std::uint64_t since, bool& whole) {
     common::Table out;
     for (const auto& e : delta.entries) {
         const bool append = e.indexed && e.key.empty();
@@ -109,8 +116,9 @@ common::Table current_of(const Node* node, const common::Table& delta, std::uint
             continue;
         }
         if (!kid->is_table) continue;
+        if (kid->stamp == stamp && kid->broke > since) whole = true;
         common::Entry part{e.indexed, e.key, {}};
-        part.value.v = current_of(kid, e.value.table(), stamp);
+        part.value.v = current_of(kid, e.value.table(), stamp, since, whole);
         // A table the delta created stays even when all of its entries were overwritten.
         if (!part.value.table().entries.empty() || kid->stamp == stamp)
             out.entries.push_back(std::move(part));
@@ -120,9 +128,14 @@ common::Table current_of(const Node* node, const common::Table& delta, std::uint
 
 }  // namespace
 
-common::Value RegistryTree::current_part(const common::Value& delta, std::uint64_t stamp) const {
+std::optional<common::Value> RegistryTree::current_part(const common::Value& delta,
+                                                        std::uint64_t stamp,
+                                                        std::uint64_t since) const {
     common::Value out;
-    out.v = delta.is_table() ? current_of(root_.get(), delta.table(), stamp) : common::Table{};
+    bool whole = false;
+    out.v = delta.is_table() ? current_of(root_.get(), delta.table(), stamp, since, whole)
+                             : common::Table{};
+    if (whole) return std::nullopt;
     return out;
 }
 
@@ -136,10 +149,15 @@ void RegistryTree::apply_into(Node& dst, const common::Table& delta, Path& path,
             slot = std::make_unique<Node>();
             slot->order = ++order_;
             ++size_;
+            if (auto t = dst.erased.find(k); t != dst.erased.end()) {
+                slot->broke = t->second;
+                dst.erased.erase(t);
+            }
         }
         Node& n = *slot;
         if (value.is_table()) {
             if (!n.is_table) {
+                if (!fresh) n.broke = n.stamp;  // over a scalar
                 n.is_table = true;
                 n.scalar = {};
                 n.stamp = stamp;
@@ -169,6 +187,7 @@ void RegistryTree::apply_into(Node& dst, const common::Table& delta, Path& path,
             bool was_table = it->second->is_table;
             size_ -= 1 + count_below(*it->second);
             dst.kids.erase(it);
+            dst.erased[k] = stamp;
             removed(dst, k);
             out.push_back({Change::erased, path, {}, was_table});
         }

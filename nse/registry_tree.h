@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,12 +40,15 @@ public:
     // whole: a scalar written, a table created or put over a scalar. Returns the changes, in
     // order.
     std::vector<Change> apply(const common::Value& delta, std::uint64_t stamp = 0);
-    // What is still current of `delta`, applied earlier with `stamp`: its entries minus those
-    // a later merge overwrote (a node, or a table above it, set again with a higher stamp, or
-    // gone). An engine that published a later write itself must not take the older one back:
-    // applying the results of every delta since its version, in order, leaves it with the
-    // merged registry's values.
-    common::Value current_part(const common::Value& delta, std::uint64_t stamp) const;
+    // What is still current of `delta`, applied earlier with `stamp`, for an engine at
+    // version `since`: its entries minus those a later merge overwrote (a node, or a table
+    // above it, set again with a higher stamp, or gone). An engine that published a later
+    // write itself must not take the older one back: applying the results of every delta
+    // since its version, in order, leaves it with the merged registry's values. nullopt when
+    // no delta can: the delta re-created a table where the engine may still hold what was
+    // there before the key was erased or overwritten (it needs the whole registry).
+    std::optional<common::Value> current_part(const common::Value& delta, std::uint64_t stamp,
+                                              std::uint64_t since) const;
     // Sets one path (restoring from a store): a table, or a scalar. Missing parents become
     // tables. false (nothing set) for an empty path or a parent that is a scalar.
     bool set(const Path& path, const common::Value* scalar);

@@ -688,8 +688,37 @@ TEST_CASE("wire: a registry larger than a part travels in parts that apply to th
     auto one = split_delta(big_registry(3), cap);
     REQUIRE(one);
     CHECK(one->size() == 1);
-    // A single value larger than a part cannot travel: an error, not a cut string.
+    // A single value larger than a part but not than a message goes in a part of its own.
+    Value big{Table{}};
+    big.table().entries.push_back(Entry{false, "a", Value{std::string(10, 'a')}});
+    big.table().entries.push_back(Entry{false, "blob", Value{std::string(cap * 2, 'z')}});
+    big.table().entries.push_back(Entry{false, "b", Value{std::string(10, 'b')}});
+    auto alone = split_delta(big, cap);
+    REQUIRE(alone);
+    CHECK(alone->size() == 3);
+    // Larger than a message: an error, not a cut string.
     Value huge{Table{}};
-    huge.table().entries.push_back(Entry{false, "blob", Value{std::string(cap * 2, 'z')}});
+    huge.table().entries.push_back(
+        Entry{false, "blob", Value{std::string(kDefaultMaxMessageBytes + 1, 'z')}});
     CHECK_FALSE(split_delta(huge, cap));
+    // An appended table larger than a part would arrive as several items: refused.
+    Table items;
+    for (int i = 0; i < 64; ++i)
+        items.entries.push_back(
+            Entry{false, "k" + std::to_string(i), Value{std::string(8192, 'x')}});
+    Value appended{Table{}};
+    appended.table().entries.push_back(Entry{true, "", Value{std::move(items)}});
+    CHECK_FALSE(split_delta(appended, cap));
+    // A snapshot (explicit keys) cut in parts joins back into itself.
+    Value snapshot{Table{}};
+    nse::registry_apply(snapshot, whole);
+    auto cut = split_delta(snapshot, cap);
+    REQUIRE(cut);
+    CHECK(cut->size() > 10);
+    Value joined{Table{}};
+    for (const auto& p : *cut)
+        join_snapshot_part(joined, p);
+    CHECK(nse::registry_diff(snapshot, joined).table().entries.empty());
+    CHECK(nse::registry_diff(joined, snapshot).table().entries.empty());
+    CHECK(joined.table().entries.size() == snapshot.table().entries.size());
 }

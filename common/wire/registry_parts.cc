@@ -12,6 +12,9 @@ namespace {
 // Bytes an entry's key and framing add to its value's encoding (an upper bound).
 std::size_t entry_overhead(const common::Entry& e) { return e.key.size() + 16; }
 
+// What a message adds around one part (envelope, op or reply fields): an upper bound.
+constexpr std::size_t kEnvelopeBytes = 64 * 1024;
+
 common::Value table_of(common::Table t) {
     common::Value v;
     v.v = std::move(t);
@@ -33,10 +36,22 @@ public:
                 used_ += size;
                 continue;
             }
-            if (!e.value.is_table())
+            if (!e.value.is_table()) {
+                // A single value travels alone when it fits a message (a part of its own).
+                if (prefix + size + kEnvelopeBytes <= kDefaultMaxMessageBytes) {
+                    flush();
+                    current_.entries.push_back(e);
+                    flush();
+                    continue;
+                }
                 return common::Status::error("a registry value of " + std::to_string(size) +
-                                             " bytes is larger than one message part (" +
-                                             std::to_string(max_) + ")");
+                                             " bytes is larger than one message");
+            }
+            // An appended table cut in parts would arrive as several items: it must fit.
+            if (e.indexed && e.key.empty())
+                return common::Status::error("an appended registry table of " +
+                                             std::to_string(size) +
+                                             " bytes is larger than one message part");
             // Too large whole: its entries go in parts of their own, each naming the table.
             flush();
             wrap_.push_back({e.indexed, e.key});
@@ -81,7 +96,27 @@ private:
     std::vector<common::Value> parts_;
 };
 
+// Appends `part`'s entries to `whole`: a table cut across parts continues in the entry
+// that `whole` ends with at each level (split_delta keeps a cut table's parts in a row).
+void join_into(common::Table& whole, common::Table& part) {
+    for (auto& e : part.entries) {
+        if (!whole.entries.empty() && e.value.is_table() && !(e.indexed && e.key.empty())) {
+            auto& last = whole.entries.back();
+            if (last.indexed == e.indexed && last.key == e.key && last.value.is_table()) {
+                join_into(last.value.table(), e.value.table());
+                continue;
+            }
+        }
+        whole.entries.push_back(std::move(e));
+    }
+}
+
 }  // namespace
+
+void join_snapshot_part(common::Value& whole, common::Value part) {
+    if (!whole.is_table()) whole.v = common::Table{};
+    if (part.is_table()) join_into(whole.table(), part.table());
+}
 
 common::Result<std::vector<common::Value>> split_delta(const common::Value& delta,
                                                        std::size_t max_bytes) {

@@ -19,6 +19,12 @@ namespace output {
 
 // ---- OutFile
 
+bool is_sink_device(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 &&
+           (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
 bool is_regular_or_absent(const std::string& path) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode);
@@ -347,7 +353,7 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
         if (r.path->empty()) continue;
         if (*r.path == "-") {
             ++to_stdout;
-        } else if (!seen.insert(*r.path).second && is_regular_or_absent(*r.path)) {
+        } else if (!seen.insert(*r.path).second && !is_sink_device(*r.path)) {
             // Two reports in one file would overwrite each other; /dev/null takes both.
             return common::Status::error("output file '" + *r.path + "' is requested twice");
         }

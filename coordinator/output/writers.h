@@ -17,6 +17,8 @@ namespace coordinator::output {
 
 // False for a path that exists and is not a regular file (a device, FIFO or symlink).
 bool is_regular_or_absent(const std::string& path);
+// True for a device, FIFO or socket (symlinks followed): two reports may share /dev/null.
+bool is_sink_device(const std::string& path);
 
 // Where one format goes: a file written as "<path>.part" and renamed to <path> by commit(),
 // or a borrowed stream (stdout, or a string stream in tests). A path that exists and is not

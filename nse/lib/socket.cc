@@ -259,6 +259,10 @@ struct Op : std::enable_shared_from_this<Op> {
     bool done = false;
     std::string data;         // bytes to write / bytes read so far
     std::vector<char> chunk;  // read buffer
+    // receive_lines: newlines in data[0, lines_scanned), so each chunk is scanned once (an
+    // endless line must fail for memory, not slow to a crawl rescanning what it has).
+    std::size_t lines_scanned = 0;
+    lua_Integer lines_seen = 0;
     std::optional<tcp::resolver> resolver;
     std::function<void(Op&)> on_timeout;  // cancels the I/O and delivers
     MemCharge charge;                     // `data` of a read, against the memory budget
@@ -794,9 +798,14 @@ int l_connect(lua_State* L) {
 
 enum class ReadMode { some, bytes, lines };
 
-bool satisfied(const std::string& data, ReadMode mode, lua_Integer n) {
-    if (mode == ReadMode::bytes) return static_cast<lua_Integer>(data.size()) >= n;
-    if (mode == ReadMode::lines) return std::count(data.begin(), data.end(), '\n') >= n;
+bool satisfied(Op& op, ReadMode mode, lua_Integer n) {
+    if (mode == ReadMode::bytes) return static_cast<lua_Integer>(op.data.size()) >= n;
+    if (mode == ReadMode::lines) {
+        auto from = op.data.begin() + static_cast<std::ptrdiff_t>(op.lines_scanned);
+        op.lines_seen += std::count(from, op.data.end(), '\n');
+        op.lines_scanned = op.data.size();
+        return op.lines_seen >= n;
+    }
     return true;
 }
 
@@ -849,7 +858,7 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
                 return;
             }
             // A UDP read always ends with its datagram, whatever the mode.
-            if (c->is_udp || satisfied(op->data, mode, n)) {
+            if (c->is_udp || satisfied(*op, mode, n)) {
                 finish(*op, push_data(std::move(op->data)));
                 return;
             }

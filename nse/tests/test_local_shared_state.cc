@@ -400,3 +400,35 @@ TEST_CASE("registry changes: concurrent writes converge on the merged registry's
     e1.fetch();
     CHECK(text(field(e1.live, "k")) == "one");
 }
+
+TEST_CASE("registry changes: a table erased and made again replaces what engines held") {
+    LocalSharedState s;
+    s.registry_merge(table({kv("k", table({kv("x", num(1))})), kv("j", table({kv("a", num(1))}))}),
+                     3);
+    SimEngine b{s, 2}, c{s, 1};
+    b.fetch();
+    c.fetch();
+    // c erases k, then makes it again from nothing (what its publishes say); j becomes a
+    // scalar, then a table again.
+    c.write(table({kv("k", Value{}), kv("j", str("flat"))}));
+    c.write(table({kv("k", table({kv("y", num(2))})), kv("j", table({kv("b", num(2))}))}));
+    b.fetch();
+    const Value snap = s.registry_snapshot();
+    for (const char* key : {"k", "j"}) {
+        CAPTURE(key);
+        const Value* in_b = field(b.live, key);
+        const Value* merged = field(snap, key);
+        REQUIRE(in_b != nullptr);
+        REQUIRE(merged != nullptr);
+        CHECK(nse::registry_diff(*merged, *in_b).table().entries.empty());
+        CHECK(nse::registry_diff(*in_b, *merged).table().entries.empty());
+    }
+    CHECK(field(*field(b.live, "k"), "x") == nullptr);  // the old entry is gone
+    // An engine that had seen the erase gets deltas again, not the whole registry.
+    SimEngine d{s, 4};
+    d.fetch();
+    c.write(table({kv("k", table({kv("z", num(3))}))}));
+    auto changes = s.registry_changes(d.version, d.id);
+    CHECK_FALSE(changes.snapshot);
+    CHECK(changes.deltas.size() == 1);
+}

@@ -58,6 +58,25 @@ std::string dump(const common::Value& v) {
     return out + "}";
 }
 
+// Makes the n-th allocation of a Lua state fail (then every one, until off()).
+struct FailingAlloc {
+    lua_State* L;
+    lua_Alloc real;
+    void* real_ud;
+    int left;
+    FailingAlloc(lua_State* l, int n) : L(l), left(n) {
+        real = lua_getallocf(L, &real_ud);
+        lua_setallocf(L, &FailingAlloc::alloc, this);
+    }
+    void off() { lua_setallocf(L, real, real_ud); }
+    ~FailingAlloc() { off(); }
+    static void* alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+        auto* self = static_cast<FailingAlloc*>(ud);
+        if (nsize > (ptr ? osize : 0) && self->left-- <= 0) return nullptr;
+        return self->real(self->real_ud, ptr, osize, nsize);
+    }
+};
+
 bool same(const common::Value& a, const common::Value& b) {
     return nse::registry_diff(a, b).table().entries.empty() &&
            nse::registry_diff(b, a).table().entries.empty();
@@ -191,4 +210,55 @@ TEST_CASE("registry shadow: a whole registry taken, then written") {
     e.run("table.insert(R.keep, 4); R.x = nil; R.keep[1] = 'one'");
     auto d = e.diff(shadow);
     CHECK(d.table().entries.size() == 2);  // keep (a nested delta), x removed
+}
+
+TEST_CASE("registry shadow: a table under two keys, a key back to its table, a failed walk") {
+    Lua e;
+    nse::RegistryShadow shadow;
+    common::Value mirror{common::Table{}};
+    auto publish = [&] { nse::registry_apply(mirror, e.diff(shadow)); };
+    // One table under two keys; its entry removed and one of the keys given a new table.
+    e.run("R.X = {z = 1}; R.j = R.X; R.k = R.X");
+    publish();
+    e.run("R.X.z = nil; R.k = {}");
+    publish();
+    CHECK(same(mirror, e.value()));
+    // A nested change and, in the same walk, a key pointing back at an enclosing table.
+    e.run("R.a = {x = {n = 1}}");
+    publish();
+    e.run("R.a.x.n = 2; R.a.self = R.a");
+    publish();
+    const common::Value* a = nullptr;
+    for (const auto& en : mirror.table().entries)
+        if (en.key == "a") a = &en.value;
+    REQUIRE(a != nullptr);
+    const common::Value* x = nullptr;
+    for (const auto& en : a->table().entries)
+        if (en.key == "x") x = &en.value;
+    REQUIRE(x != nullptr);
+    REQUIRE(x->table().entries.size() == 1);
+    CHECK(std::get<std::int64_t>(x->table().entries[0].value.v) == 2);
+    e.run("R.a.self = nil");  // (a cycle has no Value form to compare with)
+    publish();
+    CHECK(same(mirror, e.value()));
+    // A walk that fails half-way (out of memory at its n-th allocation) changes no shadow:
+    // the next one still sends everything.
+    for (int n = 0; n < 40; ++n) {
+        CAPTURE(n);
+        e.run("R.m = R.m or {}; table.insert(R.m, 'i'); R.s = 's' .. #R.m; R.t = {u = #R.m}");
+        FailingAlloc fail(e.L, n);
+        lua_pushcfunction(e.L, [](lua_State* L) -> int {
+            auto* sh = static_cast<nse::RegistryShadow*>(lua_touserdata(L, 1));
+            lua_getglobal(L, "R");
+            sh->diff(L, -1);
+            return 0;
+        });
+        lua_pushlightuserdata(e.L, &shadow);
+        int rc = lua_pcall(e.L, 1, 0, 0);
+        if (rc != LUA_OK) lua_pop(e.L, 1);
+        fail.off();
+        if (rc == LUA_OK) continue;  // the walk needed fewer allocations: it published
+        publish();
+        CHECK(same(mirror, e.value()));
+    }
 }

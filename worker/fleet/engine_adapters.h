@@ -152,12 +152,15 @@ public:
         if (!phase_) return up_.registry_changes(since, engine);
         nse::RegistryChanges c;
         if (!phase_served_) {
+            phase_served_ = true;
             auto whole = up_.registry_changes(0, engine);
-            phase_in_ = whole.snapshot ? std::move(whole.full) : common::Value{common::Table{}};
+            // Unavailable (the shared state logged why): the phase goes on with the
+            // engine's own registry rather than an empty one.
+            if (!whole.snapshot) return c;
+            phase_in_ = std::move(whole.full);
             phase_now_ = phase_in_;
             c.snapshot = true;
             c.full = phase_in_;
-            phase_served_ = true;
         }
         return c;
     }

@@ -5,7 +5,6 @@
 
 #include "common/wire/codec.h"
 #include "common/wire/registry_parts.h"
-#include "nse/registry_delta.h"
 
 namespace worker::fleet {
 
@@ -213,7 +212,7 @@ nse::RegistryChanges FleetSharedState::registry_changes(std::uint64_t since, std
                  " unavailable; scripts go on with this engine's registry");
             return c;
         }
-        nse::registry_apply(r->value, p->value);
+        wire::join_snapshot_part(r->value, std::move(p->value));
     }
     c.version = r->version;
     c.snapshot = r->snapshot;
