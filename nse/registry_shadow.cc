@@ -1,7 +1,6 @@
 #include "nse/registry_shadow.h"
 
 #include <cmath>
-#include <cstring>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -14,38 +13,6 @@
 namespace nse {
 
 namespace {
-
-// Values that travel between engines (registry_to_value keeps exactly these).
-bool travels(int type) {
-    return type == LUA_TBOOLEAN || type == LUA_TNUMBER || type == LUA_TSTRING || type == LUA_TTABLE;
-}
-
-// Whether the Lua key at `k` travels: strings and numbers, except "args" at the top level
-// (each engine sets its own). Builds no text: most entries a walk meets are unchanged.
-bool key_travels(lua_State* L, int k, bool top) {
-    int kt = lua_type(L, k);
-    if (kt == LUA_TNUMBER) return true;
-    if (kt != LUA_TSTRING) return false;
-    if (!top) return true;
-    std::size_t n = 0;
-    const char* s = lua_tolstring(L, k, &n);  // a string already: no conversion
-    return !(n == 4 && std::memcmp(s, "args", 4) == 0);
-}
-
-// The Entry key of a travelling Lua key at `k`.
-common::Entry entry_of(lua_State* L, int k) {
-    common::Entry e;
-    if (lua_type(L, k) == LUA_TSTRING) {
-        std::size_t n = 0;
-        const char* s = lua_tolstring(L, k, &n);
-        e.key.assign(s, n);
-        return e;
-    }
-    e.indexed = true;
-    e.key = lua_isinteger(L, k) ? std::to_string(lua_tointeger(L, k))
-                                : common::float_key_text(lua_tonumber(L, k));
-    return e;
-}
 
 // Equal as Values: same type; integers and floats differ; NaN equals NaN.
 bool same_scalar(lua_State* L, int a, int b) {
@@ -106,7 +73,7 @@ public:
         for (;;) {
             int vt = lua_rawgeti(L_, t, n + m + 1);
             lua_pop(L_, 1);
-            if (!travels(vt)) break;
+            if (!registry_value_travels(vt)) break;
             ++m;
         }
         // Keys set or changed.
@@ -116,7 +83,7 @@ public:
             const int vt = lua_type(L_, v);
             bool append =
                 lua_isinteger(L_, k) && lua_tointeger(L_, k) > n && lua_tointeger(L_, k) <= n + m;
-            if (append || !travels(vt) || !key_travels(L_, k, top)) {
+            if (append || !registry_value_travels(vt) || !registry_key_travels(L_, k, top)) {
                 lua_pop(L_, 1);
                 continue;
             }
@@ -127,14 +94,14 @@ public:
             if (vt == LUA_TTABLE && lua_rawequal(L_, v, cv)) {
                 common::Table sub = diff(v, false);
                 if (!sub.entries.empty()) {
-                    common::Entry e = entry_of(L_, k);
+                    common::Entry e = registry_key(L_, k);
                     e.value.v = std::move(sub);
                     out.entries.push_back(std::move(e));
                 }
             } else if (vt == LUA_TTABLE) {
                 // Another table, or one where a scalar was: its content against the old.
                 common::Value old = ct == LUA_TTABLE ? shadow_value(cv) : common::Value{};
-                common::Entry e = entry_of(L_, k);
+                common::Entry e = registry_key(L_, k);
                 e.value = registry_diff(old, plain_to_value(L_, v));
                 if (ct != LUA_TTABLE || !e.value.table().entries.empty())
                     out.entries.push_back(std::move(e));
@@ -143,7 +110,7 @@ public:
                 diff(v, false);
                 changed = true;
             } else if (ct == LUA_TTABLE || !same_scalar(L_, v, cv)) {
-                common::Entry e = entry_of(L_, k);
+                common::Entry e = registry_key(L_, k);
                 e.value = plain_to_value(L_, v);
                 out.entries.push_back(std::move(e));
                 changed = true;
@@ -157,12 +124,12 @@ public:
         lua_pushnil(L_);
         while (lua_next(L_, c)) {
             const int k = lua_gettop(L_) - 1;
-            if (key_travels(L_, k, top)) {
+            if (registry_key_travels(L_, k, top)) {
                 lua_pushvalue(L_, k);
                 int tt = lua_rawget(L_, t);
                 lua_pop(L_, 1);
-                if (!travels(tt)) {
-                    out.entries.push_back(entry_of(L_, k));  // nil value: removed
+                if (!registry_value_travels(tt)) {
+                    out.entries.push_back(registry_key(L_, k));  // nil value: removed
                     record(c, k, 0);
                 }
             }
@@ -221,7 +188,7 @@ public:
                     reset(tv);
             }
             lua_pushvalue(L_, k);
-            if (travels(tt))
+            if (registry_value_travels(tt))
                 lua_pushvalue(L_, tv);
             else
                 lua_pushnil(L_);
@@ -238,7 +205,7 @@ public:
             lua_rawgeti(L_, c, i);
             bool same = lua_rawequal(L_, -1, -2);
             lua_pop(L_, 1);
-            if (same || !travels(tt)) {
+            if (same || !registry_value_travels(tt)) {
                 lua_pop(L_, 1);
                 continue;
             }
@@ -289,8 +256,8 @@ private:
         const int c = lua_gettop(L_);
         lua_pushnil(L_);
         while (lua_next(L_, t)) {
-            int kt = lua_type(L_, -2), vt = lua_type(L_, -1);
-            if ((kt == LUA_TSTRING || kt == LUA_TNUMBER) && travels(vt)) {
+            int vt = lua_type(L_, -1);
+            if (registry_key_travels(L_, -2, false) && registry_value_travels(vt)) {
                 if (vt == LUA_TTABLE) reset(-1, seen);
                 lua_pushvalue(L_, -2);
                 lua_pushvalue(L_, -2);
@@ -323,8 +290,8 @@ private:
         common::Table tab;
         lua_pushnil(L_);
         while (lua_next(L_, c)) {
-            if (key_travels(L_, -2, false)) {
-                common::Entry e = entry_of(L_, -2);
+            if (registry_key_travels(L_, -2, false)) {
+                common::Entry e = registry_key(L_, -2);
                 e.value =
                     lua_type(L_, -1) == LUA_TTABLE ? shadow_value(-1) : plain_to_value(L_, -1);
                 tab.entries.push_back(std::move(e));

@@ -1,6 +1,7 @@
 #include "nse/value_bridge.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <string>
 #include <utility>
@@ -44,6 +45,35 @@ common::Value tree_to_value(lua_State* L, int idx) {
     return out;
 }
 
+bool registry_value_travels(int lua_type) {
+    return lua_type == LUA_TBOOLEAN || lua_type == LUA_TNUMBER || lua_type == LUA_TSTRING ||
+           lua_type == LUA_TTABLE;
+}
+
+bool registry_key_travels(lua_State* L, int k, bool top) {
+    int kt = lua_type(L, k);
+    if (kt == LUA_TNUMBER) return true;
+    if (kt != LUA_TSTRING) return false;
+    if (!top) return true;
+    std::size_t n = 0;
+    const char* s = lua_tolstring(L, k, &n);  // a string already: no conversion
+    return !(n == 4 && std::memcmp(s, "args", 4) == 0);
+}
+
+common::Entry registry_key(lua_State* L, int k) {
+    common::Entry e;
+    if (lua_type(L, k) == LUA_TSTRING) {
+        std::size_t n = 0;
+        const char* s = lua_tolstring(L, k, &n);
+        e.key.assign(s, n);
+        return e;
+    }
+    e.indexed = true;
+    e.key = lua_isinteger(L, k) ? std::to_string(lua_tointeger(L, k))
+                                : common::float_key_text(lua_tonumber(L, k));
+    return e;
+}
+
 namespace {
 
 common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool top) {
@@ -71,32 +101,11 @@ common::Value to_value(lua_State* L, int idx, std::set<const void*>& seen, bool 
         common::Table t;
         lua_pushnil(L);
         while (lua_next(L, idx)) {
-            int kt = lua_type(L, -2);
-            common::Entry e;
-            if (kt == LUA_TSTRING) {
-                std::size_t n = 0;
-                const char* k = lua_tolstring(L, -2, &n);
-                e.key.assign(k, n);
-                if (top && e.key == "args") {
-                    lua_pop(L, 1);
-                    continue;
-                }
-            } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
-                e.indexed = true;
-                e.key = std::to_string(lua_tointeger(L, -2));
-            } else if (kt == LUA_TNUMBER) {
-                e.indexed = true;
-                e.key = common::float_key_text(lua_tonumber(L, -2));
-            } else {
+            if (!registry_key_travels(L, -2, top) || !registry_value_travels(lua_type(L, -1))) {
                 lua_pop(L, 1);
                 continue;
             }
-            int vt = lua_type(L, -1);
-            if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA || vt == LUA_TTHREAD ||
-                vt == LUA_TLIGHTUSERDATA) {
-                lua_pop(L, 1);
-                continue;
-            }
+            common::Entry e = registry_key(L, -2);
             e.value = to_value(L, -1, seen, false);
             lua_pop(L, 1);
             t.entries.push_back(std::move(e));

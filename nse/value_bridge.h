@@ -10,6 +10,13 @@ namespace nse {
 // {kind="string", value=}) at `idx` into a Value.
 common::Value tree_to_value(lua_State* L, int idx);
 
+// What of a Lua table travels as registry data (registry_to_value and RegistryShadow keep
+// exactly this): values of `registry_value_travels` types under keys that are strings or
+// numbers, except "args" at the top level (each engine sets its own).
+bool registry_value_travels(int lua_type);
+bool registry_key_travels(lua_State* L, int k, bool top);  // [-0, +0], builds no text
+common::Entry registry_key(lua_State* L, int k);           // [-0, +0] a travelling key
+
 // [-0, +0] Plain data at `idx` (strings, numbers, booleans, nested tables) as a Value.
 // Functions, userdata, threads and cycles are skipped; the "args" key of the top level is
 // skipped too (each engine sets its own).

@@ -405,18 +405,7 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
 namespace coordinator {
 
 std::string services_text(const std::vector<std::uint16_t>& ports) {
-    std::string out;
-    std::size_t i = 0;
-    while (i < ports.size()) {
-        std::size_t j = i;
-        while (j + 1 < ports.size() && ports[j + 1] == ports[j] + 1)
-            ++j;
-        if (!out.empty()) out += ",";
-        out += std::to_string(ports[i]);
-        if (j > i) out += "-" + std::to_string(ports[j]);
-        i = j + 1;
-    }
-    return out;
+    return output::compress_ports(ports);
 }
 
 }  // namespace coordinator
