@@ -14,6 +14,12 @@ namespace nse {
 
 namespace {
 
+// A unique light userdata standing for nil in a walk's journal.
+void* nil_mark() {
+    static char mark;
+    return &mark;
+}
+
 // Equal as Values: same type; integers and floats differ; NaN equals NaN.
 bool same_scalar(lua_State* L, int a, int b) {
     int ta = lua_type(L, a);
@@ -33,18 +39,7 @@ public:
     // commit() once the whole walk succeeded); 0 outside diff.
     Walker(lua_State* L, int shadows, int journal = 0) : L_(L), s_(shadows), j_(journal) {}
 
-    // [-0, +0] Applies the shadow updates diff() recorded, in order.
-    void commit() {
-        for (lua_Integer i = 1; i + 2 <= n_; i += 3) {
-            lua_rawgeti(L_, j_, i);      // the shadow (or the table of shadows)
-            lua_rawgeti(L_, j_, i + 1);  // key
-            if (lua_rawgeti(L_, j_, i + 2) == LUA_TLIGHTUSERDATA &&
-                lua_touserdata(L_, -1) == nil_mark())
-                lua_pop(L_, 1), lua_pushnil(L_);
-            lua_rawset(L_, -3);
-            lua_pop(L_, 1);
-        }
-    }
+    lua_Integer recorded() const { return n_; }  // journal entries (3 per update)
 
     // [-0, +0] shadow(t) := the travelling entries of t, and the same below it.
     void reset(int t) {
@@ -228,11 +223,6 @@ private:
         return lua_gettop(L_);
     }
 
-    // A unique light userdata standing for nil in the journal.
-    static void* nil_mark() {
-        static char mark;
-        return &mark;
-    }
     // [-0, +0] Records shadow[key] = value (0 for value: nil), for commit(). The shadows
     // stay as they were during the walk: a failed walk leaves them untouched, and a table
     // met again under another key is compared with what it was, not what it just became.
@@ -330,6 +320,10 @@ void RegistryShadow::push_shadows(lua_State* L) {
 
 void RegistryShadow::reset(lua_State* L, int idx) {
     idx = lua_absindex(L, idx);
+    if (journal_ != LUA_NOREF) {  // rebuilt whole: an unfinished update is moot
+        luaL_unref(L, LUA_REGISTRYINDEX, journal_);
+        journal_ = LUA_NOREF;
+    }
     push_shadows(L);
     Walker(L, lua_gettop(L)).reset(idx);
     lua_pop(L, 1);
@@ -342,18 +336,59 @@ common::Value RegistryShadow::diff(lua_State* L, int idx) {
         out.v = common::Table{};
         return out;
     }
+    // Shadows half-way through an earlier update cannot be compared with: nothing yet.
+    if (!finish(L)) {
+        out.v = common::Table{};
+        return out;
+    }
     push_shadows(L);
     lua_newtable(L);  // the walk's journal: shadows change only once it has succeeded
     Walker w(L, lua_gettop(L) - 1, lua_gettop(L));
     out.v = w.diff(idx, true);
-    w.commit();
-    lua_pop(L, 2);
+    journal_size_ = w.recorded();
+    journal_done_ = 0;
+    journal_ = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    finish(L);  // out of memory half-way: the rest is applied at the next call
     return out;
+}
+
+int RegistryShadow::commit_step(lua_State* L) {
+    auto* self = static_cast<RegistryShadow*>(lua_touserdata(L, 1));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, self->journal_);
+    const int j = lua_gettop(L);
+    while (self->journal_done_ + 3 <= self->journal_size_) {
+        const lua_Integer i = self->journal_done_ + 1;
+        lua_rawgeti(L, j, i);      // the shadow (or the table of shadows)
+        lua_rawgeti(L, j, i + 1);  // key
+        if (lua_rawgeti(L, j, i + 2) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == nil_mark()) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+        self->journal_done_ += 3;  // applied: a later retry starts after it
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, self->journal_);  // may allocate: inside the pcall too
+    self->journal_ = LUA_NOREF;
+    return 0;
+}
+
+bool RegistryShadow::finish(lua_State* L) {
+    if (journal_ == LUA_NOREF) return true;
+    lua_pushcfunction(L, &RegistryShadow::commit_step);
+    lua_pushlightuserdata(L, this);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return false;
+    }
+    return true;
 }
 
 void RegistryShadow::applied(lua_State* L, int idx, const common::Value& delta) {
     idx = lua_absindex(L, idx);
     if (!lua_istable(L, idx) || !delta.is_table()) return;
+    if (!finish(L)) luaL_error(L, "not enough memory to update the registry's shadows");
     push_shadows(L);
     Walker(L, lua_gettop(L)).applied(idx, delta.table());
     lua_pop(L, 1);

@@ -24,6 +24,12 @@ public:
     void applied(lua_State* L, int idx, const common::Value& delta);
 
 private:
+    // Applies the last walk's journal (from where an earlier attempt stopped). false when it
+    // ran out of memory again; the rest waits for the next call.
+    bool finish(lua_State* L);
+    static int commit_step(lua_State* L);
+    int journal_ = LUA_NOREF;
+    lua_Integer journal_size_ = 0, journal_done_ = 0;
     // [-0, +1] The table of shadows (weak keys: a table gone from the registry frees its own).
     void push_shadows(lua_State* L);
     int ref_ = LUA_NOREF;
