@@ -360,9 +360,11 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
         {"-g", source_port},
         {"-D", str_opt(o.packet.decoys)},
         {"-iR",
-         [&](const std::string& f, const std::string& v) {
+         [&](const std::string&, const std::string& v) {
              int n;
-             if (!parse_int(v, n)) return bad_value(f, v);
+             if (!parse_int(v, n) || n < 0)
+                 return Status::error("ERROR: -iR argument must be the number of random IPs to "
+                                      "generate (0 for unlimited)");
              o.random_targets = n;
              return Status::ok();
          }},
@@ -620,6 +622,8 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
             " must be less than or equal to --max-rate=" + number_text(o.timing.max_rate));
     if (o.privileged && o.unprivileged)
         return Status::error("--privileged and --unprivileged are mutually exclusive");
+    if (o.ipv6 && o.random_targets >= 0)
+        return Status::error("-iR draws IPv4 addresses; it cannot be used with -6");
     if (o.list_scan) {  // nmap: a list scan sends nothing, whatever else was asked
         o.ping_only = false;
         o.version_scan = o.default_scripts = o.aggressive = false;
@@ -680,7 +684,7 @@ TARGET SPECIFICATION:
   -iL <inputfilename>: Input from list of hosts/networks ('-' = stdin)
   --exclude <host1[,host2][,host3],...>: Exclude hosts/networks
   --excludefile <exclude_file>: Exclude list from file
-  -iR <num hosts>: Choose random public IPv4 targets (a count; 0 is refused)
+  -iR <num hosts>: Choose random public IPv4 targets (0: without end, until Ctrl-C)
   --exclude-ports <ports>: Ports never scanned (same syntax as -p)
 HOST DISCOVERY:
   -sL: List Scan - simply list targets to scan (names by reverse DNS unless -n)

@@ -26,6 +26,7 @@ void warn_unresolved(const TargetSources& src, const std::string& tok, const Sta
 namespace {
 
 constexpr std::uint64_t kNoSpec = std::numeric_limits<std::uint64_t>::max();
+constexpr std::uint64_t kRandomRejectLimit = 1u << 20;
 
 Status too_many(std::uint64_t limit, const std::string& tok) {
     return Status::error("target expansion exceeds " + std::to_string(limit) + " hosts: '" + tok +
@@ -54,6 +55,15 @@ std::array<std::uint8_t, 16> v6_add(std::array<std::uint8_t, 16> a, std::uint64_
         off >>= 8;
     }
     return a;
+}
+
+// Draw number k of the -iR 0 sequence for `seed` (splitmix64 of a Weyl sequence: a pure
+// function of k, so a restored cursor needs no generator state).
+std::uint32_t random_draw(std::uint64_t seed, std::uint64_t k) {
+    std::uint64_t z = seed + (k + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return std::uint32_t((z ^ (z >> 31)) >> 32);
 }
 
 struct V6Hash {
@@ -110,6 +120,7 @@ struct TargetCursor::Impl {
     // The walk.
     std::uint64_t spec_idx = 0;
     bool entered = false;  // `cur` holds the parsed spec at spec_idx
+    bool random = false;   // the spec at spec_idx is -iR 0's endless random source
     TargetSpec cur;
     std::uint64_t cur_count = 0;
     std::uint64_t offset = 0;
@@ -164,6 +175,7 @@ struct TargetCursor::Impl {
         line_pos = 0;
         spec_idx = 0;
         entered = false;
+        random = false;
         offset = index = 0;
         finished = false;
         override_spec = kNoSpec;
@@ -223,6 +235,12 @@ struct TargetCursor::Impl {
         } else {
             auto got = next_file_token(tok);
             if (!got) return got.status();
+            if (!*got && src.random_endless && !src.ipv6) {  // the spec after the last token
+                cur = TargetSpec::none();
+                cur_count = std::numeric_limits<std::uint64_t>::max();
+                random = entered = true;
+                return true;
+            }
             if (!*got) return false;
             auto r =
                 parse_target_spec(tok, src.ipv6, false, resolved ? *resolved : "", src.resolve_all);
@@ -301,6 +319,23 @@ struct TargetCursor::Impl {
                 ++index;
                 ++emitted;
             };
+            if (random) {
+                // Excludes may cover (nearly) every address: a bounded run of rejected draws
+                // is an error, not an endless loop.
+                std::uint64_t rejected = 0;
+                while (offset < end && emitted < n && !at_stop()) {
+                    std::uint32_t a = random_draw(src.random_seed, offset++);
+                    if (!random_target_candidate(a) || excluded4(a) || dup4(a)) {
+                        if (++rejected == kRandomRejectLimit)
+                            return Status::error(
+                                "-iR: no random address left outside the excluded ones");
+                        continue;
+                    }
+                    rejected = 0;
+                    emit([&] { return Target{format_v4(a), false, {}, {}}; });
+                }
+                continue;  // never finishes
+            }
             switch (cur.kind) {
             case TargetSpec::V4Cidr: {
                 std::uint32_t base = v4_network(cur);

@@ -22,6 +22,11 @@ struct TargetSources {
     std::vector<std::string> exclude_files;  // --excludefile files (read whole, at open)
     bool ipv6 = false;                       // -6
     bool resolve_all = false;                // --resolve-all: every address of a name
+    // -iR 0: once specs and -iL tokens are walked, random public IPv4 addresses without end
+    // (random_target_candidate, not excluded). They are drawn from `random_seed` by their
+    // draw number, so a journaled position continues the same sequence after a restart.
+    bool random_endless = false;
+    std::uint64_t random_seed = 0;
     // One spec naming more hosts than this is an error (same message as expand_targets).
     // 2^32 admits 0.0.0.0/0 and an IPv6 /96; ::/64 is refused.
     std::uint64_t spec_limit = std::uint64_t(1) << 32;

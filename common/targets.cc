@@ -89,24 +89,26 @@ bool unresolved_name(const Status& st) {
     return !st && st.message().rfind("failed to resolve '", 0) == 0;
 }
 
-std::vector<std::string> random_public_ipv4(int n) {
+bool random_target_candidate(std::uint32_t a) {
     // IANA special-purpose and non-unicast blocks (RFC 6890 and successors), as prefixes.
     static const std::pair<std::uint32_t, int> reserved[] = {
         {0x00000000, 8},  {0x0A000000, 8},  {0x64400000, 10}, {0x7F000000, 8},  {0xA9FE0000, 16},
         {0xAC100000, 12}, {0xC0000000, 24}, {0xC0000200, 24}, {0xC0586300, 24}, {0xC0A80000, 16},
         {0xC6120000, 15}, {0xC6336400, 24}, {0xCB007100, 24}, {0xE0000000, 3},
     };
+    for (auto [net, len] : reserved)
+        if ((a >> (32 - len)) == (net >> (32 - len))) return false;
+    return (a & 0xFF) != 0 && (a & 0xFF) != 0xFF;  // network/broadcast-looking
+}
+
+std::vector<std::string> random_public_ipv4(int n) {
     std::random_device rd;
     std::mt19937 rng(rd());
     std::vector<std::string> out;
     out.reserve(static_cast<std::size_t>(std::max(n, 0)));
     while (static_cast<int>(out.size()) < n) {
         std::uint32_t a = rng();
-        bool bad = false;
-        for (auto [net, len] : reserved)
-            if ((a >> (32 - len)) == (net >> (32 - len))) bad = true;
-        if ((a & 0xFF) == 0 || (a & 0xFF) == 0xFF) bad = true;  // network/broadcast-looking
-        if (!bad) out.push_back(format_v4(a));
+        if (random_target_candidate(a)) out.push_back(format_v4(a));
     }
     return out;
 }

@@ -86,8 +86,12 @@ bool never_resolves(const std::string& name);
 // True for parse_target_spec's "failed to resolve" error (a name, not a syntax error).
 bool unresolved_name(const Status& st);
 
-// `n` random IPv4 addresses outside the special-purpose blocks (private, loopback,
-// link-local, documentation, multicast, reserved), as nmap's -iR picks them.
+// True when `a` (host order) is outside the special-purpose blocks (private, loopback,
+// link-local, documentation, multicast, reserved) and does not end in .0 or .255: an
+// address nmap's -iR may pick.
+bool random_target_candidate(std::uint32_t a);
+
+// `n` random IPv4 addresses that pass random_target_candidate, as nmap's -iR picks them.
 std::vector<std::string> random_public_ipv4(int n);
 
 // nmap's -D list ("198.51.100.7,ME,RND:3"): IPv4 addresses, "ME" (at most once) and RND[:N]

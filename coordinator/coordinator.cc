@@ -226,10 +226,7 @@ common::Status Coordinator::load_or_init_options() {
     // the privilege falls back to -sT and says so). Decided once, where the scan starts.
     if (opts_.unprivileged && (opts_.syn_scan || opts_.udp_scan))
         return common::Status::error("You requested a scan type which requires root privileges.");
-    if (opts_.random_targets == 0)
-        return common::Status::error(
-            "-iR 0 (random targets without end) is not supported; give a count");
-    if (opts_.random_targets > 0) {  // -iR: drawn once; a resumed scan reads them back
+    if (opts_.random_targets > 0) {  // -iR N: drawn once; a resumed scan reads them back
         auto picked = common::random_public_ipv4(opts_.random_targets);
         opts_.targets.insert(opts_.targets.end(), picked.begin(), picked.end());
     }
@@ -276,7 +273,9 @@ common::Status Coordinator::setup() {
     if (!j) return j.status();
     prerule_done_ = j->prerule_done;
     postrule_done_ = j->postrule_done;
-    auto book = GroupBook::open(*store_, target_sources(opts_), group_size);
+    // -iR 0 draws from the scan id, which is journaled with the options.
+    auto book = GroupBook::open(
+        *store_, target_sources(opts_, std::strtoull(scan_id_.c_str(), nullptr, 16)), group_size);
     if (!book) return book.status();
     book_.emplace(std::move(*book));
     if (auto s = book_->restore(*j); !s) return s;
@@ -831,7 +830,8 @@ common::Status Coordinator::finish() {
     }
     write_ordered(true);
     if (!fatal_.empty()) return common::Status::error(fatal_);
-    run_.hosts_total = book_->hosts_total();
+    // Interrupted: the hosts planned but not scanned are not in the report, nor in its count.
+    run_.hosts_total = g_stop ? run_.hosts_up + run_.hosts_down : book_->hosts_total();
     run_.end = epoch_now();
     if (run_.hosts_total == 0)  // every target failed to resolve or was excluded
         std::fprintf(stderr, "WARNING: No targets were specified, so 0 hosts scanned.\n");
@@ -904,8 +904,10 @@ int Coordinator::run() {
 
 }  // namespace
 
-common::TargetSources target_sources(const common::ScanOptions& o) {
+common::TargetSources target_sources(const common::ScanOptions& o, std::uint64_t random_seed) {
     common::TargetSources src;
+    src.random_endless = o.random_targets == 0;
+    src.random_seed = random_seed;
     src.specs = o.targets;
     src.input_files = o.input_files;
     src.excludes = o.excludes;

@@ -36,8 +36,10 @@ struct CoordinatorConfig {
     std::function<std::string()> halted;
 };
 
-// The target specs of a scan, as the cursor walks them.
-common::TargetSources target_sources(const common::ScanOptions& o);
+// The target specs of a scan, as the cursor walks them. `random_seed` draws -iR 0's endless
+// addresses (the coordinator derives it from the journaled scan id, so a resume continues
+// the same sequence).
+common::TargetSources target_sources(const common::ScanOptions& o, std::uint64_t random_seed = 0);
 
 // Runs a coordinator until the scan is done, interrupted or failed. Returns the exit code;
 // errors are printed as one line on stderr.

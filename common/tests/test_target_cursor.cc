@@ -1,10 +1,12 @@
 // TargetCursor: same hosts and errors as expand_targets, lazily, with exact resume.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -392,4 +394,61 @@ TEST_CASE("--resolve-all: each address of a name, with the name; resumed from th
     // twice (the name gave it already).
     CHECK(keys(drain(c, 2, 1)) == Strings{"127.0.0.11|multi.test.invalid|4",
                                           "127.0.0.12|multi.test.invalid|4", "10.9.9.9||4"});
+}
+
+TEST_CASE("-iR 0: random public addresses without end, after the specs, resumed exactly") {
+    TargetSources src;
+    src.specs = {"127.0.0.1"};
+    src.excludes = {"0.0.0.0/2"};  // a quarter of the space
+    src.random_endless = true;
+    src.random_seed = 42;
+    auto c = open_ok(src);
+    auto first = c.next(3000);
+    REQUIRE(first.is_ok());
+    REQUIRE(first->size() == 3000);
+    CHECK((*first)[0].target.address == "127.0.0.1");
+    std::set<std::string> seen;
+    for (std::size_t i = 1; i < first->size(); ++i) {
+        const auto& t = (*first)[i];
+        CHECK(t.index == i);
+        in_addr a{};
+        REQUIRE(inet_pton(AF_INET, t.target.address.c_str(), &a) == 1);
+        std::uint32_t host = ntohl(a.s_addr);
+        CHECK(common::random_target_candidate(host));
+        CHECK(host >= 0x40000000u);  // excluded block respected
+        CHECK(seen.insert(t.target.address).second);
+    }
+    CHECK_FALSE(c.done());
+    // A cursor restored at a position continues with the same addresses.
+    auto pos = c.position();
+    auto more = c.next(500);
+    REQUIRE(more.is_ok());
+    auto again = open_ok(src);
+    REQUIRE(again.restore(pos).is_ok());
+    auto replay = again.next(500);
+    REQUIRE(replay.is_ok());
+    REQUIRE(replay->size() == 500);
+    for (std::size_t i = 0; i < 500; ++i) {
+        CHECK((*replay)[i].index == (*more)[i].index);
+        CHECK((*replay)[i].target.address == (*more)[i].target.address);
+    }
+    // Another seed, another sequence.
+    src.random_seed = 43;
+    auto other = open_ok(src);
+    auto o = other.next(20);
+    REQUIRE(o.is_ok());
+    int same = 0;
+    for (std::size_t i = 1; i < 20; ++i)
+        same += (*o)[i].target.address == (*first)[i].target.address;
+    CHECK(same < 3);
+}
+
+TEST_CASE("-iR 0 with every address excluded: an error, not an endless walk") {
+    TargetSources src;
+    src.excludes = {"0.0.0.0/0"};
+    src.random_endless = true;
+    auto c = open_ok(src);
+    auto r = c.next(1);
+    REQUIRE_FALSE(r.is_ok());
+    CHECK(r.message().find("-iR") != std::string::npos);
 }

@@ -89,7 +89,7 @@ TEST_CASE("group book: plans lazily, leases, commits once, advances the frontier
     CHECK(book.hosts_done() == 2);
 
     // A host that is not in the group, or a group that was never planned.
-    wire::LeaseHost stranger{3, "198.51.100.9", false, ""};
+    wire::LeaseHost stranger{3, "198.51.100.9", false, "", {}};
     CHECK(*book.commit(0, stranger, "x") == GroupBook::Commit::not_in_group);
     CHECK(*book.commit(99, a.hosts[2], "x") == GroupBook::Commit::unknown_group);
 
@@ -152,10 +152,10 @@ TEST_CASE("group book: a restart rebuilds the book from the store") {
         for (std::size_t i = 0; i < 3; ++i)
             commit(book, b, i);
         // A script added hosts: journaled at once, planned before the cursor's next group.
-        auto r = book.added().add({{0, "203.0.113.5", false, "extra.example"},
-                                   {0, "203.0.113.5", false, ""},
-                                   {0, "", false, ""},
-                                   {0, "203.0.113.6", false, ""}});
+        auto r = book.added().add({{0, "203.0.113.5", false, "extra.example", {}},
+                                   {0, "203.0.113.5", false, "", {}},
+                                   {0, "", false, "", {}},
+                                   {0, "203.0.113.6", false, "", {}}});
         REQUIRE(r.is_ok());
         CHECK(r->fresh == 2);
         REQUIRE(book.plan(1).is_ok());

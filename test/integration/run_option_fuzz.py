@@ -5,14 +5,20 @@
 Every run must end by itself (no hang, no signal, no core): either exit 0 with a report, or
 exit non-zero with exactly one line on stderr starting "nsefleet: " (the message).
 
+Also `-sL -n -iR 0` (random targets without end, nothing sent, no DNS), stopped by SIGINT:
+public addresses, all distinct, and a report whose count matches what it lists.
+
 Usage: run_option_fuzz.py BINARY [RUNS] [SEED]
 """
+import ipaddress
 import os
 import random
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import testkit  # noqa: E402
@@ -56,7 +62,7 @@ VALUED = {
     "--stats-every": ["1s", "x"],
     "--dns-servers": ["127.0.0.1", "x", ""],
     "--stylesheet": ["a.xsl", ""],
-    "-iR": ["1", "0", "x", "-1"],
+    "-iR": ["1", "x", "-1"],  # -iR 0 never ends by design: endless_random() below
     "-oX": ["OUT", "/nonexistent/dir/x"],
     "-oN": ["OUT", "-"],
     "-oG": ["OUT", "-"],
@@ -93,6 +99,43 @@ def command(rng, work):
     if rng.random() < 0.9:
         args.append(rng.choice(TARGETS))
     return args
+
+
+def endless_random(binary, ns, work):
+    """-sL -n -iR 0 lists random public addresses until interrupted (exit 130, as Ctrl-C)."""
+    xml = os.path.join(work, "ir0.xml")
+    p = subprocess.Popen(testkit.ns_argv(ns, [binary, "scan", "-sL", "-n", "-iR", "0", "-oX", xml]),
+                         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL)
+    listed = []
+    deadline = time.monotonic() + 60
+    for line in p.stdout:
+        if line.startswith("Nmap scan report for "):
+            listed.append(line.split()[-1])
+        if len(listed) >= 5000 or time.monotonic() > deadline:
+            break
+    p.send_signal(signal.SIGINT)
+    try:
+        rest, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rest, err = p.communicate()
+        check(False, "-iR 0: SIGINT ends the scan", "still running 60 s after SIGINT")
+        return
+    listed += [l.split()[-1] for l in rest.splitlines() if l.startswith("Nmap scan report for ")]
+    check(p.returncode == 130, "-iR 0: interrupted with exit 130", "exit %d: %s" % (p.returncode, err[-300:]))
+    check(len(listed) >= 5000, "-iR 0: keeps listing (%d addresses before SIGINT)" % len(listed))
+    bad = [a for a in listed if not ipaddress.ip_address(a).is_global or a.endswith((".0", ".255"))]
+    check(not bad, "-iR 0: only public addresses", "not public: %s" % bad[:5])
+    check(len(set(listed)) == len(listed), "-iR 0: no address twice",
+          "%d repeats" % (len(listed) - len(set(listed))))
+    done = [l for l in rest.splitlines() if l.startswith("Nmap done: ")]
+    want = "Nmap done: %d IP addresses" % len(listed)
+    check(len(done) == 1 and done[0].startswith(want), "-iR 0: the summary counts the hosts listed",
+          "%s vs %r" % (done, want))
+    text = open(xml).read() if os.path.exists(xml) else ""
+    check(text.count("<host>") == len(listed) and 'total="%d"' % len(listed) in text,
+          "-iR 0: the XML holds the hosts listed", "%d <host>, %d listed" % (text.count("<host>"), len(listed)))
 
 
 def main():
@@ -140,6 +183,7 @@ def main():
                 check(False, "run %d left a core file: %s" % (i + 1, line))
                 os.remove(os.path.join(work, "core"))
         info("%d command lines accepted, %d refused" % (accepted, refused))
+        endless_random(binary, ns, work)
     finally:
         testkit.ns_finish(ns, work)
     return testkit.summary()
