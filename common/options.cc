@@ -363,8 +363,9 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
          [&](const std::string&, const std::string& v) {
              int n;
              if (!parse_int(v, n) || n < 0)
-                 return Status::error("ERROR: -iR argument must be the number of random IPs to "
-                                      "generate (0 for unlimited)");
+                 return Status::error(
+                     "ERROR: -iR argument must be the number of random IPs to "
+                     "generate (0 for unlimited)");
              o.random_targets = n;
              return Status::ok();
          }},
@@ -650,8 +651,6 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
     if (!o.packet.spoof_mac.empty())
         o.warnings.push_back(
             "WARNING: --spoof-mac ignored: nsefleet sends IP packets, not Ethernet frames.");
-    if (!o.out_skid.empty())
-        o.warnings.push_back("WARNING: -oS written as normal output (no script-kiddie letters).");
     // Like nmap: -sS or -sU replaces the default connect scan.
     if (o.syn_scan || o.udp_scan) o.connect_scan = connect_given;
     o.default_scan = !o.syn_scan && !o.udp_scan && !connect_given;
@@ -751,7 +750,7 @@ FIREWALL/IDS EVASION AND SPOOFING (raw scans):
   --spoof-mac: accepted with a warning; not supported (nothing is sent differently)
 OUTPUT:
   -oN/-oX/-oG/-oJ/-oS <file>: Output scan in normal, XML, grepable, JSON or
-     "script kiddie" (written as normal) format to the given filename ('-' = stdout)
+     s|<rIpt kIddi3 format to the given filename ('-' = stdout)
   -oA <basename>: Output in the three major formats at once
      (<basename>.nmap, <basename>.xml, <basename>.gnmap)
   -v: Increase verbosity level (use -vv, or -v<level>, for more effect)

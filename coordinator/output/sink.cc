@@ -2,12 +2,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <iostream>
 #include <map>
+#include <random>
 #include <set>
 
 #include "coordinator/output.h"
@@ -66,6 +68,8 @@ OutFile& OutFile::operator=(OutFile&& o) noexcept {
         failed_ = o.failed_;
         append_ = o.append_;
         direct_ = o.direct_;
+        skid_ = o.skid_;
+        skid_state_ = o.skid_state_;
     }
     return *this;
 }
@@ -83,7 +87,40 @@ OutFile::~OutFile() {
     if (file_) std::fclose(file_);
 }
 
+void OutFile::set_skid(std::uint64_t seed) {
+    skid_ = true;
+    skid_state_ = seed;
+}
+
+std::string skid_text(std::string_view text, std::uint64_t& state) {
+    std::string out(text);
+    for (char& c : out) {
+        if (!std::isalpha(static_cast<unsigned char>(c))) continue;
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;  // an LCG is plenty
+        unsigned roll = unsigned(state >> 33) % 100;
+        char lower = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (roll < 30) {
+            switch (lower) {
+            case 'a': c = '4'; continue;
+            case 'e': c = '3'; continue;
+            case 'i': c = roll < 15 ? '1' : '!'; continue;
+            case 'o': c = '0'; continue;
+            case 's': c = roll < 15 ? '$' : 'z'; continue;
+            case 'z': c = 'Z'; continue;
+            default: break;
+            }
+        }
+        if (roll >= 70)
+            c = std::isupper(static_cast<unsigned char>(c))
+                    ? lower
+                    : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return out;
+}
+
 void OutFile::write(std::string_view s) {
+    std::string skid;
+    if (skid_) s = skid = skid_text(s, skid_state_);
     if (file_) {
         if (std::fwrite(s.data(), 1, s.size(), file_) != s.size()) failed_ = true;
     } else if (os_) {
@@ -392,7 +429,10 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
         switch (i) {
         case 0: writers.push_back(make_normal_writer(std::move(f), false, wo)); break;
         case 1: writers.push_back(make_xml_writer(std::move(f), wo)); break;
-        case 4: writers.push_back(make_normal_writer(std::move(f), false, wo)); break;
+        case 4:
+            f.set_skid(std::random_device{}());
+            writers.push_back(make_normal_writer(std::move(f), false, wo));
+            break;
         case 2: writers.push_back(make_grepable_writer(std::move(f))); break;
         default: writers.push_back(make_ndjson_writer(std::move(f))); break;
         }

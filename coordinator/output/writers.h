@@ -40,6 +40,8 @@ public:
 
     void write(std::string_view s);
     void flush();
+    // -oS: from now on, text is written in nmap's "script kiddie" letters (skid_text).
+    void set_skid(std::uint64_t seed);
     // Flushes, closes and renames into place. Reports write, close and rename errors (naming
     // the file); later writes are ignored.
     common::Status commit();
@@ -56,8 +58,16 @@ private:
     bool failed_ = false;
     bool append_ = false;  // --append-output: commit appends instead of replacing
     bool direct_ = false;  // written in place (not a regular file): no ".part", no rename
+    bool skid_ = false;
+    std::uint64_t skid_state_ = 0;
     common::Status append_part();
 };
+
+// nmap's -oS text: letters randomly swapped for look-alike digits and signs (a->4, e->3,
+// i->1 or !, o->0, s->$ or z, z->Z) or changed in case, driven by `state` (advanced).
+// Everything else (digits, punctuation, line breaks) is kept, so addresses and port numbers
+// read the same; each character stays one byte, so lines keep their length.
+std::string skid_text(std::string_view text, std::uint64_t& state);
 
 // One output format. Same calls, same order as coordinator::OutputSink.
 class Writer {

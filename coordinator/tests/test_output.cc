@@ -595,6 +595,47 @@ TEST_CASE("OutputSink: a FIFO or a symlink is written in place, never replaced")
     CHECK_FALSE(exists(link + ".part"));
 }
 
+TEST_CASE("OutputSink: -oS is the normal report in script-kiddie letters") {
+    use_utc();
+    const test_support::TempDir tmp("nsefleet-output");
+    common::ScanOptions opts;
+    opts.out_normal = tmp.path + "/r.nmap";
+    opts.out_skid = tmp.path + "/r.skid";
+    run_sink(opts, run_info(), {up_host(), down_host(), small_host()});
+    const std::string normal = read_file(opts.out_normal), skid = read_file(opts.out_skid);
+    REQUIRE(skid.size() == normal.size());
+    CHECK(skid != normal);
+    std::size_t swapped = 0, recased = 0;
+    for (std::size_t i = 0; i < normal.size(); ++i) {
+        const unsigned char n = static_cast<unsigned char>(normal[i]);
+        const char k = skid[i];
+        if (k == normal[i]) continue;
+        INFO("offset ", i, ": '", normal[i], "' became '", k, "'");
+        REQUIRE(std::isalpha(n));  // digits, punctuation and line breaks are kept
+        const char l = static_cast<char>(std::tolower(n));
+        if (std::tolower(static_cast<unsigned char>(k)) == l) {
+            ++recased;
+            continue;
+        }
+        const std::string allowed = l == 'a'   ? "4"
+                                    : l == 'e' ? "3"
+                                    : l == 'i' ? "1!"
+                                    : l == 'o' ? "0"
+                                    : l == 's' ? "$z"
+                                    : l == 'z' ? "Z"
+                                               : "";
+        CHECK(allowed.find(k) != std::string::npos);
+        ++swapped;
+    }
+    CHECK(swapped > 10);
+    CHECK(recased > 10);
+    SUBCASE("another run draws other letters") {
+        opts.out_skid = tmp.path + "/r2.skid";
+        run_sink(opts, run_info(), {up_host(), down_host(), small_host()});
+        CHECK(read_file(opts.out_skid) != skid);
+    }
+}
+
 TEST_CASE("OutputSink::open errors name the file and leave nothing behind") {
     const test_support::TempDir tmp("nsefleet-output");
     const std::string& dir = tmp.path;

@@ -12,11 +12,13 @@
 #        NSEFLEET_LAB_WAIT seconds to wait for all ports (default 20)
 #        NSEFLEET_LAB_KEYS optional dir keeping the TLS certificate and ssh host keys across
 #                          labs (created and filled on first use)
-#        NSEFLEET_LAB_STOCK=1 daemons with their stock listen settings, as ../shared/lab/lab.sh
-#                          runs them: vsftpd's own listener (accept queue of 32), nginx's and
-#                          redis' default backlogs (511), memcached's (1024). The default lab
-#                          is tuned (deep backlogs, inetd-style vsftpd); load tests and
-#                          tools/bench use this mode, since a real network is not tuned.
+#        NSEFLEET_LAB_STOCK=1 (the default) daemons with their stock listen settings, as
+#                          ../shared/lab/lab.sh runs them: vsftpd's own listener (accept
+#                          queue of 32), nginx's and redis' default backlogs (511),
+#                          memcached's (1024). A real network is not tuned, and neither is
+#                          the lab of any test or benchmark.
+#                          NSEFLEET_LAB_STOCK=0: deep backlogs and an inetd-style vsftpd, only
+#                          to tell by hand whether a failure comes from the daemons' queues.
 #        NSEFLEET_LAB_EXTRA=1 also start the extra TCP services used by the conformance
 #                          tests: exim4 smtp (25), dnsmasq (53), dovecot pop3/imap (110/143),
 #                          rpcbind (111), slapd ldap (389), samba smbd (445), mariadb (3306);
@@ -31,7 +33,7 @@ L=${NSEFLEET_LAB_DIR:-${TMPDIR:-/tmp}}/lab.$NS
 WAIT=${NSEFLEET_LAB_WAIT:-20}
 PORTS="21 22 80 443 6379 11211"
 EXTRA=${NSEFLEET_LAB_EXTRA:-0}
-STOCK=${NSEFLEET_LAB_STOCK:-0}
+STOCK=${NSEFLEET_LAB_STOCK:-1}
 EXTRA_PORTS="25 53 110 111 143 389 445 3306"
 UDP_PORTS=""
 [ "$EXTRA" = 1 ] && PORTS="$PORTS $EXTRA_PORTS" && UDP_PORTS="53 111 123 161"
