@@ -648,9 +648,10 @@ Result<ScanOptions> parse_scan_args(const std::vector<std::string>& args) {
                 "WARNING: -D applies to raw scans (-sS, -sU) only; this "
                 "connect scan sends no decoy.");
     }
-    if (!o.packet.spoof_mac.empty())
+    if (!o.packet.spoof_mac.empty() && (connect_given || o.unprivileged))
         o.warnings.push_back(
-            "WARNING: --spoof-mac ignored: nsefleet sends IP packets, not Ethernet frames.");
+            "WARNING: --spoof-mac applies to raw scans (-sS, -sU) only; this connect scan "
+            "sends no frame.");
     // Like nmap: -sS or -sU replaces the default connect scan.
     if (o.syn_scan || o.udp_scan) o.connect_scan = connect_given;
     o.default_scan = !o.syn_scan && !o.udp_scan && !connect_given;
@@ -747,7 +748,8 @@ FIREWALL/IDS EVASION AND SPOOFING (raw scans):
   --ttl <val>: Set IP time-to-live field
   --badsum: Send packets with a bogus TCP/UDP/ICMP checksum
   -D <decoy1,decoy2[,ME],...>: Cloak a raw scan with decoys (IPv4, ME, RND[:N])
-  --spoof-mac: accepted with a warning; not supported (nothing is sent differently)
+  --spoof-mac <mac address/prefix/vendor name>: Spoof your MAC address (raw scans'
+      frames; 0 = random)
 OUTPUT:
   -oN/-oX/-oG/-oJ/-oS <file>: Output scan in normal, XML, grepable, JSON or
      s|<rIpt kIddi3 format to the given filename ('-' = stdout)

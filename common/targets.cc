@@ -259,6 +259,9 @@ Result<TargetSpec> parse_spec(const std::string& tok, bool ipv6, bool any_family
     if (r.count() == 1) {
         r.targetname = host;
         r.other_addresses.assign(addrs.begin() + 1, addrs.end());
+        // Journaled with the others, so a resumed scan prints "Other addresses" too.
+        for (const auto& other : r.other_addresses)
+            r.resolved += "," + other;
     }
     return r;
 }

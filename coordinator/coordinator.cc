@@ -26,6 +26,7 @@
 #include "common/datafiles.h"
 #include "common/options.h"
 #include "common/packet/privilege.h"
+#include "common/packet/spoof_mac.h"
 #include "common/service_probes.h"
 #include "common/services.h"
 #include "common/target_cursor.h"
@@ -98,6 +99,7 @@ private:
     void on_group_done(WorkerRec& w, const wire::GroupDone& m);
     void on_phase_result(WorkerRec& w, const wire::PhaseResult& m);
     void phase_line(wire::Phase p);
+    void timing_report() const;
     void on_add_targets(WorkerRec& w, const wire::AddTargets& m);
     void write_ordered(bool everything);
     void lose_worker(WorkerRec& w, const char* why);
@@ -230,6 +232,12 @@ common::Status Coordinator::load_or_init_options() {
         auto picked = common::random_public_ipv4(opts_.random_targets);
         opts_.targets.insert(opts_.targets.end(), picked.begin(), picked.end());
     }
+    if (!opts_.packet.spoof_mac.empty()) {  // chosen once: every worker sends the same one
+        auto path = files.find_file("nmap-mac-prefixes");
+        auto m = packet::choose_spoof_mac(opts_.packet.spoof_mac, path.value_or(""));
+        if (!m) return m.status();
+        opts_.packet.spoof_mac = packet::mac_text(m->mac.data());
+    }
     for (const auto& w : opts_.warnings)
         std::fprintf(stderr, "%s\n", w.c_str());
     // -sn too, unless -Pn leaves it nothing to send: nmap's root discovery is raw.
@@ -321,6 +329,18 @@ common::Status Coordinator::setup() {
     if (!pp.udp.empty()) run_.scaninfo.push_back({"udp", "udp", services_text(pp.udp)});
     run_.open_only = opts_.open_only;
     sink_->begin(run_);
+    bool report_on_stdout = false;  // then stdout holds the report alone
+    for (const auto* out :
+         {&opts_.out_normal, &opts_.out_xml, &opts_.out_grepable, &opts_.out_json, &opts_.out_skid})
+        report_on_stdout = report_on_stdout || *out == "-";
+    if (!opts_.packet.spoof_mac.empty() && !report_on_stdout) {
+        auto path = common::DataFiles(opts_.datadir).find_file("nmap-mac-prefixes");
+        if (auto m = packet::choose_spoof_mac(opts_.packet.spoof_mac, path.value_or("")))
+            std::printf("Spoofing MAC address %s (%s)\n", opts_.packet.spoof_mac.c_str(),
+                        m->vendor.c_str());
+        std::fflush(stdout);
+    }
+    if (opts_.debugging > 0 && !report_on_stdout) timing_report();
 
     // A resumed scan: the registry, the prerule's output and the hosts already streamed. A
     // record that cannot be read ends the resume with the reason, never a silent gap.
@@ -401,6 +421,27 @@ void Coordinator::write_ordered(bool everything) {
         written_next_);
     if (!st) fatal(st.message());
     if (!bad) fatal(bad.message());
+}
+
+// -d: nmap's timing report, with the values this scan runs with (milliseconds).
+void Coordinator::timing_report() const {
+    const auto& t = opts_.timing;
+    auto ms = [](double seconds) { return static_cast<long long>(std::llround(seconds * 1000)); };
+    std::printf(
+        "--------------- Timing report ---------------\n"
+        "  hostgroups: min %d, max %d\n"
+        "  rtt-timeouts: init %lld, min %lld, max %lld\n"
+        "  max-scan-delay: TCP %lld, UDP %lld, SCTP %lld\n"
+        "  parallelism: min %d, max %d\n"
+        "  max-retries: %d, host-timeout: %lld\n"
+        "  min-rate: %g, max-rate: %g\n"
+        "---------------------------------------------\n",
+        opts_.min_hostgroup > 0 ? opts_.min_hostgroup : 1,
+        opts_.max_hostgroup > 0 ? opts_.max_hostgroup : 100000, ms(t.connect_timeout),
+        ms(t.min_rtt_timeout), ms(t.max_rtt_timeout), ms(t.max_scan_delay), ms(t.max_scan_delay),
+        ms(t.max_scan_delay), t.min_parallelism, opts_.max_parallelism, t.max_retries,
+        ms(opts_.host_timeout), t.min_rate, t.max_rate);
+    std::fflush(stdout);
 }
 
 // nmap's -v lines around the pre- and post-scan script phases.

@@ -132,6 +132,7 @@ public:
     int verbosity() const override { return cfg_.verbosity; }
     int version_intensity() const override { return cfg_.version_intensity; }
     bool script_trace() const override { return cfg_.script_trace; }
+    bool packet_trace() const override { return cfg_.packet_trace; }
     int debugging() const override { return cfg_.debugging; }
     int timing_level() const override { return cfg_.timing_level; }
     bool ipv6() const override { return cfg_.ipv6; }

@@ -26,6 +26,7 @@ struct EngineConfig {
     int verbosity = 0, debugging = 0, timing_level = 3;
     int version_intensity = 7;  // --version-intensity (nmap.version_intensity())
     bool script_trace = false;  // --script-trace
+    bool packet_trace = false;  // --packet-trace (nmap's NSOCK lines for script sockets)
     int max_threads = 0;        // concurrent script threads (0 = 4096)
     int socket_slots = 0;       // --max-parallelism: fixed script-socket slots (0 = adaptive)
     int socket_min = 0;         // --min-parallelism: the adaptive window's floor (0 = by -T)

@@ -141,6 +141,7 @@ public:
     virtual int verbosity() const = 0;          // -v level (without the by-name boost)
     virtual int version_intensity() const = 0;  // --version-intensity (7 without -sV)
     virtual bool script_trace() const = 0;      // --script-trace
+    virtual bool packet_trace() const = 0;      // --packet-trace: NSOCK lines for sockets
     virtual int debugging() const = 0;
     virtual int timing_level() const = 0;
     virtual bool ipv6() const = 0;

@@ -89,7 +89,9 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
     cfg.engine_id = engine_id;
     cfg.scripts = opts.scripts;
     cfg.version_intensity = opts.version_intensity;
-    cfg.script_trace = opts.script_trace;
+    // As nmap: --packet-trace traces the scripts' traffic too.
+    cfg.script_trace = opts.script_trace || opts.packet_trace;
+    cfg.packet_trace = opts.packet_trace;
     cfg.default_scripts = opts.default_scripts;
     cfg.script_args = opts.script_args;
     cfg.script_args_file = opts.script_args_file;

@@ -1,6 +1,7 @@
 #include "worker/route.h"
 
 #include <arpa/inet.h>
+#include <dumbnet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -89,6 +90,37 @@ void fill_route(common::HostResult& h) {
         break;
     }
     freeifaddrs(all);
+}
+
+std::optional<in_addr> ipv4_next_hop(in_addr target, bool on_link) {
+    if (on_link) return target;
+    route_t* r = route_open();
+    if (!r) return std::nullopt;
+    route_entry e{};
+    addr_pack(&e.route_dst, ADDR_TYPE_IP, IP_ADDR_BITS, &target.s_addr, IP_ADDR_LEN);
+    std::optional<in_addr> gw;
+    if (route_get(r, &e) == 0 && e.route_gw.addr_type == ADDR_TYPE_IP && e.route_gw.addr_ip != 0) {
+        in_addr a{};
+        a.s_addr = e.route_gw.addr_ip;
+        gw = a;
+    }
+    route_close(r);
+    return gw;
+}
+
+std::optional<packet::Mac> cached_neighbor_mac(in_addr addr) {
+    arp_t* a = arp_open();
+    if (!a) return std::nullopt;
+    arp_entry e{};
+    addr_pack(&e.arp_pa, ADDR_TYPE_IP, IP_ADDR_BITS, &addr.s_addr, IP_ADDR_LEN);
+    std::optional<packet::Mac> mac;
+    if (arp_get(a, &e) == 0 && e.arp_ha.addr_type == ADDR_TYPE_ETH) {
+        packet::Mac m{};
+        std::memcpy(m.data(), e.arp_ha.addr_eth.data, m.size());
+        if (m != packet::Mac{}) mac = m;  // an incomplete entry has no address yet
+    }
+    arp_close(a);
+    return mac;
 }
 
 }  // namespace worker

@@ -383,6 +383,7 @@ TEST_CASE("list scan, random targets, output and packet options") {
     auto w = ok({"-O", "--traceroute", "-sT", "-D", "RND:3", "--spoof-mac", "0", "x"});
     CHECK(w.warnings.size() == 4);  // -D: a connect scan sends no decoy
     CHECK(ok({"-sS", "-D", "198.51.100.7,ME,RND:2", "x"}).warnings.empty());
+    CHECK(ok({"-sS", "--spoof-mac", "Apple", "x"}).warnings.empty());  // raw frames carry it
     err({"-D", "ME", "x"}, "-D");
     err({"-D", "198.51.100.7,nope", "x"}, "'nope'");
     err({"-D", "RND:0", "x"}, "'RND:0'");

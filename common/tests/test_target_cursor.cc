@@ -396,6 +396,29 @@ TEST_CASE("--resolve-all: each address of a name, with the name; resumed from th
                                           "127.0.0.12|multi.test.invalid|4", "10.9.9.9||4"});
 }
 
+TEST_CASE("a name's other addresses are journaled with it, so a resumed scan reports them") {
+    auto spec = common::parse_target_spec("multi.test.invalid", false, false,
+                                          "127.0.0.10,127.0.0.11,127.0.0.12", false);
+    REQUIRE(spec.is_ok());
+    CHECK(spec->count() == 1);
+    CHECK(spec->other_addresses == Strings{"127.0.0.11", "127.0.0.12"});
+    CHECK(spec->resolved == "127.0.0.10,127.0.0.11,127.0.0.12");
+    TempFile il("multi.test.invalid 127.0.0.20\n");
+    TargetSources src;
+    src.input_files = {il.path};
+    src.on_unresolved = [](const std::string&) {};
+    CursorPosition pos;  // the name is next, as journaled when its group was planned
+    pos.resolved = spec->resolved;
+    auto c = open_ok(src);
+    REQUIRE(c.restore(*CursorPosition::decode(pos.encode())).is_ok());
+    auto got = c.next(2);
+    REQUIRE(got.is_ok());
+    REQUIRE(got->size() == 2);
+    CHECK((*got)[0].target.address == "127.0.0.10");
+    CHECK((*got)[0].target.targetname == "multi.test.invalid");
+    CHECK((*got)[0].target.other_addresses == Strings{"127.0.0.11", "127.0.0.12"});
+}
+
 TEST_CASE("-iR 0: random public addresses without end, after the specs, resumed exactly") {
     TargetSources src;
     src.specs = {"127.0.0.1"};

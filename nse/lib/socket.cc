@@ -28,6 +28,7 @@
 #include "common/targets.h"
 #include "nse/lib/certificate.h"
 #include "nse/lib/luax.h"
+#include "nse/lib/nsock_trace.h"
 #include "nse/runtime.h"
 
 namespace nse::lib {
@@ -86,6 +87,17 @@ struct Conn {
     std::function<void(const std::string&)> tracer;
 
     bool is_open() const { return is_udp ? udp_sock.is_open() : tcp_sock.is_open(); }
+
+    // "address:port" of the peer ("unknown" for a UDP socket that has none yet).
+    std::string peer_text() const {
+        std::error_code ec;
+        auto text = [](const auto& ep) {
+            return ep.address().to_string() + ":" + std::to_string(ep.port());
+        };
+        if (is_udp) return has_peer ? text(peer) : "unknown";
+        auto ep = tcp_sock.remote_endpoint(ec);
+        return ec ? "unknown" : text(ep);
+    }
 
     // --script-trace line, as nmap prints them: "NSE: TCP 127.0.0.1:40000 > 127.0.0.1:80 | x"
     // (`out`: from us; else to us). Data more than 5% unprintable is shown as a hex dump.
@@ -166,12 +178,8 @@ struct Conn {
 
     // One read: whatever is available on TCP/TLS, exactly one datagram on UDP.
     // `self` keeps this object alive until the handler has run.
+    // (The caller traces what arrives: nmap's NSOCK callback line comes before it.)
     void read_some(const std::shared_ptr<Conn>& self, asio::mutable_buffer b, Handler h) {
-        if (tracer)
-            h = [self, b, h = std::move(h)](std::error_code ec, std::size_t n) {
-                self->trace_data(false, static_cast<const char*>(b.data()), n);
-                h(ec, n);
-            };
         if (is_udp && connected) {
             udp_sock.async_receive(b, std::move(h));
         } else if (is_udp) {
@@ -243,6 +251,7 @@ struct SockState {
     std::uint64_t slot_tid = 0;
     Governor::Ticket ticket = 0;
     MemCharge buf_charge;  // `buf` counted against the engine's memory budget
+    long iod = 0;          // --packet-trace: its NSOCK descriptor number (0: none yet)
 };
 
 // The userdata: just the shared state (empty after __gc).
@@ -275,6 +284,14 @@ struct Op : std::enable_shared_from_this<Op> {
     // Whose operation it is, for counting results lost to the memory budget.
     std::string script;
     int host = -1;
+    // --packet-trace: the NSOCK event this operation stands for, until its callback line.
+    struct Nsock {
+        std::function<void(const std::string&)> out;
+        nsock::Event type;
+        long eid;
+        std::string peer;  // "address:port"
+    };
+    std::optional<Nsock> nsock;
 };
 
 Push push_status(const char* status) {
@@ -315,6 +332,21 @@ std::string gai_text(const std::error_code& ec) {
     if (ec == asio::error::address_family_not_supported) return gai_strerror(EAI_FAMILY);
     if (!ec) return gai_strerror(EAI_NONAME);  // resolved to nothing
     return ec.message();
+}
+
+// --packet-trace: the NSOCK callback line of the operation's event (once; no-op when off).
+void nsock_report(Op& op, const char* status, const std::error_code& ec = {},
+                  const std::string* data = nullptr) {
+    if (!op.nsock || op.done) return;
+    op.nsock->out(nsock::callback(op.nsock->type, status, op.nsock->eid, op.nsock->peer, ec, data));
+    op.nsock.reset();
+}
+
+// The NSOCK status word for a failed operation.
+const char* nsock_status(const std::error_code& ec) {
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) return "EOF";
+    if (ec == asio::error::operation_aborted) return "CANCELLED";
+    return "ERROR";
 }
 
 // Delivers once; later completions of the same operation are ignored.
@@ -419,10 +451,40 @@ std::function<void(const std::string&)> tracer_for(SockState& s) {
     return [rt](const std::string& line) { rt->embedder().write(false, line); };
 }
 
+// --packet-trace: gives the socket an NSOCK descriptor, as nmap makes one per socket object
+// and again for a socket used after close(). NSOCK lines go to stderr, as nmap's do.
+void nsock_iod(SockState& s) {
+    if (s.iod != 0 || !s.rt->packet_trace()) return;
+    s.iod = nsock::next_iod();
+    s.rt->embedder().write(
+        true, nsock::line("nsock_iod_new2", "nsock_iod_new (IOD #" + std::to_string(s.iod) + ")"));
+}
+
+// --packet-trace: the request line of `op`'s event: `fn`(): `text` (IOD #n)... EID e, with
+// `before_eid` between the descriptor and the event id. No-op when tracing is off.
+void nsock_request(Op& op, SockState& s, nsock::Event type, std::string peer, std::string_view fn,
+                   const std::string& text, const std::string& before_eid,
+                   const std::string& after_eid = {}) {
+    if (!s.rt->packet_trace()) return;
+    nsock_iod(s);
+    Runtime* rt = s.rt;
+    auto out = [rt](const std::string& line) { rt->embedder().write(true, line); };
+    long eid = nsock::next_eid(type);
+    out(nsock::line(fn, text + "IOD #" + std::to_string(s.iod) + before_eid + " EID " +
+                            std::to_string(eid) + after_eid));
+    op.nsock = Op::Nsock{std::move(out), type, eid, std::move(peer)};
+}
+
 bool close_socket(SockState& s) {
     bool was_open = s.open;
     if (s.conn && s.conn->is_open() && (s.conn->connected || s.conn->has_peer))
         s.conn->trace(true, "CLOSE");
+    if (s.iod != 0) {
+        s.rt->embedder().write(
+            true, nsock::line("nsock_iod_delete",
+                              "nsock_iod_delete (IOD #" + std::to_string(s.iod) + ")"));
+        s.iod = 0;
+    }
     drop_conn(s);
     if (s.cleanup != 0) s.rt->remove_cleanup(std::exchange(s.cleanup, 0));
     s.buf.clear();
@@ -599,14 +661,25 @@ void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>&
         finish(*op, std::move(push));
     };
     SockState& s = *sp;
+    std::string peer = addr.to_string() + ":" + std::to_string(port);
+    const char* kind = how == How::udp ? "UDP" : how == How::ssl ? "SSL" : "TCP";
+    nsock_request(*op, s, how == How::ssl ? nsock::Event::ssl_connect : nsock::Event::connect, peer,
+                  how == How::udp   ? "nsock_connect_udp"
+                  : how == How::ssl ? "nsock_connect_ssl"
+                                    : "nsock_connect_tcp",
+                  std::string(kind) + " connection requested to " + peer +
+                      (how == How::ssl ? "/tcp (" : " ("),
+                  ")");
     if (how == How::udp) {
         udp::endpoint ep(addr, port);
         if (!open_and_bind(s, c->udp_sock, ep.protocol(), false)) {
+            nsock_report(*op, "ERROR");
             done(c->udp_sock.is_open() ? push_status(reason::kError)
                                        : push_false("Nsock connect failed immediately"));
             return;
         }
-        c->udp_sock.async_connect(ep, [c, ep, done](std::error_code ec) {
+        c->udp_sock.async_connect(ep, [op, c, ep, done](std::error_code ec) {
+            nsock_report(*op, ec ? nsock_status(ec) : "SUCCESS", ec);
             if (ec) return done(push_status(status_of(ec)));
             c->connected = true;
             c->trace(true, "CONNECT");
@@ -635,6 +708,7 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
         c->tcp_up = 0;
     }
     if (!open_and_bind(*sp, c->tcp_sock, ep.protocol(), false)) {
+        nsock_report(*op, "ERROR");
         done(c->tcp_sock.is_open() ? push_status(reason::kError)
                                    : push_false("Nsock connect failed immediately"));
         return;
@@ -669,9 +743,13 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
             if (c->tcp_sock.local_endpoint(a) == c->tcp_sock.remote_endpoint(b) && !a && !b)
                 ec = asio::error::connection_refused;
         }
-        if (ec) return done(push_status(status_of(ec)));
+        if (ec) {
+            nsock_report(*op, nsock_status(ec), ec);
+            return done(push_status(status_of(ec)));
+        }
         c->tcp_up = now;
         if (how != How::ssl) {
+            nsock_report(*op, "SUCCESS");
             rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
             c->connected = true;
             c->trace(true, "CONNECT");
@@ -696,8 +774,10 @@ void tcp_attempt(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>
                         (ec == asio::error::eof || ec == asio::error::connection_reset ||
                          ec == asio::ssl::error::stream_truncated))
                         rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
+                    nsock_report(*op, nsock_status(ec), ec);
                     return done(push_status(status_of(ec)));
                 }
+                nsock_report(*op, "SUCCESS");
                 rt->governor().feedback(Signal::connected, now - op->attempt_started, now);
                 c->connected = true;
                 c->trace(true, "CONNECT");
@@ -761,6 +841,7 @@ int l_connect(lua_State* L) {
         c->cancel();
         if (sp->conn == c) sp->owner = 0;
         o.retry = nullptr;
+        nsock_report(o, "TIMEOUT");
         finish(o, push_status(reason::kTimeout));
     };
     // The connect starts once the thread holds a governor slot; the time-out runs from then.
@@ -826,6 +907,8 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
                 op->data.shrink_to_fit();
                 op->charge.reset();
                 rt->note_resource_loss(op->script, op->host, "memory");
+                nsock_report(*op, "ERROR");
+                c->trace_data(false, op->chunk.data(), len);
                 finish(*op, push_status(kNotEnoughMemory));
                 return;
             }
@@ -849,19 +932,28 @@ void read_step(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, Re
                 if (now - c->tcp_up < kEarlyDropSeconds)
                     rt->governor().feedback(Signal::early_drop, now - c->tcp_up, now);
             }
+            auto trace_chunk = [&] { c->trace_data(false, op->chunk.data(), len); };
             if (ec) {
                 // receive_bytes/lines hand back what they have on EOF or error.
-                if (mode != ReadMode::some && !op->data.empty())
+                if (mode != ReadMode::some && !op->data.empty()) {
+                    nsock_report(*op, "SUCCESS", {}, &op->data);
+                    trace_chunk();
                     finish(*op, push_data(std::move(op->data)));
-                else
+                } else {
+                    nsock_report(*op, nsock_status(ec), ec);
+                    trace_chunk();
                     finish(*op, push_status(status_of(ec)));
+                }
                 return;
             }
             // A UDP read always ends with its datagram, whatever the mode.
             if (c->is_udp || satisfied(*op, mode, n)) {
+                nsock_report(*op, "SUCCESS", {}, &op->data);
+                trace_chunk();
                 finish(*op, push_data(std::move(op->data)));
                 return;
             }
+            trace_chunk();
             read_step(op, c, mode, n, rt);
         });
 }
@@ -894,11 +986,24 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
             return;
         }
         c->cancel();
-        if (mode != ReadMode::some && !o.data.empty())
+        if (mode != ReadMode::some && !o.data.empty()) {
+            nsock_report(o, "SUCCESS", {}, &o.data);
             finish(o, push_data(std::move(o.data)));
-        else
+        } else {
+            nsock_report(o, "TIMEOUT");
             finish(o, push_status(reason::kTimeout));
+        }
     };
+    std::string peer = c->peer_text();
+    if (mode == ReadMode::bytes)
+        nsock_request(*op, s, nsock::Event::read, peer, "nsock_readbytes",
+                      "Read request for " + std::to_string(n) + " bytes from ", " [" + peer + "]");
+    else if (mode == ReadMode::lines)
+        nsock_request(*op, s, nsock::Event::read, peer, "nsock_readlines",
+                      "Read request for " + std::to_string(n) + " lines from ", " [" + peer + "]");
+    else
+        nsock_request(*op, s, nsock::Event::read, peer, "nsock_read", "Read request from ",
+                      " [" + peer + "] (timeout: " + std::to_string(s.timeout_ms) + "ms)");
     arm(op, s.timeout_ms);
     read_step(op, c, mode, n, s.rt);
     return nse::yield(L, 0, k);
@@ -996,13 +1101,19 @@ int l_receive_buf(lua_State* L) {
 
 // ---- writing ----
 
-void start_write(const std::shared_ptr<Op>& op, const std::shared_ptr<Conn>& c, long long ms) {
+void start_write(const std::shared_ptr<Op>& op, SockState& s, const std::shared_ptr<Conn>& c) {
     op->on_timeout = [c](Op& o) {
         c->cancel();
+        nsock_report(o, "TIMEOUT");
         finish(o, push_status(reason::kTimeout));
     };
-    arm(op, ms);
+    std::string peer = c->peer_text();
+    nsock_request(*op, s, nsock::Event::write, peer, "nsock_write",
+                  "Write request for " + std::to_string(op->data.size()) + " bytes to ", "",
+                  " [" + peer + "]");
+    arm(op, s.timeout_ms);
     c->write(asio::buffer(op->data), [op, c](std::error_code ec, std::size_t) {
+        nsock_report(*op, ec ? nsock_status(ec) : "SUCCESS", ec);
         finish(*op, ec ? push_status(status_of(ec)) : push_true());
     });
 }
@@ -1017,7 +1128,7 @@ int l_send(lua_State* L) {
     if (!c) return not_connected(L);
     auto op = new_op(L, *s.rt);
     op->data.assign(data, len);
-    start_write(op, c, s.timeout_ms);
+    start_write(op, s, c);
     return nse::yield(L);
 }
 
@@ -1036,7 +1147,7 @@ int l_sendto(lua_State* L) {
         if (!c) return not_connected(L);
         auto op = new_op(L, *s.rt);
         op->data.assign(data, len);
-        start_write(op, c, s.timeout_ms);
+        start_write(op, s, c);
         return nse::yield(L);
     }
     if (!s.conn) {
@@ -1053,19 +1164,27 @@ int l_sendto(lua_State* L) {
     op->on_timeout = [c](Op& o) {
         if (o.resolver) o.resolver->cancel();
         c->cancel();
+        nsock_report(o, "TIMEOUT");
         finish(o, push_status(reason::kTimeout));
     };
     arm(op, s.timeout_ms);
     resolve_then(op, s.rt->io(), host, s.inet6, [op, sp, c, port](const asio::ip::address& a) {
         udp::endpoint ep(a, port);
-        if (!open_and_bind(*sp, c->udp_sock, ep.protocol(), false))
+        std::string peer = a.to_string() + ":" + std::to_string(port);
+        nsock_request(*op, *sp, nsock::Event::write, peer, "nsock_sendto",
+                      "Sendto request for " + std::to_string(op->data.size()) + " bytes to ", "",
+                      " [" + peer + "]");
+        if (!open_and_bind(*sp, c->udp_sock, ep.protocol(), false)) {
+            nsock_report(*op, "ERROR");
             return finish(*op, push_status(reason::kError));
+        }
         c->udp_sock.async_send_to(asio::buffer(op->data), ep,
                                   [op, c, ep](std::error_code ec, std::size_t) {
                                       if (!ec && !c->connected) {
                                           c->peer = ep;
                                           c->has_peer = true;
                                       }
+                                      nsock_report(*op, ec ? nsock_status(ec) : "SUCCESS", ec);
                                       finish(*op, ec ? push_status(status_of(ec)) : push_true());
                                   });
     });
@@ -1519,6 +1638,7 @@ int l_new(lua_State* L) {
     s->buf_charge = MemCharge(rt.memory());
     s->udp_proto = proto == 1;
     s->inet6 = af == 1;
+    nsock_iod(*s);
     u->s = std::move(s);
     return 1;
 }

@@ -385,6 +385,10 @@ function D.init()
     local ok, rerr = selection.runlevels(D.scripts)
     if not ok then error(rerr, 0) end
   end
+  if cfg.announce and cfg.debugging > 0 then
+    E.write("stdout", ("NSE: Using %s.\nNSE: Arguments from CLI: %s\n"):format(_VERSION,
+      cfg.script_args or ""))
+  end
   if cfg.announce and (cfg.verbosity > 0 or cfg.debugging > 0) then
     E.write("stdout", ("NSE: Loaded %d scripts for scanning.\n"):format(#D.scripts))
   end

@@ -78,6 +78,8 @@ TABLE = [
     ("debug-scripts", "-d -sT -Pn -n -p 21 --script banner " + H % 60),
     ("stats-every", "--stats-every 1s -sT -Pn -n -p 21 " + H % 61),
     ("packet-trace-connect", "-sT -Pn -n -p 80,81 --packet-trace " + H % 53),
+    ("packet-trace-script", "-sT -Pn -n -p 22 --script banner --packet-trace " + H % 64),
+    ("spoof-mac", "-sS -Pn -n -p 22,81 --spoof-mac Apple " + H % 65),
     ("os-detection", "-O -sT -Pn -n -p 22 " + H % 54),
     ("unknown-option", "--no-such-flag " + H % 55),
     ("T9", "-T9 -p 80 " + H % 56),
@@ -90,17 +92,15 @@ TABLE = [
 ALLOWED = {
     "os-detection": ({"terminal"}, "OS detection (-O) is not implemented: nsefleet warns and "
                      "scans without it; nmap prints OS guesses"),
-    "packet-trace-connect": ({"terminal"}, "--packet-trace: nmap also traces its NSOCK "
-                             "connects; nsefleet prints the CONN lines only"),
     "unknown-option": ({"message", "exit"}, "unknown options: nsefleet names the token "
                        "(\"unknown option '--no-such-flag'\") and exits 255 like nmap's getopt; "
                        "nmap's text comes from getopt"),
     "bad-port": ({"message"}, "port out of range: same refusal (exit 1), nsefleet's wording "
                  "names the bad token"),
-    "debug-scripts": ({"terminal"}, "-d: nmap's debugging internals (Timing report, 'NSE: Using "
-                      "Lua', runlevel lines, 'Final times for host', sending rates, data files "
-                      "read) are not printed by nsefleet; its -v lines, NSE: Starting/Finished "
-                      "lines, reasons and 'Scanned at' are"),
+    "debug-scripts": ({"terminal"}, "-d: the Timing report shows nsefleet's own values (Lua "
+                      "5.4, 2 retries by default where nmap has 10); nmap's runlevel lines, 'Final "
+                      "times for host', sending rates and data files read are not printed; the -v "
+                      "lines, NSE: Starting/Finished lines, reasons and 'Scanned at' are equal"),
     "T9": ({"message"}, "same refusal; nsefleet's message also names the bad value"),
 }
 
@@ -110,6 +110,10 @@ MASKS = [
     (re.compile(r" at \d\d:\d\d(, [\d.]+s elapsed)?"), " at T"),
     (re.compile(r"\(\d+\.\d+s\)"), "(Xs)"),
     (re.compile(r"Starting (Nmap|nsefleet) .*"), "Starting"),
+    (re.compile(r"^NSOCK INFO \[\d+\.\d+s\]"), "NSOCK INFO [Xs]"),
+    # The script socket's own (ephemeral) port.
+    (re.compile(r"^(NSE: (?:TCP|UDP|SSL) [\d.]+):\d+"), r"\1:PORT"),
+    (re.compile(r"^(Spoofing MAC address \w\w:\w\w:\w\w):\w\w:\w\w:\w\w"), r"\1:XX:XX:XX"),
 ]
 DROP = re.compile(r"^(Read data files from|\s+Raw packets sent|Service detection performed|"
                   r"NSE: Script (Pre|Post)-scanning|Nmap done at|# )")
@@ -242,6 +246,18 @@ def inner(binary):
     check(r.returncode == 0 and "198.51.100.7" in sent and len(set(sent)) == 2,
           "-D: the SYN to 80 leaves from the decoy and from us (%s)" % sorted(set(sent)),
           r.stdout[-600:])
+    # --packet-trace on script sockets: nmap's NSOCK lines (stderr), times masked.
+    nsock = {}
+    for tag in ("nmap", "nsefleet"):
+        r = subprocess.run(argv0[tag] + shlex.split("-sT -Pn -n -p 22 --script banner "
+                                                    "--packet-trace " + H % 66),
+                           capture_output=True, text=True, timeout=120)
+        nsock[tag] = [re.sub(r"^NSOCK INFO \[[\d.]+s\]", "NSOCK INFO [T]", l)
+                      for l in r.stderr.splitlines() if l.startswith("NSOCK INFO")]
+    check(nsock["nmap"] == nsock["nsefleet"] and len(nsock["nmap"]) >= 6,
+          "--packet-trace: the NSOCK lines of a banner socket equal nmap's (%d lines)"
+          % len(nsock["nsefleet"]),
+          "nmap:\n  %s\nnsefleet:\n  %s" % ("\n  ".join(nsock["nmap"]), "\n  ".join(nsock["nsefleet"])))
     # A name with three addresses (a hosts file bound over /etc/hosts in a mount namespace of
     # this test's network namespace: no resolver is asked): nmap's "Other addresses for"
     # line, and --resolve-all scanning each address.

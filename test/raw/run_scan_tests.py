@@ -57,6 +57,28 @@ print("ready", flush=True)
 time.sleep(float(sys.argv[3]))
 """
 
+# Prints "SRC-MAC DST-ADDR:PORT" for each TCP SYN frame arriving on interface argv[1].
+SNIFF_SYN = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+s.bind((sys.argv[1], 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != 6:
+        continue
+    ihl = (f[14] & 15) * 4
+    tcp = f[14 + ihl:]
+    if len(tcp) >= 14 and tcp[13] & 0x12 == 0x02:
+        print(f[6:12].hex(":"), "%s:%d" % (socket.inet_ntoa(f[30:34]), struct.unpack("!H", tcp[2:4])[0]), flush=True)
+"""
+SPOOF = "02:5e:ed:00:be:ef"
+
 
 def setup():
     for ns in (NS_S, NS_T, NS_F):
@@ -185,6 +207,31 @@ def main():
         theirs, _ = run_scan(["nmap"] + cmd)
         check(ours.returncode == 0 and ports_of(ours.stdout) == ports_of(theirs.stdout),
                f"-sS -Pn via router equals nmap: {ports_of(ours.stdout) if ours.returncode == 0 else ours.stderr}")
+
+        # ---- --spoof-mac: SYNs leave as frames from the given address, on link and via the
+        # router, with the neighbour cache emptied first (the scanner asks by ARP itself)
+        nx(NS_S, "ip", "neigh", "flush", "all")
+        sniffer = subprocess.Popen(testkit.ns_argv(NS_T, [sys.executable, "-c", SNIFF_SYN, T1, "60"]),
+                                   stdout=subprocess.PIPE, text=True)
+        check(sniffer.stdout.readline().strip() == "ready", "frame sniffer started in target")
+        spoofed = {}
+        for target in (TARGET, "203.0.113.2"):
+            cmd = ["-sS", "-n", "-T4", "-Pn", "-p", "T:21,22,81", "-oX", "-", target]
+            ours, _ = run_scan([binary, "scan", "--spoof-mac", SPOOF] + cmd)
+            plain, _ = run_scan([binary, "scan"] + cmd)
+            spoofed[target] = ours
+            check(ours.returncode == 0 and ports_of(ours.stdout) == ports_of(plain.stdout)
+                  and len(ports_of(plain.stdout)) == 3,
+                  f"--spoof-mac -sS {target}: same ports as without it: "
+                  f"{ports_of(ours.stdout) if ours.returncode == 0 else ours.stderr.strip()[:300]}")
+        sniffer.kill()
+        frames = sniffer.communicate()[0].split("\n")
+        for dest in (TARGET + ":22", "203.0.113.2:22"):
+            macs = {l.split()[0] for l in frames if l.endswith(" " + dest)}
+            check(SPOOF in macs, f"--spoof-mac: SYN frames to {dest} come from {SPOOF} ({sorted(macs)})")
+        text = run_scan([binary, "scan", "--spoof-mac", SPOOF, "-sS", "-n", "-Pn", "-p", "22", TARGET])[0]
+        check(f"Spoofing MAC address {SPOOF.upper()} (No registered vendor)" in text.stdout,
+              "--spoof-mac: nmap's 'Spoofing MAC address' line", text.stdout[:300])
 
         # ---- without privileges: warning and connect-scan fallback
         r, _ = run_scan(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

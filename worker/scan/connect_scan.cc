@@ -255,6 +255,7 @@ struct State : std::enable_shared_from_this<State> {
     void pump();
     void launch(Task t);
     void on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec);
+    void trace_conn(const Probe& p, const std::string& what);
     void retire(const std::shared_ptr<Probe>& p);
     void record(HostState& h, const Task& t, const Verdict& v);
     void discovery_answer(HostState& h, const Verdict& v);
@@ -400,6 +401,8 @@ void State::launch(Task t) {
         if (e == asio::error::operation_aborted) return;
         self->on_result(p, asio::error::timed_out);
     });
+    // The connect is non-blocking: nmap traces it as started, then its outcome.
+    if (trace) trace_conn(*p, "Operation now in progress");
     p->socket.async_connect(ep, [self, p](const std::error_code& e) { self->on_result(p, e); });
 }
 
@@ -412,20 +415,23 @@ void State::retire(const std::shared_ptr<Probe>& p) {
     --inflight;
 }
 
+// --packet-trace: nmap's "CONN (0.0370s) TCP localhost > 127.0.0.1:80 => what" line.
+void State::trace_conn(const Probe& p, const std::string& what) {
+    char head[48];
+    std::snprintf(head, sizeof head, "CONN (%.4fs) TCP localhost > ",
+                  std::chrono::duration<double>(Clock::now() - born).count());
+    trace(head + p.task.host->result->address + ":" + std::to_string(p.task.port) + " => " + what);
+}
+
 void State::on_result(const std::shared_ptr<Probe>& p, const std::error_code& ec) {
     if (stopped || p->finished) return;
     Verdict v = classify(ec);
     if (v.outcome == Outcome::open && connected_to_itself(p->socket))
         v = {Outcome::closed, "closed", "conn-refused"};
-    if (trace && v.outcome != Outcome::timeout) {
-        char head[48];
-        std::snprintf(head, sizeof head, "CONN (%.4fs) TCP localhost > ",
-                      std::chrono::duration<double>(Clock::now() - born).count());
-        trace(head + p->task.host->result->address + ":" + std::to_string(p->task.port) + " => " +
-              (v.outcome == Outcome::open     ? std::string("Connected")
-               : v.outcome == Outcome::closed ? std::string("Connection refused")
-                                              : ec.message()));
-    }
+    if (trace && v.outcome != Outcome::timeout)
+        trace_conn(*p, v.outcome == Outcome::open     ? std::string("Connected")
+                       : v.outcome == Outcome::closed ? std::string("Connection refused")
+                                                      : ec.message());
     if (v.outcome == Outcome::cancelled) return;
     HostState& h = *p->task.host;
     Task t = p->task;

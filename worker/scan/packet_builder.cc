@@ -199,4 +199,14 @@ std::array<std::uint8_t, 42> arp_request(const packet::Mac& src_mac, in_addr src
     return f;
 }
 
+std::vector<std::uint8_t> ethernet_frame(const packet::Mac& dst, const packet::Mac& src,
+                                         const std::vector<std::uint8_t>& ip) {
+    std::vector<std::uint8_t> f(14 + ip.size());
+    std::memcpy(&f[0], dst.data(), 6);
+    std::memcpy(&f[6], src.data(), 6);
+    wr16(&f[12], packet::kEtherIPv4);
+    std::memcpy(&f[14], ip.data(), ip.size());
+    return f;
+}
+
 }  // namespace worker

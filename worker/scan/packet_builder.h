@@ -62,4 +62,8 @@ std::string describe_ipv4(const std::uint8_t* p, std::size_t n);
 // A broadcast Ethernet frame asking who has `target`, to be answered to `src_mac`/`src`.
 std::array<std::uint8_t, 42> arp_request(const packet::Mac& src_mac, in_addr src, in_addr target);
 
+// An Ethernet II frame carrying the IPv4 packet `ip` from `src` to `dst` (--spoof-mac).
+std::vector<std::uint8_t> ethernet_frame(const packet::Mac& dst, const packet::Mac& src,
+                                         const std::vector<std::uint8_t>& ip);
+
 }  // namespace worker

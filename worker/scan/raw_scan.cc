@@ -21,6 +21,7 @@
 #include "common/packet/capture.h"
 #include "common/packet/interface.h"
 #include "common/packet/link_layer.h"
+#include "common/packet/spoof_mac.h"
 #include "common/targets.h"
 #include "worker/route.h"
 #include "worker/scan/packet_builder.h"
@@ -87,6 +88,10 @@ struct RawScanner::Impl {
         bool cap_warned = false;  // "giving up on port" said
         bool up = false, finished = false;
         std::string mac;
+        // --spoof-mac: probes go out as Ethernet frames to this next hop (the target on link,
+        // else its gateway), whose address the neighbour cache or an ARP request gives.
+        bool eth = false;
+        in_addr next_hop{};
         double srtt = 0, rttvar = 0;
         int rtt_n = 0;
         std::size_t pending = 0;  // port probes not yet resolved
@@ -101,6 +106,15 @@ struct RawScanner::Impl {
         Clock::time_point sent;
     };
 
+    // --spoof-mac: the next hops' hardware addresses, found once per scanner.
+    struct NextHop {
+        std::optional<packet::Mac> mac;
+        int asks = 0;  // ARP requests sent
+        Clock::time_point asked{};
+    };
+    static constexpr int kNextHopAsks = 4;  // then the probes go out as plain IP packets
+    static constexpr auto kNextHopWait = std::chrono::milliseconds(250);
+
     asio::io_context& io;
     const common::ScanOptions& opts;
     const common::Services& services;
@@ -113,7 +127,9 @@ struct RawScanner::Impl {
     std::uint32_t seq_base = 0;
     std::uint16_t ip_id = 0;
     std::mt19937 data_rng{std::random_device{}()};  // --data-length bytes
-    Clock::time_point next_send{};                  // pacing
+    std::optional<packet::Mac> spoof;               // --spoof-mac (the coordinator chose it)
+    std::unordered_map<std::uint32_t, NextHop> next_hops;
+    Clock::time_point next_send{};  // pacing
     Clock::time_point born = Clock::now();
     std::function<void(const std::string&)> trace;  // --packet-trace
     std::function<void(const std::string&)> say;    // nmap's warnings on the terminal
@@ -220,6 +236,14 @@ struct RawScanner::Impl {
         if (n < 28 || rd16(a + 6) != 2) return;  // reply only
         in_addr spa;
         std::memcpy(&spa, a + 14, 4);
+        if (spoof) {  // a next hop's address (an ARP ping's answer gives it too)
+            NextHop& nh = next_hops[spa.s_addr];
+            if (!nh.mac) {
+                packet::Mac m{};
+                std::memcpy(m.data(), a + 8, m.size());
+                nh.mac = m;
+            }
+        }
         Host* h = host_by_addr(spa);
         if (!h || !h->arp) return;
         auto it = inflight.find(key_of(index_of(h), kPing, 0));
@@ -417,7 +441,28 @@ struct RawScanner::Impl {
         return common::Status::ok();
     }
 
+    // --spoof-mac: whether the host's next hop has a known hardware address, asking for it
+    // (ARP, from our real address so the answer reaches us) when not. While it is being
+    // asked, sends fail with EAGAIN, so pump() retries the probe at the next tick.
+    bool next_hop_ready(const Host& h) {
+        if (!h.eth) return true;
+        NextHop& nh = next_hops[h.next_hop.s_addr];
+        if (nh.mac || nh.asks >= kNextHopAsks) return true;
+        auto now = Clock::now();
+        if (nh.asks == 0 || now - nh.asked >= kNextHopWait) {
+            if (nh.asks == 0) nh.mac = cached_neighbor_mac(h.next_hop);
+            if (nh.mac) return true;
+            auto f = arp_request(h.cap->mac, h.src, h.next_hop);
+            (void)h.cap->pcap->inject(f.data(), f.size());
+            ++nh.asks;
+            nh.asked = now;
+        }
+        errno = EAGAIN;
+        return false;
+    }
+
     bool send_ip(const Host& h, std::uint8_t proto, std::vector<std::uint8_t> l4) {
+        if (!next_hop_ready(h)) return false;
         if (opts.packet.data_length > 0 && proto != IPPROTO_UDP) {
             auto d = random_data();
             l4.insert(l4.end(), d.begin(), d.end());
@@ -433,6 +478,16 @@ struct RawScanner::Impl {
         if (opts.packet.ttl >= 0 || opts.packet.badsum)
             rewrite_ipv4(pkt, opts.packet.ttl, opts.packet.badsum);
         if (trace) trace("SENT (" + elapsed() + "s) " + describe_ipv4(pkt.data(), pkt.size()));
+        if (h.eth) {
+            auto nh = next_hops.find(h.next_hop.s_addr);
+            if (nh != next_hops.end() && nh->second.mac) {  // else: plain IP (no ARP answer)
+                for (const auto& f : fragment_ipv4(pkt, opts.packet.mtu)) {
+                    auto frame = ethernet_frame(*nh->second.mac, *spoof, f);
+                    if (!h.cap->pcap->inject(frame.data(), frame.size())) return false;
+                }
+                return true;
+            }
+        }
         sockaddr_in to{};
         to.sin_family = AF_INET;
         to.sin_addr = h.addr;
@@ -648,6 +703,11 @@ struct RawScanner::Impl {
         int buf = 8 << 20;
         setsockopt(raw_fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
         if (auto st = plan_decoys(); !st) return st;
+        if (!opts.packet.spoof_mac.empty()) {
+            auto m = packet::choose_spoof_mac(opts.packet.spoof_mac, "");
+            if (!m) return m.status();
+            spoof = m->mac;
+        }
         if (!plan.udp.empty()) {
             common::DataFiles df(opts.datadir);
             if (auto path = df.find_file("nmap-payloads")) payloads = load_udp_payloads(*path);
@@ -677,6 +737,12 @@ struct RawScanner::Impl {
             if (auto st = open_capture(h, r.interface); !st) return st;
             h.local = r.interface == "lo" || r.address == r.source_address;
             h.arp = !h.local && r.directly_connected && h.cap->pcap->linktype() == DLT_EN10MB;
+            if (spoof && !h.local && h.cap->pcap->linktype() == DLT_EN10MB) {
+                if (auto nh = ipv4_next_hop(h.addr, r.directly_connected)) {
+                    h.eth = true;
+                    h.next_hop = *nh;
+                }
+            }
         }
         discovery = true;
         for (std::size_t i = 0; i < hosts.size(); ++i) {
