@@ -41,9 +41,13 @@ public:
     PhaseLog(bool on, std::function<void(const std::string&)> out)
         : on_(on), out_(std::move(out)) {}
     void begin(const std::string& what) {
+        begun(what, std::chrono::steady_clock::now(), common::epoch_now());
+    }
+    // A phase that started at `t0` (`epoch0` on the clock), told once it is known to exist.
+    void begun(const std::string& what, std::chrono::steady_clock::time_point t0, double epoch0) {
         what_ = what;
-        t0_ = std::chrono::steady_clock::now();
-        say("Initiating " + what + " at " + common::local_time_text(common::epoch_now(), "%H:%M"));
+        t0_ = t0;
+        say("Initiating " + what + " at " + common::local_time_text(epoch0, "%H:%M"));
     }
     void end(const std::string& tail = "") {
         char b[32];
@@ -66,6 +70,18 @@ private:
 };
 
 namespace {
+
+// The discovery probes sent to each host: nmap's "[4 ports/host]" of a ping scan.
+std::size_t discovery_probe_count(const common::ScanOptions& o, bool raw) {
+    const auto& d = o.discovery;
+    if (!raw) {  // connect(): the -PS/-PA ports, else 80 and 443
+        std::set<int> ports(d.syn.begin(), d.syn.end());
+        ports.insert(d.ack.begin(), d.ack.end());
+        return ports.empty() ? 2 : ports.size();
+    }
+    if (!d.given()) return 4;  // echo, SYN to 443, ACK to 80, timestamp
+    return d.syn.size() + d.ack.size() + d.udp.size() + d.echo + d.timestamp + d.netmask + d.arp;
+}
 
 // "127.0.0.1", "localhost (127.0.0.1)" or "3 hosts": the targets of a phase line.
 std::string targets_text(const std::vector<common::HostResult>& hosts, bool only_up) {
@@ -242,27 +258,67 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
                             : opts_.syn_scan ? "SYN Stealth Scan"
                                              : "UDP Scan";
     bool port_phase = !(opts_.ping_only && opts_.skip_discovery);
+    // "Scanning 3 hosts [2 ports/host]": the phase's targets and probes per target.
+    auto scanning = [&](bool only_up, std::size_t probes) {
+        std::size_t n = 0;
+        for (const auto& h : hosts)
+            n += !only_up || h.status == "up";
+        phase.say("Scanning " + targets_text(hosts, only_up) + " [" + std::to_string(probes) +
+                  (probes == 1 ? " port" : " ports") + (n > 1 ? "/host" : "") + "]");
+    };
+    // nmap's phases at -v: discovery ("Ping Scan", when a probe is sent), then names, then
+    // the port scan of the hosts that are up. The scanners pause between the first and the
+    // last; without -v nothing is shown, and discovery runs straight into the port scan.
+    bool phased = phase.on() && !opts_.skip_discovery;
     // As nmap: names are looked up once the hosts that are up are known, so before the port
-    // scan with -Pn (all are), after discovery (done with the port scan here) otherwise.
+    // scan with -Pn (all are), after discovery otherwise.
     if (opts_.skip_discovery) resolve_names(io, hosts, phase);
-    if (port_phase) {
+    bool port_lines = port_phase && !phased;  // the port scan's "Initiating" line is out
+    if (port_lines) {
         phase.begin(scan_name);
-        phase.say("Scanning " + targets_text(hosts, false) + " [" +
-                  (opts_.ping_only ? std::string("2 ports")
-                                   : std::to_string(nports) + (hosts.size() > 1 ? " ports/host"
-                                                               : nports == 1    ? " port"
-                                                                                : " ports")) +
-                  "]");
+        scanning(false, opts_.ping_only ? discovery_probe_count(opts_, raw) : nports);
     }
+    bool settled = false, probed = false;
+    auto t0 = std::chrono::steady_clock::now();
+    double epoch0 = common::epoch_now();
+    // Discovery is decided: its lines, the names, then the port scan's first lines.
+    auto after_discovery = [&] {
+        if (probed) {
+            phase.begun("Ping Scan", t0, epoch0);
+            scanning(false, discovery_probe_count(opts_, raw));
+            phase.end(" (" + std::to_string(hosts.size()) + " total hosts)");
+        }
+        if (!raw)
+            for (auto& h : hosts)
+                if (h.status == "up") fill_route(h);
+        resolve_names(io, hosts, phase);
+        for (const auto& h : hosts)
+            port_lines = port_lines || (h.status == "up" && !opts_.ping_only);
+        if (!port_lines) return;
+        phase.begin(scan_name);
+        scanning(true, nports);
+    };
     if (raw) {
         RawScanner scanner(
             io, opts_, services_, make_raw_plan(opts_, services_),
             [this](const std::string& line) { embedder_.write(false, line + "\n"); });
         bool done = false;
+        if (phased)
+            scanner.pause_after_discovery([&](bool p) {
+                settled = true;
+                probed = p;
+            });
         scan_status = scanner.start(hosts, [&done]() { done = true; });
         io.restart();
-        while (scan_status && !done)
+        while (scan_status && !done && !settled)
             io.run_one();
+        if (scan_status && settled && !done) {
+            after_discovery();
+            scanner.resume_ports();  // (nothing to resume with -sn)
+            io.restart();
+            while (!done)
+                io.run_one();
+        }
         for (auto& h : hosts) {
             h.mac_address = scanner.mac_of(h.index);  // the scan's index, not the position
             if (!h.mac_address.empty() && !h.interface.empty())
@@ -272,26 +328,49 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         ConnectScanner scanner(io, opts_, services_, [this](const std::string& line) {
             embedder_.write(false, line + "\n");
         });
-        run_to_end(io, [&](auto done) { scanner.start(hosts, done); });
+        // As nmap: the machine's own addresses skip discovery only where discovery would be
+        // raw (root); connect() discovery probes them like any host ("syn-ack").
+        static const bool privileged = packet::raw_privileged();
+        scanner.set_probe_own_addresses(opts_.unprivileged || !privileged);
+        bool done = false;
+        if (phased)
+            scanner.pause_after_discovery([&](bool p) {
+                settled = true;
+                probed = p;
+            });
+        scanner.start(hosts, [&done] { done = true; });
+        io.restart();
+        while (!done && !settled)
+            io.run_one();
+        if (settled && !done) {
+            after_discovery();
+            scanner.resume_ports();
+            io.restart();
+            while (!done)
+                io.run_one();
+        }
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
     if (!scan_status) return scan_status;
-    if (port_phase && phase.on()) {
-        for (const auto& h : hosts)
+    if (port_lines && phase.on()) {
+        std::size_t up = 0;
+        for (const auto& h : hosts) {
+            up += h.status == "up";
             for (const auto& p : h.ports)
                 if (p.state == "open")
                     phase.say("Discovered open port " + std::to_string(p.number) + "/" +
                               p.protocol + " on " + h.address);
-        phase.end(opts_.ping_only ? ""
-                                  : " (" + std::to_string(nports * hosts.size()) + " total ports)");
+        }
+        phase.end(opts_.ping_only ? " (" + std::to_string(hosts.size()) + " total hosts)"
+                                  : " (" + std::to_string(nports * up) + " total ports)");
     }
     // Like nmap: the route (interface, source) is known when discovery ran, not with -Pn.
     // The raw scanner fills it itself (it needs it to send).
-    if (!raw && !opts_.skip_discovery)
+    if (!raw && !opts_.skip_discovery && !settled)
         for (auto& h : hosts)
             if (h.status == "up") fill_route(h);
-    if (!opts_.skip_discovery) resolve_names(io, hosts, phase);
+    if (!opts_.skip_discovery && !settled) resolve_names(io, hosts, phase);
     if (probes_) {
         std::size_t services = 0;
         for (const auto& h : hosts)

@@ -150,6 +150,7 @@ struct HostState : std::enable_shared_from_this<HostState> {
     bool started = false;  // first probe launched (host-timeout clock runs)
     // Discovery
     int discovery_pending = 0;
+    bool unsettled = false;  // counted in State::unsettled until its discovery is decided
     bool cap_warned = false;
     const char* down_reason = "no-response";
     // Port scan
@@ -202,6 +203,40 @@ struct State : std::enable_shared_from_this<State> {
     std::function<void(const std::string&)> trace;  // --packet-trace
     std::function<void(const std::string&)> say;    // nmap's warnings on the terminal
     bool probe_own = false;                         // discovery probes to our own addresses too
+    // pause_after_discovery(): port scans wait in `parked` until every host's discovery is
+    // decided; then `on_settled(any probe sent)` runs and resume_ports() releases them.
+    std::function<void(bool)> on_settled;
+    bool hold = false;
+    int unsettled = 0;
+    bool probed = false;
+    std::vector<HostState*> parked;
+    void settle(HostState& h) {
+        if (!h.unsettled) return;
+        h.unsettled = false;
+        if (--unsettled == 0) settled();
+    }
+    void settled() {
+        asio::post(io, [self = shared_from_this()] {
+            if (!self->stopped && self->on_settled) self->on_settled(self->probed);
+        });
+    }
+    // After discovery: the port scan now, or parked until resume_ports().
+    void after_discovery(HostState& h) {
+        if (opts.ping_only) {
+            finish_host(h);
+        } else if (hold) {
+            parked.push_back(&h);
+        } else {
+            begin_port_scan(h);
+        }
+        settle(h);
+    }
+    void resume_ports() {
+        hold = false;
+        for (HostState* h : std::exchange(parked, {}))
+            if (!h->finished) begin_port_scan(*h);
+        pump();
+    }
     // nmap's "giving up on port" warning, once per host, when --max-retries set the cap.
     void cap_warning(HostState& h) {
         if (!opts.timing.max_retries_set || h.cap_warned || !say) return;
@@ -282,6 +317,10 @@ void State::add_hosts(std::vector<common::HostResult>& results, std::function<vo
         r.srtt = 0;
         r.reason_ttl = 0;
         r.start_time = epoch_now();
+        if (on_settled) {
+            h->unsettled = true;
+            ++unsettled;
+        }
         fresh.push_back(h.get());
         hosts.push_back(std::move(h));
     }
@@ -307,12 +346,10 @@ void State::add_hosts(std::vector<common::HostResult>& results, std::function<vo
             // As nmap: the machine's own addresses need no discovery probe.
             h->result->status = "up";
             h->result->reason = opts.skip_discovery ? "user-set" : "localhost-response";
-            if (opts.ping_only)
-                finish_host(*h);
-            else
-                begin_port_scan(*h);
+            after_discovery(*h);
             continue;
         }
+        probed = true;
         auto ports = discovery_ports();
         h->discovery_pending = static_cast<int>(ports.size());
         for (std::uint16_t port : ports)
@@ -502,10 +539,7 @@ void State::discovery_answer(HostState& h, const Verdict& v) {
     h.result->reason = v.reason;
     h.discovery_pending = 0;
     cancel_probes(h, true);  // the other discovery probe is moot now
-    if (opts.ping_only)
-        finish_host(h);
-    else
-        begin_port_scan(h);
+    after_discovery(h);
 }
 
 void State::discovery_failed(HostState& h, const Verdict& v) {
@@ -547,6 +581,7 @@ void State::cancel_probes(HostState& h, bool discovery_only) {
 void State::finish_host(HostState& h) {
     if (h.finished) return;
     h.finished = true;
+    settle(h);
     cancel_probes(h, false);
     if (h.host_timer) h.host_timer->cancel();
     auto& r = *h.result;
@@ -614,6 +649,14 @@ ConnectScanner::ConnectScanner(asio::io_context& io, const common::ScanOptions& 
 }
 
 void ConnectScanner::set_probe_own_addresses(bool probe) { impl_->state->probe_own = probe; }
+
+void ConnectScanner::pause_after_discovery(std::function<void(bool probed)> settled) {
+    if (impl_->state->opts.skip_discovery) return;
+    impl_->state->hold = !impl_->state->opts.ping_only;
+    impl_->state->on_settled = std::move(settled);
+}
+
+void ConnectScanner::resume_ports() { impl_->state->resume_ports(); }
 
 ConnectScanner::~ConnectScanner() {
     if (impl_) impl_->state->shutdown();

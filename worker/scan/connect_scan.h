@@ -32,6 +32,12 @@ public:
     // As nmap, the machine's own addresses (loopback included) are up without a discovery
     // probe ("localhost-response"); true sends the probes anyway (discovery tests on lo).
     void set_probe_own_addresses(bool probe);
+    // Before start(): as nmap's phases, no port is scanned until every host's discovery is
+    // decided; then `settled(any discovery probe sent)` runs on the io_context and the port
+    // scan waits for resume_ports() (with -sn, `settled` runs before the end). No effect
+    // with -Pn.
+    void pause_after_discovery(std::function<void(bool probed)> settled);
+    void resume_ports();
 
 private:
     struct Impl;

@@ -147,6 +147,9 @@ struct RawScanner::Impl {
     int g_rtt_n = 0;
     bool discovery = false;
     bool finished = false;
+    // pause_after_discovery(): the port scan waits for resume_ports().
+    std::function<void(bool)> on_settled;
+    bool hold = false, probed = false;
     asio::steady_timer tick;
     std::function<void()> done;
 
@@ -632,7 +635,17 @@ struct RawScanner::Impl {
         for (std::size_t i = 0; i < hosts.size(); ++i)
             if (!hosts[i].up && hosts[i].r->status != "down") return;
         discovery = false;
+        if (on_settled) asio::post(io, [this] { on_settled(probed); });
+        if (!hold) start_ports();
+    }
+
+    void resume_ports() {
+        if (!hold) return;
+        hold = false;
+        if (finished) return;
         start_ports();
+        pump();
+        maybe_finish();
     }
 
     void start_ports() {
@@ -754,6 +767,7 @@ struct RawScanner::Impl {
                 mark_up(h, "localhost-response", 0);
             else
                 queue.push_back({i, kPing, 0, 0, {}});
+            probed = probed || !queue.empty();
         }
         maybe_end_discovery();
         on_tick();
@@ -775,6 +789,14 @@ common::Status RawScanner::start(std::vector<common::HostResult>& hosts,
                                  std::function<void()> done) {
     return impl_->start(hosts, std::move(done));
 }
+
+void RawScanner::pause_after_discovery(std::function<void(bool probed)> settled) {
+    if (impl_->opts.skip_discovery) return;
+    impl_->hold = !impl_->opts.ping_only;
+    impl_->on_settled = std::move(settled);
+}
+
+void RawScanner::resume_ports() { impl_->resume_ports(); }
 
 std::string RawScanner::mac_of(std::size_t index) const {
     for (const auto& h : impl_->hosts)

@@ -50,6 +50,12 @@ public:
     // running `io`.
     [[nodiscard]] common::Status start(std::vector<common::HostResult>& hosts,
                                        std::function<void()> done);
+    // Before start(): no port probe leaves until every host's discovery is decided; then
+    // `settled(any discovery probe sent)` runs on the io_context and the port scan waits for
+    // resume_ports() (nmap's phases; with -sn, `settled` runs before the end). No effect
+    // with -Pn.
+    void pause_after_discovery(std::function<void(bool probed)> settled);
+    void resume_ports();
 
     // MAC address ("AA:BB:CC:DD:EE:FF") learnt by ARP for host `index`, "" when none.
     // The MAC address learnt for the host whose HostResult::index (the scan-wide index) is
