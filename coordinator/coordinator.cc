@@ -874,7 +874,7 @@ common::Status Coordinator::finish() {
     // Interrupted: the hosts planned but not scanned are not in the report, nor in its count.
     run_.hosts_total = g_stop ? run_.hosts_up + run_.hosts_down : book_->hosts_total();
     run_.end = epoch_now();
-    if (run_.hosts_total == 0)  // every target failed to resolve or was excluded
+    if (run_.hosts_total == 0 && !g_stop)  // every target failed to resolve or was excluded
         std::fprintf(stderr, "WARNING: No targets were specified, so 0 hosts scanned.\n");
     return sink_->finish(run_);
 }

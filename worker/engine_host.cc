@@ -41,13 +41,9 @@ public:
     PhaseLog(bool on, std::function<void(const std::string&)> out)
         : on_(on), out_(std::move(out)) {}
     void begin(const std::string& what) {
-        begun(what, std::chrono::steady_clock::now(), common::epoch_now());
-    }
-    // A phase that started at `t0` (`epoch0` on the clock), told once it is known to exist.
-    void begun(const std::string& what, std::chrono::steady_clock::time_point t0, double epoch0) {
         what_ = what;
-        t0_ = t0;
-        say("Initiating " + what + " at " + common::local_time_text(epoch0, "%H:%M"));
+        t0_ = std::chrono::steady_clock::now();
+        say("Initiating " + what + " at " + common::local_time_text(common::epoch_now(), "%H:%M"));
     }
     void end(const std::string& tail = "") {
         char b[32];
@@ -278,16 +274,17 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         phase.begin(scan_name);
         scanning(false, opts_.ping_only ? discovery_probe_count(opts_, raw) : nports);
     }
-    bool settled = false, probed = false;
-    auto t0 = std::chrono::steady_clock::now();
-    double epoch0 = common::epoch_now();
-    // Discovery is decided: its lines, the names, then the port scan's first lines.
+    bool settled = false, pinging = false;
+    // Once the scan has started: nmap's Ping Scan lines when a discovery probe goes out.
+    auto ping_begin = [&](bool probes) {
+        if (!phased || !probes) return;
+        pinging = true;
+        phase.begin("Ping Scan");
+        scanning(false, discovery_probe_count(opts_, raw));
+    };
+    // Discovery is decided: its last line, the names, then the port scan's first lines.
     auto after_discovery = [&] {
-        if (probed) {
-            phase.begun("Ping Scan", t0, epoch0);
-            scanning(false, discovery_probe_count(opts_, raw));
-            phase.end(" (" + std::to_string(hosts.size()) + " total hosts)");
-        }
+        if (pinging) phase.end(" (" + std::to_string(hosts.size()) + " total hosts)");
         if (!raw)
             for (auto& h : hosts)
                 if (h.status == "up") fill_route(h);
@@ -303,12 +300,9 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
             io, opts_, services_, make_raw_plan(opts_, services_),
             [this](const std::string& line) { embedder_.write(false, line + "\n"); });
         bool done = false;
-        if (phased)
-            scanner.pause_after_discovery([&](bool p) {
-                settled = true;
-                probed = p;
-            });
+        if (phased) scanner.pause_after_discovery([&](bool) { settled = true; });
         scan_status = scanner.start(hosts, [&done]() { done = true; });
+        if (scan_status) ping_begin(scanner.discovery_probes());
         io.restart();
         while (scan_status && !done && !settled)
             io.run_one();
@@ -331,14 +325,11 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         // As nmap: the machine's own addresses skip discovery only where discovery would be
         // raw (root); connect() discovery probes them like any host ("syn-ack").
         static const bool privileged = packet::raw_privileged();
-        scanner.set_probe_own_addresses(opts_.unprivileged || !privileged);
+        scanner.set_probe_own_addresses(opts_.unprivileged || !(opts_.privileged || privileged));
         bool done = false;
-        if (phased)
-            scanner.pause_after_discovery([&](bool p) {
-                settled = true;
-                probed = p;
-            });
+        if (phased) scanner.pause_after_discovery([&](bool) { settled = true; });
         scanner.start(hosts, [&done] { done = true; });
+        ping_begin(scanner.discovery_probes());
         io.restart();
         while (!done && !settled)
             io.run_one();
@@ -353,6 +344,8 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
     if (!scan_status) return scan_status;
+    if (pinging && !settled)  // (discovery always settles first; a safety net for the lines)
+        phase.end(" (" + std::to_string(hosts.size()) + " total hosts)");
     if (port_lines && phase.on()) {
         std::size_t up = 0;
         for (const auto& h : hosts) {

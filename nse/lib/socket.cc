@@ -994,7 +994,7 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
             finish(o, push_status(reason::kTimeout));
         }
     };
-    std::string peer = c->peer_text();
+    std::string peer = s.rt->packet_trace() ? c->peer_text() : std::string();  // (a syscall)
     if (mode == ReadMode::bytes)
         nsock_request(*op, s, nsock::Event::read, peer, "nsock_readbytes",
                       "Read request for " + std::to_string(n) + " bytes from ", " [" + peer + "]");
@@ -1107,7 +1107,7 @@ void start_write(const std::shared_ptr<Op>& op, SockState& s, const std::shared_
         nsock_report(o, "TIMEOUT");
         finish(o, push_status(reason::kTimeout));
     };
-    std::string peer = c->peer_text();
+    std::string peer = s.rt->packet_trace() ? c->peer_text() : std::string();  // (a syscall)
     nsock_request(*op, s, nsock::Event::write, peer, "nsock_write",
                   "Write request for " + std::to_string(op->data.size()) + " bytes to ", "",
                   " [" + peer + "]");

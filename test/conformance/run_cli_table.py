@@ -79,6 +79,7 @@ TABLE = [
     ("verbose-connect-discovery", "-v --unprivileged -sT -n -p 22,81 --reason " + H % 67),
     ("verbose-ping-unprivileged", "-v -sn --unprivileged -n " + H % 68),
     ("verbose-ping-root", "-v -sn -n " + H % 69),
+    ("verbose-trace-discovery", "-v --unprivileged -sT -n -p 22 --packet-trace " + H % 73),
     ("stats-every", "--stats-every 1s -sT -Pn -n -p 21 " + H % 61),
     ("packet-trace-connect", "-sT -Pn -n -p 80,81 --packet-trace " + H % 53),
     ("packet-trace-script", "-sT -Pn -n -p 22 --script banner --packet-trace " + H % 64),

@@ -94,7 +94,13 @@ def command(rng, work):
                 args.append(flag + "=" + v)
             else:
                 args += [flag, v]
-    if "-p" not in args and rng.random() < 0.9:
+    # The default 1,000 ports only without pacing: --max-rate 1 over them is a scan of
+    # 17 minutes by design (nmap's too), not a hang.
+    paced = any(a.split("=")[0] in ("--max-rate", "--scan-delay", "--max-scan-delay")
+                or a in ("-T0", "-T1", "-T2") for a in args) or any(
+                args[i] == "-T" and args[i + 1] in ("0", "1", "2", "paranoid", "sneaky", "polite")
+                for i in range(len(args) - 1))
+    if "-p" not in args and (paced or rng.random() < 0.9):
         args += ["-p", "1"]
     if rng.random() < 0.9:
         args.append(rng.choice(TARGETS))

@@ -209,7 +209,7 @@ struct State : std::enable_shared_from_this<State> {
     bool hold = false;
     int unsettled = 0;
     bool probed = false;
-    std::vector<HostState*> parked;
+    std::vector<std::shared_ptr<HostState>> parked;  // owned: prune() may drop them meanwhile
     void settle(HostState& h) {
         if (!h.unsettled) return;
         h.unsettled = false;
@@ -225,7 +225,7 @@ struct State : std::enable_shared_from_this<State> {
         if (opts.ping_only) {
             finish_host(h);
         } else if (hold) {
-            parked.push_back(&h);
+            parked.push_back(h.shared_from_this());
         } else {
             begin_port_scan(h);
         }
@@ -233,7 +233,7 @@ struct State : std::enable_shared_from_this<State> {
     }
     void resume_ports() {
         hold = false;
-        for (HostState* h : std::exchange(parked, {}))
+        for (const auto& h : std::exchange(parked, {}))
             if (!h->finished) begin_port_scan(*h);
         pump();
     }
@@ -355,7 +355,9 @@ void State::add_hosts(std::vector<common::HostResult>& results, std::function<vo
         for (std::uint16_t port : ports)
             queue.push_back(Task{h, port, -1, 0});
     }
-    pump();
+    // From the loop, not from start(): the caller prints its phase lines first (nmap's
+    // "Initiating Ping Scan" comes before the probes' --packet-trace lines).
+    asio::post(io, [self = shared_from_this()] { self->pump(); });
 }
 
 void State::pump() {
@@ -657,6 +659,8 @@ void ConnectScanner::pause_after_discovery(std::function<void(bool probed)> sett
 }
 
 void ConnectScanner::resume_ports() { impl_->state->resume_ports(); }
+
+bool ConnectScanner::discovery_probes() const { return impl_->state->probed; }
 
 ConnectScanner::~ConnectScanner() {
     if (impl_) impl_->state->shutdown();

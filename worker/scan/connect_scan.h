@@ -38,6 +38,8 @@ public:
     // with -Pn.
     void pause_after_discovery(std::function<void(bool probed)> settled);
     void resume_ports();
+    // After start(): whether any host gets a discovery probe (nmap then shows a Ping Scan).
+    bool discovery_probes() const;
 
 private:
     struct Impl;

@@ -111,8 +111,9 @@ struct RawScanner::Impl {
         std::optional<packet::Mac> mac;
         int asks = 0;  // ARP requests sent
         Clock::time_point asked{};
+        bool warned = false;  // "no ARP reply" said
     };
-    static constexpr int kNextHopAsks = 4;  // then the probes go out as plain IP packets
+    static constexpr int kNextHopAsks = 4;  // then its probes are dropped, with a warning
     static constexpr auto kNextHopWait = std::chrono::milliseconds(250);
 
     asio::io_context& io;
@@ -444,28 +445,34 @@ struct RawScanner::Impl {
         return common::Status::ok();
     }
 
-    // --spoof-mac: whether the host's next hop has a known hardware address, asking for it
-    // (ARP, from our real address so the answer reaches us) when not. While it is being
-    // asked, sends fail with EAGAIN, so pump() retries the probe at the next tick.
+    // --spoof-mac: whether the host's next hop has a known hardware address (or will never
+    // have one), asking for it (ARP, from our real address so the answer reaches us) when
+    // not. pump() puts a probe whose next hop is being asked back in the queue.
     bool next_hop_ready(const Host& h) {
         if (!h.eth) return true;
         NextHop& nh = next_hops[h.next_hop.s_addr];
-        if (nh.mac || nh.asks >= kNextHopAsks) return true;
+        if (nh.mac) return true;
         auto now = Clock::now();
-        if (nh.asks == 0 || now - nh.asked >= kNextHopWait) {
-            if (nh.asks == 0) nh.mac = cached_neighbor_mac(h.next_hop);
-            if (nh.mac) return true;
-            auto f = arp_request(h.cap->mac, h.src, h.next_hop);
-            (void)h.cap->pcap->inject(f.data(), f.size());
-            ++nh.asks;
-            nh.asked = now;
+        if (nh.asks > 0 && now - nh.asked < kNextHopWait) return false;  // an answer may come
+        if (nh.asks >= kNextHopAsks) {
+            if (!nh.warned && say) {
+                char a[INET_ADDRSTRLEN] = {};
+                inet_ntop(AF_INET, &h.next_hop, a, sizeof a);
+                say(std::string("WARNING: --spoof-mac: no ARP reply from ") + a +
+                    "; the probes that go through it are not sent.");
+            }
+            nh.warned = true;
+            return true;  // send_from drops them
         }
-        errno = EAGAIN;
+        if (nh.asks == 0 && (nh.mac = cached_neighbor_mac(h.next_hop))) return true;
+        auto f = arp_request(h.cap->mac, h.src, h.next_hop);
+        (void)h.cap->pcap->inject(f.data(), f.size());
+        ++nh.asks;
+        nh.asked = now;
         return false;
     }
 
     bool send_ip(const Host& h, std::uint8_t proto, std::vector<std::uint8_t> l4) {
-        if (!next_hop_ready(h)) return false;
         if (opts.packet.data_length > 0 && proto != IPPROTO_UDP) {
             auto d = random_data();
             l4.insert(l4.end(), d.begin(), d.end());
@@ -482,14 +489,15 @@ struct RawScanner::Impl {
             rewrite_ipv4(pkt, opts.packet.ttl, opts.packet.badsum);
         if (trace) trace("SENT (" + elapsed() + "s) " + describe_ipv4(pkt.data(), pkt.size()));
         if (h.eth) {
+            // A next hop that never answered ARP: the probe is not sent (a plain IP packet
+            // would carry our own MAC address), so the port looks filtered, as it would be.
             auto nh = next_hops.find(h.next_hop.s_addr);
-            if (nh != next_hops.end() && nh->second.mac) {  // else: plain IP (no ARP answer)
-                for (const auto& f : fragment_ipv4(pkt, opts.packet.mtu)) {
-                    auto frame = ethernet_frame(*nh->second.mac, *spoof, f);
-                    if (!h.cap->pcap->inject(frame.data(), frame.size())) return false;
-                }
-                return true;
+            if (nh == next_hops.end() || !nh->second.mac) return true;
+            for (const auto& f : fragment_ipv4(pkt, opts.packet.mtu)) {
+                auto frame = ethernet_frame(*nh->second.mac, *spoof, f);
+                if (!h.cap->pcap->inject(frame.data(), frame.size())) return false;
             }
+            return true;
         }
         sockaddr_in to{};
         to.sin_family = AF_INET;
@@ -559,6 +567,7 @@ struct RawScanner::Impl {
     void pump() {
         if (finished) return;
         auto now = Clock::now();
+        std::size_t deferred = 0;
         while (!queue.empty() && inflight.size() < window) {
             // --scan-delay / --max-rate (the 5 ms tick paces: below that, a probe per tick).
             if (double gap = opts.timing.probe_interval(); gap > 0) {
@@ -572,6 +581,14 @@ struct RawScanner::Impl {
                 queue.pop_front();
                 continue;
             }
+            // --spoof-mac: a next hop still being asked; the other hosts' probes go first.
+            if (!(p.kind == kPing && h.arp) && !next_hop_ready(h)) {
+                queue.pop_front();
+                queue.push_back(p);
+                if (++deferred >= queue.size()) break;  // every queued probe waits: next tick
+                continue;
+            }
+            deferred = 0;
             ++p.tries;
             p.sent = now;
             if (!send_probe(p)) {
@@ -770,7 +787,11 @@ struct RawScanner::Impl {
             probed = probed || !queue.empty();
         }
         maybe_end_discovery();
-        on_tick();
+        // From the loop: the caller prints its phase lines before the first probe's trace.
+        tick.expires_after(std::chrono::seconds(0));
+        tick.async_wait([this](std::error_code ec) {
+            if (!ec) on_tick();
+        });
         return common::Status::ok();
     }
 };
@@ -797,6 +818,8 @@ void RawScanner::pause_after_discovery(std::function<void(bool probed)> settled)
 }
 
 void RawScanner::resume_ports() { impl_->resume_ports(); }
+
+bool RawScanner::discovery_probes() const { return impl_->probed; }
 
 std::string RawScanner::mac_of(std::size_t index) const {
     for (const auto& h : impl_->hosts)

@@ -56,6 +56,8 @@ public:
     // with -Pn.
     void pause_after_discovery(std::function<void(bool probed)> settled);
     void resume_ports();
+    // After start(): whether any host gets a discovery probe (nmap then shows a Ping Scan).
+    bool discovery_probes() const;
 
     // MAC address ("AA:BB:CC:DD:EE:FF") learnt by ARP for host `index`, "" when none.
     // The MAC address learnt for the host whose HostResult::index (the scan-wide index) is

@@ -528,3 +528,89 @@ TEST_CASE("connect scan: one scanner, two batches in flight together") {
     REQUIRE(c[0].ports.size() == 1);
     CHECK(c[0].ports[0].state == "open");
 }
+
+TEST_CASE("connect scan: pause_after_discovery holds the port scan until resume_ports") {
+    asio::io_context io;
+    ClosedPort closed(io, "0.0.0.0");
+    auto opts = make_opts({closed.port}, /*pn=*/false);
+    worker::ConnectScanner sc(io, opts, services());
+    sc.set_probe_own_addresses(true);  // discovery probes go out, as without root
+    int settled = 0;
+    sc.pause_after_discovery([&](bool probed) {
+        ++settled;
+        CHECK(probed);
+    });
+    auto hosts = make_hosts({"127.0.0.81", "127.0.0.82"});
+    int done = 0;
+    sc.start(hosts, [&] { ++done; });
+    CHECK(sc.discovery_probes());
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (settled == 0 && done == 0 && Clock::now() < deadline) {
+        io.restart();
+        io.run_one_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(settled == 1);
+    // Discovery is decided for both, and no port was scanned yet, however long we wait.
+    for (auto& h : hosts)
+        CHECK(h.status == "up");
+    io.restart();
+    io.run_for(std::chrono::milliseconds(300));
+    CHECK(done == 0);
+    sc.resume_ports();
+    while (done == 0 && Clock::now() < deadline) {
+        io.restart();
+        io.run_one_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(done == 1);
+    for (auto& h : hosts) {
+        REQUIRE(h.ports.size() == 1);
+        CHECK(h.ports[0].state == "closed");
+    }
+    CHECK(settled == 1);
+}
+
+TEST_CASE("connect scan: a host that times out while parked is not touched again") {
+    // The host timers run while the port scan waits (as nmap's do during its DNS phase); the
+    // scanner drops finished hosts meanwhile, and resume_ports() must not use them.
+    asio::io_context io;
+    ClosedPort closed(io, "0.0.0.0");
+    auto opts = make_opts({closed.port}, /*pn=*/false);
+    opts.host_timeout = 0.2;
+    worker::ConnectScanner sc(io, opts, services());
+    sc.set_probe_own_addresses(true);
+    bool settled = false;
+    sc.pause_after_discovery([&](bool) { settled = true; });
+    auto hosts = make_hosts({"127.0.0.83"});
+    int done = 0;
+    sc.start(hosts, [&] { ++done; });
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!settled && Clock::now() < deadline) {
+        io.restart();
+        io.run_one_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(settled);
+    while (done == 0 && Clock::now() < deadline) {  // the host times out, parked
+        io.restart();
+        io.run_one_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(done == 1);
+    CHECK(hosts[0].timed_out);
+    sc.resume_ports();  // nothing left to scan; must not touch the dropped host
+    io.restart();
+    io.poll();
+    CHECK(done == 1);
+}
+
+TEST_CASE("connect scan: pause_after_discovery with every host down still settles") {
+    asio::io_context io;
+    auto opts = make_opts({22}, /*pn=*/false);
+    opts.timing.connect_timeout = 0.2;
+    opts.timing.max_retries = 0;
+    worker::ConnectScanner sc(io, opts, services());
+    int settled = 0;
+    sc.pause_after_discovery([&](bool) { ++settled; });
+    auto hosts = make_hosts({"not-an-address"});  // unusable: down at once
+    REQUIRE(run_scan(io, sc, hosts));
+    CHECK(settled == 1);
+    CHECK(hosts[0].status == "down");
+}
