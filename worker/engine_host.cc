@@ -299,6 +299,8 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         RawScanner scanner(
             io, opts_, services_, make_raw_plan(opts_, services_),
             [this](const std::string& line) { embedder_.write(false, line + "\n"); });
+        scanner.set_warnings(
+            [this](const std::string& line) { embedder_.write(true, line + "\n"); });
         bool done = false;
         if (phased) scanner.pause_after_discovery([&](bool) { settled = true; });
         scan_status = scanner.start(hosts, [&done]() { done = true; });

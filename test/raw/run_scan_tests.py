@@ -229,6 +229,14 @@ def main():
         for dest in (TARGET + ":22", "203.0.113.2:22"):
             macs = {l.split()[0] for l in frames if l.endswith(" " + dest)}
             check(SPOOF in macs, f"--spoof-mac: SYN frames to {dest} come from {SPOOF} ({sorted(macs)})")
+        # An on-link address nobody holds: no ARP answer, so no probe leaves (a plain IP
+        # packet would carry our own MAC); the scan ends with the port filtered and a warning.
+        empty, took = run_scan([binary, "scan", "--spoof-mac", SPOOF, "-sS", "-n", "-Pn", "-p", "22,80",
+                                "-oX", "-", "198.51.100.9"])
+        p = ports_of(empty.stdout) if empty.returncode == 0 else {}
+        check(p.get(("tcp", 22), ("",))[0] == "filtered" and "no ARP reply from 198.51.100.9" in empty.stderr
+              and took < 60, f"--spoof-mac, next hop silent: ports filtered, a warning ({took:.1f}s): "
+              f"{p} {empty.stderr.strip()[:200]}")
         text = run_scan([binary, "scan", "--spoof-mac", SPOOF, "-sS", "-n", "-Pn", "-p", "22", TARGET])[0]
         check(f"Spoofing MAC address {SPOOF.upper()} (No registered vendor)" in text.stdout,
               "--spoof-mac: nmap's 'Spoofing MAC address' line", text.stdout[:300])

@@ -134,6 +134,7 @@ struct RawScanner::Impl {
     Clock::time_point born = Clock::now();
     std::function<void(const std::string&)> trace;  // --packet-trace
     std::function<void(const std::string&)> say;    // nmap's warnings on the terminal
+    std::function<void(const std::string&)> warn;   // nsefleet's own warnings (stderr)
 
     std::string elapsed() const {
         char b[32];
@@ -455,11 +456,11 @@ struct RawScanner::Impl {
         auto now = Clock::now();
         if (nh.asks > 0 && now - nh.asked < kNextHopWait) return false;  // an answer may come
         if (nh.asks >= kNextHopAsks) {
-            if (!nh.warned && say) {
+            if (!nh.warned && warn) {
                 char a[INET_ADDRSTRLEN] = {};
                 inet_ntop(AF_INET, &h.next_hop, a, sizeof a);
-                say(std::string("WARNING: --spoof-mac: no ARP reply from ") + a +
-                    "; the probes that go through it are not sent.");
+                warn(std::string("WARNING: --spoof-mac: no ARP reply from ") + a +
+                     "; the probes that go through it are not sent.");
             }
             nh.warned = true;
             return true;  // send_from drops them
@@ -818,6 +819,10 @@ void RawScanner::pause_after_discovery(std::function<void(bool probed)> settled)
 }
 
 void RawScanner::resume_ports() { impl_->resume_ports(); }
+
+void RawScanner::set_warnings(std::function<void(const std::string&)> warn) {
+    impl_->warn = std::move(warn);
+}
 
 bool RawScanner::discovery_probes() const { return impl_->probed; }
 

@@ -58,6 +58,8 @@ public:
     void resume_ports();
     // After start(): whether any host gets a discovery probe (nmap then shows a Ping Scan).
     bool discovery_probes() const;
+    // Where nsefleet's own warnings go (a line each, without newline), e.g. stderr.
+    void set_warnings(std::function<void(const std::string&)> warn);
 
     // MAC address ("AA:BB:CC:DD:EE:FF") learnt by ARP for host `index`, "" when none.
     // The MAC address learnt for the host whose HostResult::index (the scan-wide index) is
