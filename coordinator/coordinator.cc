@@ -329,10 +329,7 @@ common::Status Coordinator::setup() {
     if (!pp.udp.empty()) run_.scaninfo.push_back({"udp", "udp", services_text(pp.udp)});
     run_.open_only = opts_.open_only;
     sink_->begin(run_);
-    bool report_on_stdout = false;  // then stdout holds the report alone
-    for (const auto* out :
-         {&opts_.out_normal, &opts_.out_xml, &opts_.out_grepable, &opts_.out_json, &opts_.out_skid})
-        report_on_stdout = report_on_stdout || *out == "-";
+    const bool report_on_stdout = reports_on_stdout(opts_) > 0;  // stdout holds it alone
     if (!opts_.packet.spoof_mac.empty() && !report_on_stdout) {
         auto path = common::DataFiles(opts_.datadir).find_file("nmap-mac-prefixes");
         if (auto m = packet::choose_spoof_mac(opts_.packet.spoof_mac, path.value_or("")))

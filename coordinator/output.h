@@ -12,6 +12,10 @@
 
 namespace coordinator {
 
+// How many reports the options send to stdout ("-"); with one, stdout holds that report
+// alone (nothing else may be printed there).
+int reports_on_stdout(const common::ScanOptions& opts);
+
 // Ascending port numbers in nmap's scaninfo "services" form: "21-23,80,443".
 std::string services_text(const std::vector<std::uint16_t>& ports);
 

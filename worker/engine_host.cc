@@ -67,6 +67,12 @@ private:
 
 namespace {
 
+// Raw sockets allowed, decided once per process: every engine sees the same privileges.
+bool raw_privileged_once() {
+    static const bool privileged = packet::raw_privileged();
+    return privileged;
+}
+
 // The discovery probes sent to each host: nmap's "[4 ports/host]" of a ping scan.
 std::size_t discovery_probe_count(const common::ScanOptions& o, bool raw) {
     const auto& d = o.discovery;
@@ -152,9 +158,8 @@ common::Result<std::unique_ptr<EngineHost>> EngineHost::create(const common::Sca
 
 bool EngineHost::use_raw_scan() {
     if (!opts_.syn_scan && !opts_.udp_scan) return false;
-    // Decided once per process: every engine sees the same privileges and warns only once.
-    static const bool privileged = packet::raw_privileged();
-    static std::atomic<bool> warned{false};
+    static std::atomic<bool> warned{false};  // once per process, like the privilege check
+    const bool privileged = raw_privileged_once();
     std::string why;
     if (!privileged)
         why = "raw packet scans (-sS/-sU) need root privileges (raw sockets)";
@@ -275,16 +280,10 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         scanning(false, opts_.ping_only ? discovery_probe_count(opts_, raw) : nports);
     }
     bool settled = false, pinging = false;
-    // Once the scan has started: nmap's Ping Scan lines when a discovery probe goes out.
-    auto ping_begin = [&](bool probes) {
-        if (!phased || !probes) return;
-        pinging = true;
-        phase.begin("Ping Scan");
-        scanning(false, discovery_probe_count(opts_, raw));
-    };
+    auto ping_end = [&] { phase.end(" (" + std::to_string(hosts.size()) + " total hosts)"); };
     // Discovery is decided: its last line, the names, then the port scan's first lines.
     auto after_discovery = [&] {
-        if (pinging) phase.end(" (" + std::to_string(hosts.size()) + " total hosts)");
+        if (pinging) ping_end();
         if (!raw)
             for (auto& h : hosts)
                 if (h.status == "up") fill_route(h);
@@ -295,26 +294,40 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         phase.begin(scan_name);
         scanning(true, nports);
     };
-    if (raw) {
-        RawScanner scanner(
-            io, opts_, services_, make_raw_plan(opts_, services_),
-            [this](const std::string& line) { embedder_.write(false, line + "\n"); });
-        scanner.set_warnings(
-            [this](const std::string& line) { embedder_.write(true, line + "\n"); });
+    // Runs either scanner to its end (`start(done)` starts it). With the phases, its Ping Scan
+    // lines come once it has started (when a discovery probe goes out), and after_discovery()
+    // runs between discovery and the port scan, which waits for it.
+    auto run_scanner = [&](auto& scanner, auto start) {
         bool done = false;
-        if (phased) scanner.pause_after_discovery([&](bool) { settled = true; });
-        scan_status = scanner.start(hosts, [&done]() { done = true; });
-        if (scan_status) ping_begin(scanner.discovery_probes());
+        if (phased) scanner.pause_after_discovery([&] { settled = true; });
+        common::Status st = start([&done] { done = true; });
+        if (!st) return st;
+        if (phased && scanner.discovery_probes()) {
+            pinging = true;
+            phase.begin("Ping Scan");
+            scanning(false, discovery_probe_count(opts_, raw));
+        }
         io.restart();
-        while (scan_status && !done && !settled)
+        while (!done && !settled)
             io.run_one();
-        if (scan_status && settled && !done) {
+        if (settled && !done) {
             after_discovery();
             scanner.resume_ports();  // (nothing to resume with -sn)
             io.restart();
             while (!done)
                 io.run_one();
         }
+        return st;
+    };
+    if (raw) {
+        RawScanner scanner(
+            io, opts_, services_, make_raw_plan(opts_, services_),
+            [this](const std::string& line) { embedder_.write(false, line + "\n"); });
+        scanner.set_warnings(
+            [this](const std::string& line) { embedder_.write(true, line + "\n"); });
+        scan_status = run_scanner(scanner, [&](std::function<void()> done) {
+            return scanner.start(hosts, std::move(done));
+        });
         for (auto& h : hosts) {
             h.mac_address = scanner.mac_of(h.index);  // the scan's index, not the position
             if (!h.mac_address.empty() && !h.interface.empty())
@@ -326,28 +339,18 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
         });
         // As nmap: the machine's own addresses skip discovery only where discovery would be
         // raw (root); connect() discovery probes them like any host ("syn-ack").
-        static const bool privileged = packet::raw_privileged();
-        scanner.set_probe_own_addresses(opts_.unprivileged || !(opts_.privileged || privileged));
-        bool done = false;
-        if (phased) scanner.pause_after_discovery([&](bool) { settled = true; });
-        scanner.start(hosts, [&done] { done = true; });
-        ping_begin(scanner.discovery_probes());
-        io.restart();
-        while (!done && !settled)
-            io.run_one();
-        if (settled && !done) {
-            after_discovery();
-            scanner.resume_ports();
-            io.restart();
-            while (!done)
-                io.run_one();
-        }
+        scanner.set_probe_own_addresses(opts_.unprivileged ||
+                                        !(opts_.privileged || raw_privileged_once()));
+        scan_status = run_scanner(scanner, [&](std::function<void()> done) {
+            scanner.start(hosts, std::move(done));
+            return common::Status::ok();
+        });
     }
     io.restart();
     io.poll();  // let cancelled scanner handlers drain
     if (!scan_status) return scan_status;
     if (pinging && !settled)  // (discovery always settles first; a safety net for the lines)
-        phase.end(" (" + std::to_string(hosts.size()) + " total hosts)");
+        ping_end();
     if (port_lines && phase.on()) {
         std::size_t up = 0;
         for (const auto& h : hosts) {
@@ -357,8 +360,10 @@ common::Status EngineHost::run_group(std::vector<common::HostResult>& hosts, Hos
                     phase.say("Discovered open port " + std::to_string(p.number) + "/" +
                               p.protocol + " on " + h.address);
         }
-        phase.end(opts_.ping_only ? " (" + std::to_string(hosts.size()) + " total hosts)"
-                                  : " (" + std::to_string(nports * up) + " total ports)");
+        if (opts_.ping_only)
+            ping_end();
+        else
+            phase.end(" (" + std::to_string(nports * up) + " total ports)");
     }
     // Like nmap: the route (interface, source) is known when discovery ran, not with -Pn.
     // The raw scanner fills it itself (it needs it to send).

@@ -65,6 +65,7 @@ common::Result<SpoofMac> choose_spoof_mac(const std::string& spec,
                     out.mac[i] = static_cast<std::uint8_t>(
                         std::strtoul(line.substr(2 * i, 2).c_str(), nullptr, 16));
                 given = 3;
+                out.vendor = line.substr(7);
             }
             if (given == 0)
                 return common::Status::error(
@@ -77,7 +78,7 @@ common::Result<SpoofMac> choose_spoof_mac(const std::string& spec,
     if (given == 0) out.mac[0] &= 0xFE;  // a random first byte: never a multicast address
     char oui[8];
     std::snprintf(oui, sizeof oui, "%02X%02X%02X", out.mac[0], out.mac[1], out.mac[2]);
-    out.vendor = vendor_of(oui, prefixes_path);
+    if (out.vendor.empty()) out.vendor = vendor_of(oui, prefixes_path);
     if (out.vendor.empty()) out.vendor = "No registered vendor";
     return out;
 }

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -373,26 +374,33 @@ private:
 }  // namespace
 }  // namespace output
 
+namespace {
+
+// The report paths the options name, in -oN, -oX, -oG, -oJ, -oS order (open()'s writers
+// follow it); "" when not asked, "-" for stdout.
+std::array<const std::string*, 5> report_paths(const common::ScanOptions& o) {
+    return {&o.out_normal, &o.out_xml, &o.out_grepable, &o.out_json, &o.out_skid};
+}
+
+}  // namespace
+
+int reports_on_stdout(const common::ScanOptions& opts) {
+    int n = 0;
+    for (const auto* path : report_paths(opts))
+        n += *path == "-";
+    return n;
+}
+
 common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanOptions& opts) {
     using namespace output;
-    struct Req {
-        const std::string* path;
-        const char* flag;
-    };
-    const Req reqs[] = {{&opts.out_normal, "-oN"},
-                        {&opts.out_xml, "-oX"},
-                        {&opts.out_grepable, "-oG"},
-                        {&opts.out_json, "-oJ"},
-                        {&opts.out_skid, "-oS"}};
-    int to_stdout = 0;
+    const auto reqs = report_paths(opts);
+    const int to_stdout = reports_on_stdout(opts);
     std::set<std::string> seen;
-    for (const auto& r : reqs) {
-        if (r.path->empty()) continue;
-        if (*r.path == "-") {
-            ++to_stdout;
-        } else if (!seen.insert(*r.path).second && !is_sink_device(*r.path)) {
+    for (const auto* path : reqs) {
+        if (path->empty() || *path == "-") continue;
+        if (!seen.insert(*path).second && !is_sink_device(*path)) {
             // Two reports in one file would overwrite each other; /dev/null takes both.
-            return common::Status::error("output file '" + *r.path + "' is requested twice");
+            return common::Status::error("output file '" + *path + "' is requested twice");
         }
     }
     if (to_stdout > 1)
@@ -411,7 +419,7 @@ common::Result<std::unique_ptr<OutputSink>> OutputSink::open(const common::ScanO
     // Create every file before any writer, so a failure can remove what was created.
     std::vector<std::pair<std::size_t, OutFile>> files;
     for (std::size_t i = 0; i < std::size(reqs); ++i) {
-        const std::string& path = *reqs[i].path;
+        const std::string& path = *reqs[i];
         if (path.empty()) continue;
         if (path == "-") {
             files.emplace_back(i, OutFile::stream(std::cout, "stdout"));

@@ -56,6 +56,15 @@ struct Module {
     std::map<std::string, std::weak_ptr<Capture>> captures;
 };
 
+// "address:port", as the trace lines name an endpoint.
+std::string endpoint_text(const asio::ip::address& a, unsigned short port) {
+    return a.to_string() + ":" + std::to_string(port);
+}
+template <class Endpoint>
+std::string endpoint_text(const Endpoint& ep) {
+    return endpoint_text(ep.address(), ep.port());
+}
+
 // The OS objects of one connection. Pending handlers hold it, so nothing an in-flight Asio
 // operation refers to is destroyed under it: closing only closes descriptors, and replaced
 // TLS streams are retired, not destroyed.
@@ -91,12 +100,9 @@ struct Conn {
     // "address:port" of the peer ("unknown" for a UDP socket that has none yet).
     std::string peer_text() const {
         std::error_code ec;
-        auto text = [](const auto& ep) {
-            return ep.address().to_string() + ":" + std::to_string(ep.port());
-        };
-        if (is_udp) return has_peer ? text(peer) : "unknown";
+        if (is_udp) return has_peer ? endpoint_text(peer) : "unknown";
         auto ep = tcp_sock.remote_endpoint(ec);
-        return ec ? "unknown" : text(ep);
+        return ec ? "unknown" : endpoint_text(ep);
     }
 
     // --script-trace line, as nmap prints them: "NSE: TCP 127.0.0.1:40000 > 127.0.0.1:80 | x"
@@ -104,16 +110,13 @@ struct Conn {
     void trace(bool out, const std::string& what) const {
         if (!tracer) return;
         std::error_code ec;
-        auto text = [](const auto& ep) {
-            return ep.address().to_string() + ":" + std::to_string(ep.port());
-        };
         std::string local, remote;
         if (is_udp) {
-            local = text(udp_sock.local_endpoint(ec));
-            remote = text(has_peer ? peer : from);
+            local = endpoint_text(udp_sock.local_endpoint(ec));
+            remote = endpoint_text(has_peer ? peer : from);
         } else {
-            local = text(tcp_sock.local_endpoint(ec));
-            remote = text(tcp_sock.remote_endpoint(ec));
+            local = endpoint_text(tcp_sock.local_endpoint(ec));
+            remote = endpoint_text(tcp_sock.remote_endpoint(ec));
         }
         tracer(std::string("NSE: ") +
                (is_udp ? "UDP "
@@ -286,7 +289,7 @@ struct Op : std::enable_shared_from_this<Op> {
     int host = -1;
     // --packet-trace: the NSOCK event this operation stands for, until its callback line.
     struct Nsock {
-        std::function<void(const std::string&)> out;
+        Runtime* rt;
         nsock::Event type;
         long eid;
         std::string peer;  // "address:port"
@@ -338,7 +341,8 @@ std::string gai_text(const std::error_code& ec) {
 void nsock_report(Op& op, const char* status, const std::error_code& ec = {},
                   const std::string* data = nullptr) {
     if (!op.nsock || op.done) return;
-    op.nsock->out(nsock::callback(op.nsock->type, status, op.nsock->eid, op.nsock->peer, ec, data));
+    op.nsock->rt->embedder().write(
+        true, nsock::callback(op.nsock->type, status, op.nsock->eid, op.nsock->peer, ec, data));
     op.nsock.reset();
 }
 
@@ -460,19 +464,18 @@ void nsock_iod(SockState& s) {
         true, nsock::line("nsock_iod_new2", "nsock_iod_new (IOD #" + std::to_string(s.iod) + ")"));
 }
 
-// --packet-trace: the request line of `op`'s event: `fn`(): `text` (IOD #n)... EID e, with
-// `before_eid` between the descriptor and the event id. No-op when tracing is off.
+// --packet-trace (callers check it: the texts cost on every I/O): the request line of
+// `op`'s event: `fn`(): `text` (IOD #n)... EID e, with `before_eid` between the descriptor
+// and the event id.
 void nsock_request(Op& op, SockState& s, nsock::Event type, std::string peer, std::string_view fn,
                    const std::string& text, const std::string& before_eid,
                    const std::string& after_eid = {}) {
-    if (!s.rt->packet_trace()) return;
     nsock_iod(s);
-    Runtime* rt = s.rt;
-    auto out = [rt](const std::string& line) { rt->embedder().write(true, line); };
     long eid = nsock::next_eid(type);
-    out(nsock::line(fn, text + "IOD #" + std::to_string(s.iod) + before_eid + " EID " +
-                            std::to_string(eid) + after_eid));
-    op.nsock = Op::Nsock{std::move(out), type, eid, std::move(peer)};
+    s.rt->embedder().write(
+        true, nsock::line(fn, text + "IOD #" + std::to_string(s.iod) + before_eid + " EID " +
+                                  std::to_string(eid) + after_eid));
+    op.nsock = Op::Nsock{s.rt, type, eid, std::move(peer)};
 }
 
 bool close_socket(SockState& s) {
@@ -661,15 +664,18 @@ void connect_to(const std::shared_ptr<Op>& op, const std::shared_ptr<SockState>&
         finish(*op, std::move(push));
     };
     SockState& s = *sp;
-    std::string peer = addr.to_string() + ":" + std::to_string(port);
-    const char* kind = how == How::udp ? "UDP" : how == How::ssl ? "SSL" : "TCP";
-    nsock_request(*op, s, how == How::ssl ? nsock::Event::ssl_connect : nsock::Event::connect, peer,
-                  how == How::udp   ? "nsock_connect_udp"
-                  : how == How::ssl ? "nsock_connect_ssl"
-                                    : "nsock_connect_tcp",
-                  std::string(kind) + " connection requested to " + peer +
-                      (how == How::ssl ? "/tcp (" : " ("),
-                  ")");
+    if (s.rt->packet_trace()) {
+        std::string peer = endpoint_text(addr, port);
+        const char* kind = how == How::udp ? "UDP" : how == How::ssl ? "SSL" : "TCP";
+        nsock_request(*op, s, how == How::ssl ? nsock::Event::ssl_connect : nsock::Event::connect,
+                      peer,
+                      how == How::udp   ? "nsock_connect_udp"
+                      : how == How::ssl ? "nsock_connect_ssl"
+                                        : "nsock_connect_tcp",
+                      std::string(kind) + " connection requested to " + peer +
+                          (how == How::ssl ? "/tcp (" : " ("),
+                      ")");
+    }
     if (how == How::udp) {
         udp::endpoint ep(addr, port);
         if (!open_and_bind(s, c->udp_sock, ep.protocol(), false)) {
@@ -994,16 +1000,20 @@ int start_read(lua_State* L, ReadMode mode, lua_Integer n, bool check_owner,
             finish(o, push_status(reason::kTimeout));
         }
     };
-    std::string peer = s.rt->packet_trace() ? c->peer_text() : std::string();  // (a syscall)
-    if (mode == ReadMode::bytes)
-        nsock_request(*op, s, nsock::Event::read, peer, "nsock_readbytes",
-                      "Read request for " + std::to_string(n) + " bytes from ", " [" + peer + "]");
-    else if (mode == ReadMode::lines)
-        nsock_request(*op, s, nsock::Event::read, peer, "nsock_readlines",
-                      "Read request for " + std::to_string(n) + " lines from ", " [" + peer + "]");
-    else
-        nsock_request(*op, s, nsock::Event::read, peer, "nsock_read", "Read request from ",
-                      " [" + peer + "] (timeout: " + std::to_string(s.timeout_ms) + "ms)");
+    if (s.rt->packet_trace()) {
+        std::string peer = c->peer_text();
+        if (mode == ReadMode::bytes)
+            nsock_request(*op, s, nsock::Event::read, peer, "nsock_readbytes",
+                          "Read request for " + std::to_string(n) + " bytes from ",
+                          " [" + peer + "]");
+        else if (mode == ReadMode::lines)
+            nsock_request(*op, s, nsock::Event::read, peer, "nsock_readlines",
+                          "Read request for " + std::to_string(n) + " lines from ",
+                          " [" + peer + "]");
+        else
+            nsock_request(*op, s, nsock::Event::read, peer, "nsock_read", "Read request from ",
+                          " [" + peer + "] (timeout: " + std::to_string(s.timeout_ms) + "ms)");
+    }
     arm(op, s.timeout_ms);
     read_step(op, c, mode, n, s.rt);
     return nse::yield(L, 0, k);
@@ -1107,10 +1117,12 @@ void start_write(const std::shared_ptr<Op>& op, SockState& s, const std::shared_
         nsock_report(o, "TIMEOUT");
         finish(o, push_status(reason::kTimeout));
     };
-    std::string peer = s.rt->packet_trace() ? c->peer_text() : std::string();  // (a syscall)
-    nsock_request(*op, s, nsock::Event::write, peer, "nsock_write",
-                  "Write request for " + std::to_string(op->data.size()) + " bytes to ", "",
-                  " [" + peer + "]");
+    if (s.rt->packet_trace()) {
+        std::string peer = c->peer_text();
+        nsock_request(*op, s, nsock::Event::write, peer, "nsock_write",
+                      "Write request for " + std::to_string(op->data.size()) + " bytes to ", "",
+                      " [" + peer + "]");
+    }
     arm(op, s.timeout_ms);
     c->write(asio::buffer(op->data), [op, c](std::error_code ec, std::size_t) {
         nsock_report(*op, ec ? nsock_status(ec) : "SUCCESS", ec);
@@ -1170,10 +1182,12 @@ int l_sendto(lua_State* L) {
     arm(op, s.timeout_ms);
     resolve_then(op, s.rt->io(), host, s.inet6, [op, sp, c, port](const asio::ip::address& a) {
         udp::endpoint ep(a, port);
-        std::string peer = a.to_string() + ":" + std::to_string(port);
-        nsock_request(*op, *sp, nsock::Event::write, peer, "nsock_sendto",
-                      "Sendto request for " + std::to_string(op->data.size()) + " bytes to ", "",
-                      " [" + peer + "]");
+        if (sp->rt->packet_trace()) {
+            std::string peer = endpoint_text(a, port);
+            nsock_request(*op, *sp, nsock::Event::write, peer, "nsock_sendto",
+                          "Sendto request for " + std::to_string(op->data.size()) + " bytes to ",
+                          "", " [" + peer + "]");
+        }
         if (!open_and_bind(*sp, c->udp_sock, ep.protocol(), false)) {
             nsock_report(*op, "ERROR");
             return finish(*op, push_status(reason::kError));

@@ -204,11 +204,11 @@ struct State : std::enable_shared_from_this<State> {
     std::function<void(const std::string&)> say;    // nmap's warnings on the terminal
     bool probe_own = false;                         // discovery probes to our own addresses too
     // pause_after_discovery(): port scans wait in `parked` until every host's discovery is
-    // decided; then `on_settled(any probe sent)` runs and resume_ports() releases them.
-    std::function<void(bool)> on_settled;
+    // decided; then `on_settled` runs and resume_ports() releases them.
+    std::function<void()> on_settled;
     bool hold = false;
     int unsettled = 0;
-    bool probed = false;
+    bool probed = false;  // a discovery probe was queued (discovery_probes())
     std::vector<std::shared_ptr<HostState>> parked;  // owned: prune() may drop them meanwhile
     void settle(HostState& h) {
         if (!h.unsettled) return;
@@ -217,7 +217,7 @@ struct State : std::enable_shared_from_this<State> {
     }
     void settled() {
         asio::post(io, [self = shared_from_this()] {
-            if (!self->stopped && self->on_settled) self->on_settled(self->probed);
+            if (!self->stopped && self->on_settled) self->on_settled();
         });
     }
     // After discovery: the port scan now, or parked until resume_ports().
@@ -652,7 +652,7 @@ ConnectScanner::ConnectScanner(asio::io_context& io, const common::ScanOptions& 
 
 void ConnectScanner::set_probe_own_addresses(bool probe) { impl_->state->probe_own = probe; }
 
-void ConnectScanner::pause_after_discovery(std::function<void(bool probed)> settled) {
+void ConnectScanner::pause_after_discovery(std::function<void()> settled) {
     if (impl_->state->opts.skip_discovery) return;
     impl_->state->hold = !impl_->state->opts.ping_only;
     impl_->state->on_settled = std::move(settled);

@@ -33,10 +33,9 @@ public:
     // probe ("localhost-response"); true sends the probes anyway (discovery tests on lo).
     void set_probe_own_addresses(bool probe);
     // Before start(): as nmap's phases, no port is scanned until every host's discovery is
-    // decided; then `settled(any discovery probe sent)` runs on the io_context and the port
-    // scan waits for resume_ports() (with -sn, `settled` runs before the end). No effect
-    // with -Pn.
-    void pause_after_discovery(std::function<void(bool probed)> settled);
+    // decided; then `settled` runs on the io_context and the port scan waits for
+    // resume_ports() (with -sn, `settled` runs before the end). No effect with -Pn.
+    void pause_after_discovery(std::function<void()> settled);
     void resume_ports();
     // After start(): whether any host gets a discovery probe (nmap then shows a Ping Scan).
     bool discovery_probes() const;

@@ -150,8 +150,9 @@ struct RawScanner::Impl {
     bool discovery = false;
     bool finished = false;
     // pause_after_discovery(): the port scan waits for resume_ports().
-    std::function<void(bool)> on_settled;
-    bool hold = false, probed = false;
+    std::function<void()> on_settled;
+    bool hold = false;
+    bool probed = false;  // a discovery probe was queued (discovery_probes())
     asio::steady_timer tick;
     std::function<void()> done;
 
@@ -653,7 +654,7 @@ struct RawScanner::Impl {
         for (std::size_t i = 0; i < hosts.size(); ++i)
             if (!hosts[i].up && hosts[i].r->status != "down") return;
         discovery = false;
-        if (on_settled) asio::post(io, [this] { on_settled(probed); });
+        if (on_settled) asio::post(io, [this] { on_settled(); });
         if (!hold) start_ports();
     }
 
@@ -783,9 +784,10 @@ struct RawScanner::Impl {
                 mark_up(h, "user-set", 0);
             else if (h.local)
                 mark_up(h, "localhost-response", 0);
-            else
+            else {
                 queue.push_back({i, kPing, 0, 0, {}});
-            probed = probed || !queue.empty();
+                probed = true;
+            }
         }
         maybe_end_discovery();
         // From the loop: the caller prints its phase lines before the first probe's trace.
@@ -812,7 +814,7 @@ common::Status RawScanner::start(std::vector<common::HostResult>& hosts,
     return impl_->start(hosts, std::move(done));
 }
 
-void RawScanner::pause_after_discovery(std::function<void(bool probed)> settled) {
+void RawScanner::pause_after_discovery(std::function<void()> settled) {
     if (impl_->opts.skip_discovery) return;
     impl_->hold = !impl_->opts.ping_only;
     impl_->on_settled = std::move(settled);

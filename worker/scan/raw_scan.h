@@ -51,10 +51,9 @@ public:
     [[nodiscard]] common::Status start(std::vector<common::HostResult>& hosts,
                                        std::function<void()> done);
     // Before start(): no port probe leaves until every host's discovery is decided; then
-    // `settled(any discovery probe sent)` runs on the io_context and the port scan waits for
-    // resume_ports() (nmap's phases; with -sn, `settled` runs before the end). No effect
-    // with -Pn.
-    void pause_after_discovery(std::function<void(bool probed)> settled);
+    // `settled` runs on the io_context and the port scan waits for resume_ports() (nmap's
+    // phases; with -sn, `settled` runs before the end). No effect with -Pn.
+    void pause_after_discovery(std::function<void()> settled);
     void resume_ports();
     // After start(): whether any host gets a discovery probe (nmap then shows a Ping Scan).
     bool discovery_probes() const;

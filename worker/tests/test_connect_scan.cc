@@ -536,9 +536,9 @@ TEST_CASE("connect scan: pause_after_discovery holds the port scan until resume_
     worker::ConnectScanner sc(io, opts, services());
     sc.set_probe_own_addresses(true);  // discovery probes go out, as without root
     int settled = 0;
-    sc.pause_after_discovery([&](bool probed) {
+    sc.pause_after_discovery([&] {
         ++settled;
-        CHECK(probed);
+        CHECK(sc.discovery_probes());
     });
     auto hosts = make_hosts({"127.0.0.81", "127.0.0.82"});
     int done = 0;
@@ -579,7 +579,7 @@ TEST_CASE("connect scan: a host that times out while parked is not touched again
     worker::ConnectScanner sc(io, opts, services());
     sc.set_probe_own_addresses(true);
     bool settled = false;
-    sc.pause_after_discovery([&](bool) { settled = true; });
+    sc.pause_after_discovery([&] { settled = true; });
     auto hosts = make_hosts({"127.0.0.83"});
     int done = 0;
     sc.start(hosts, [&] { ++done; });
@@ -608,7 +608,7 @@ TEST_CASE("connect scan: pause_after_discovery with every host down still settle
     opts.timing.max_retries = 0;
     worker::ConnectScanner sc(io, opts, services());
     int settled = 0;
-    sc.pause_after_discovery([&](bool) { ++settled; });
+    sc.pause_after_discovery([&] { ++settled; });
     auto hosts = make_hosts({"not-an-address"});  // unusable: down at once
     REQUIRE(run_scan(io, sc, hosts));
     CHECK(settled == 1);
